@@ -1,0 +1,403 @@
+//! The job configuration shared by the finder and the workers.
+//!
+//! Every setting can come from a TOML file (`--config job.toml`), from
+//! environment variables and from flags; a flag wins over the environment,
+//! which wins over the file, which wins over the defaults below. Unknown keys
+//! in the file are errors. Secrets (access keys) come from the file or the
+//! `FERRY_SRC_*` / `FERRY_DEST_*` environment variables, never from flags.
+//! [`JobConfig::build`] validates everything and returns the runtime settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::diff::CompareMode;
+use crate::location::Location;
+use crate::store::vendor::Vendor;
+use crate::store::{LocalStore, ObjectStore, PutOptions, S3Credentials, S3Store, S3StoreConfig};
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+/// One side (source or destination).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SideConfig {
+    /// `s3://bucket/prefix`, `file:///dir` or a path. Required.
+    pub url: Option<String>,
+    /// Vendor preset (`aws`, `aliyun-oss`, …). Default `aws`, or `custom` when an endpoint is given.
+    pub vendor: Option<Vendor>,
+    /// Endpoint URL; overrides the preset.
+    pub endpoint: Option<String>,
+    /// Region (signing region; forms the endpoint for presets).
+    pub region: Option<String>,
+    /// Named profile of the shared AWS config files.
+    pub profile: Option<String>,
+    /// Path-style addressing; default from the preset.
+    pub path_style: Option<bool>,
+    /// Unsigned requests. Default false.
+    pub anonymous: bool,
+    /// Send `x-amz-request-payer: requester`. Default false.
+    pub requester_pays: bool,
+    /// Static access key id (or env `FERRY_SRC_ACCESS_KEY_ID` / `FERRY_DEST_ACCESS_KEY_ID`).
+    pub access_key_id: Option<Secret>,
+    /// Static secret key (or env `FERRY_SRC_SECRET_ACCESS_KEY` / `FERRY_DEST_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<Secret>,
+    /// Session token for temporary keys (or env `FERRY_SRC_SESSION_TOKEN` / `FERRY_DEST_SESSION_TOKEN`).
+    pub session_token: Option<Secret>,
+    /// Destination only: storage class, e.g. `STANDARD_IA`.
+    pub storage_class: Option<String>,
+    /// Destination only: canned ACL, e.g. `bucket-owner-full-control`.
+    pub acl: Option<String>,
+    /// Destination only: server-side encryption, `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// Destination only: KMS key id for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+}
+
+/// Transfer engine settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Objects larger than this use multipart upload. Default 8 MiB.
+    pub multipart_threshold: ByteSize,
+    /// Part size; grown automatically so no object needs more than 10,000
+    /// parts, and kept within 5 MiB..5 GiB. Default 8 MiB.
+    pub part_size: ByteSize,
+    /// Parts of one object in flight at once. Default 8.
+    pub concurrency: usize,
+    /// Budget of bytes held in memory by all transfers of a process. Default 256 MiB.
+    /// Raised to one part size when smaller.
+    pub max_in_flight: ByteSize,
+    /// Objects transferred at once by a process (`--workers`). Default 8.
+    pub workers: usize,
+    /// Tries of one store call when it fails with a retryable error. Default 5.
+    pub retries: u32,
+    /// Deliveries of a job before it is parked as dead. Default 5.
+    pub max_receives: u32,
+    /// Lease on a job and an object, extended while the job runs. Default 60 s.
+    #[serde(with = "humantime_serde_compat")]
+    pub lease: Duration,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            multipart_threshold: ByteSize::mib(8),
+            part_size: ByteSize::mib(8),
+            concurrency: 8,
+            max_in_flight: ByteSize::mib(256),
+            workers: 8,
+            retries: 5,
+            max_receives: 5,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like 60s or 5m: {e}")))
+    }
+}
+
+/// The whole job file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobConfig {
+    /// Where objects come from.
+    pub source: SideConfig,
+    /// Where they go.
+    pub destination: SideConfig,
+    /// How existing destination objects are compared. Default `size-etag`.
+    pub compare: CompareMode,
+    /// Globs a relative key must match (any). Default: all keys.
+    pub include: Vec<String>,
+    /// Globs that exclude a relative key.
+    pub exclude: Vec<String>,
+    /// A file with one source prefix per line (relative to the source URL's prefix).
+    pub prefix_list: Option<PathBuf>,
+    /// The embedded state file. Default: one per source/destination pair under
+    /// `$XDG_STATE_HOME/ferry` (or `~/.local/state/ferry`).
+    pub state: Option<PathBuf>,
+    /// Engine settings.
+    pub transfer: TransferConfig,
+}
+
+/// A configuration error: names the setting and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// The setting, as a flag or file key.
+    pub setting: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn cfg_err(setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.into(), message: message.into() }
+}
+
+/// A side, validated.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The parsed location.
+    pub location: Location,
+    /// S3 settings, for S3 locations.
+    pub s3: Option<S3StoreConfig>,
+}
+
+impl Side {
+    /// The key prefix inside the store (empty for local directories).
+    pub fn prefix(&self) -> &str {
+        match &self.location {
+            Location::S3 { prefix, .. } => prefix,
+            Location::Local { .. } => "",
+        }
+    }
+
+    /// The bucket (or directory) name used in state records.
+    pub fn bucket(&self) -> String {
+        match &self.location {
+            Location::S3 { bucket, .. } => bucket.clone(),
+            Location::Local { dir } => dir.display().to_string(),
+        }
+    }
+
+    /// Opens the store.
+    pub async fn open(&self) -> Arc<dyn ObjectStore> {
+        match (&self.location, &self.s3) {
+            (Location::S3 { .. }, Some(cfg)) => Arc::new(S3Store::new(cfg.clone()).await),
+            (Location::Local { dir }, _) => Arc::new(LocalStore::new(dir.clone())),
+            (Location::S3 { bucket, .. }, None) => {
+                Arc::new(S3Store::new(S3StoreConfig { bucket: bucket.clone(), ..Default::default() }).await)
+            }
+        }
+    }
+}
+
+/// The validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Source.
+    pub source: Side,
+    /// Destination.
+    pub destination: Side,
+    /// How the destination is written.
+    pub put: PutOptions,
+    /// The file as given.
+    pub raw: JobConfig,
+    /// The embedded state file.
+    pub state_path: PathBuf,
+}
+
+impl SideConfig {
+    fn build(&self, which: &str, env_prefix: &str) -> Result<Side, ConfigError> {
+        let flag = |name: &str| format!("--{which}-{name}");
+        let url = self.url.as_deref().ok_or_else(|| cfg_err(if which == "src" { "SRC" } else { "DEST" }, "is required"))?;
+        let location = Location::parse(url).map_err(|m| cfg_err(if which == "src" { "SRC" } else { "DEST" }, m))?;
+        let s3 = match &location {
+            Location::Local { .. } => {
+                if self.endpoint.is_some() || self.vendor.is_some() {
+                    return Err(cfg_err(flag("endpoint"), format!("{url} is a local directory; endpoint and vendor apply to s3:// locations")));
+                }
+                None
+            }
+            Location::S3 { bucket, .. } => {
+                let vendor = self.vendor.unwrap_or(if self.endpoint.is_some() { Vendor::Custom } else { Vendor::Aws });
+                let region = self.region.clone().or_else(|| vendor.default_region().map(str::to_string));
+                let endpoint = match (&self.endpoint, vendor) {
+                    (Some(ep), _) => Some(ep.clone()),
+                    (None, v) if v.needs_endpoint() => {
+                        return Err(cfg_err(flag("endpoint"), format!("vendor {v} needs an endpoint URL, e.g. --{which}-endpoint https://HOST:PORT")))
+                    }
+                    (None, v) => match (&region, v.needs_region()) {
+                        (None, true) => {
+                            return Err(cfg_err(flag("region"), format!("vendor {v} needs a region to form its endpoint, e.g. --{which}-region cn-hangzhou")))
+                        }
+                        (Some(r), _) => v.endpoint(r),
+                        (None, false) => v.endpoint(""),
+                    },
+                };
+                if let Some(ep) = &endpoint {
+                    if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                        return Err(cfg_err(flag("endpoint"), format!("{ep:?} is not a URL; write it as https://HOST[:PORT]")));
+                    }
+                }
+                let env = |n: &str| std::env::var(format!("{env_prefix}_{n}")).ok().filter(|v| !v.is_empty());
+                let ak = self.access_key_id.as_ref().map(|s| s.0.clone()).or_else(|| env("ACCESS_KEY_ID"));
+                let sk = self.secret_access_key.as_ref().map(|s| s.0.clone()).or_else(|| env("SECRET_ACCESS_KEY"));
+                let token = self.session_token.as_ref().map(|s| s.0.clone()).or_else(|| env("SESSION_TOKEN"));
+                let credentials = match (self.anonymous, &self.profile, ak, sk) {
+                    (true, Some(_), _, _) => {
+                        return Err(cfg_err(flag("anonymous"), format!("cannot be combined with --{which}-profile")))
+                    }
+                    (true, _, _, _) => S3Credentials::Anonymous,
+                    (false, _, Some(access_key_id), Some(secret_access_key)) => {
+                        S3Credentials::Static { access_key_id, secret_access_key, session_token: token }
+                    }
+                    (false, _, Some(_), None) | (false, _, None, Some(_)) => {
+                        return Err(cfg_err(
+                            format!("{env_prefix}_ACCESS_KEY_ID / {env_prefix}_SECRET_ACCESS_KEY"),
+                            "give both the access key id and the secret access key, or neither",
+                        ))
+                    }
+                    (false, Some(p), None, None) => S3Credentials::Profile(p.clone()),
+                    (false, None, None, None) => S3Credentials::Default,
+                };
+                Some(S3StoreConfig {
+                    bucket: bucket.clone(),
+                    endpoint,
+                    region,
+                    path_style: self.path_style.unwrap_or(vendor.path_style()),
+                    credentials,
+                    requester_pays: self.requester_pays,
+                })
+            }
+        };
+        Ok(Side { location, s3 })
+    }
+}
+
+/// Where the state file of a source/destination pair lives by default.
+pub fn default_state_path(src: &str, dest: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let digest = crate::etag::md5(format!("{src}\n{dest}").as_bytes());
+    base.join("ferry").join(format!("{}.sqlite", &hex::encode(digest)[..16]))
+}
+
+impl JobConfig {
+    /// Reads a TOML job file.
+    pub fn from_file(path: &Path) -> Result<toml::Table, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| cfg_err(format!("--config {}", path.display()), e.to_string()))?;
+        text.parse::<toml::Table>().map_err(|e| cfg_err(format!("--config {}", path.display()), e.to_string()))
+    }
+
+    /// Builds a config from a file table with overrides applied on top (deep merge).
+    pub fn from_layers(file: toml::Table, overrides: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        let mut merged = file;
+        merge(&mut merged, overrides);
+        toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| cfg_err(origin, e.message().to_string()))
+    }
+
+    /// Validates the configuration and resolves defaults.
+    pub fn build(&self) -> Result<Job, ConfigError> {
+        let source = self.source.build("src", "FERRY_SRC")?;
+        let destination = self.destination.build("dest", "FERRY_DEST")?;
+        let t = &self.transfer;
+        if t.concurrency == 0 {
+            return Err(cfg_err("--concurrency", "must be at least 1"));
+        }
+        if t.part_size.as_u64() < 5 * 1024 * 1024 || t.part_size.as_u64() > 5 * 1024 * 1024 * 1024 {
+            return Err(cfg_err("--part-size", format!("{} is outside S3's limits of 5 MiB to 5 GiB", t.part_size)));
+        }
+        if t.multipart_threshold.as_u64() > 5 * 1024 * 1024 * 1024 {
+            return Err(cfg_err("--multipart-threshold", "a single PUT is limited to 5 GiB; use a smaller threshold"));
+        }
+        if t.max_in_flight.as_u64() < 1024 * 1024 {
+            return Err(cfg_err("--max-in-flight", "must be at least 1 MiB"));
+        }
+        if let (Some(sse), None) = (&self.destination.sse, &self.destination.sse_kms_key_id) {
+            if sse != "AES256" && sse != "aws:kms" {
+                return Err(cfg_err("--dest-sse", format!("{sse:?}: expected AES256 or aws:kms")));
+            }
+        }
+        if self.destination.sse_kms_key_id.is_some() && self.destination.sse.as_deref() != Some("aws:kms") {
+            return Err(cfg_err("--dest-sse-kms-key-id", "needs --dest-sse aws:kms"));
+        }
+        crate::filter::KeyFilter::new(&self.include, &self.exclude).map_err(|m| cfg_err("--include/--exclude", m))?;
+        let put = PutOptions {
+            attributes: Default::default(),
+            storage_class: self.destination.storage_class.clone(),
+            acl: self.destination.acl.clone(),
+            sse: self.destination.sse.clone(),
+            sse_kms_key_id: self.destination.sse_kms_key_id.clone(),
+        };
+        let state_path = self.state.clone().unwrap_or_else(|| {
+            default_state_path(self.source.url.as_deref().unwrap_or(""), self.destination.url.as_deref().unwrap_or(""))
+        });
+        Ok(Job { source, destination, put, raw: self.clone(), state_path })
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_and_validation() {
+        let file: toml::Table = r#"
+            compare = "size"
+            [source]
+            url = "s3://src-bucket/p/"
+            vendor = "aliyun-oss"
+            region = "cn-hangzhou"
+            [destination]
+            url = "/tmp/x"
+            [transfer]
+            part_size = "16 MiB"
+            lease = "2m"
+        "#
+        .parse()
+        .unwrap();
+        let over: toml::Table = "[transfer]\nworkers = 3\n".parse().unwrap();
+        let cfg = JobConfig::from_layers(file, over, "test").unwrap();
+        assert_eq!(cfg.transfer.workers, 3);
+        assert_eq!(cfg.transfer.part_size, ByteSize::mib(16));
+        assert_eq!(cfg.transfer.lease, Duration::from_secs(120));
+        let job = cfg.build().unwrap();
+        let s3 = job.source.s3.unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("https://oss-cn-hangzhou.aliyuncs.com"));
+        assert!(!s3.path_style);
+
+        let bad: toml::Table = "[source]\nurl='x'\nendpont='y'\n".parse().unwrap();
+        let e = JobConfig::from_layers(bad, toml::Table::new(), "job.toml").unwrap_err();
+        assert!(e.to_string().contains("endpont"), "{e}");
+
+        let mut cfg = JobConfig::default();
+        cfg.source.url = Some("s3://bkt".into());
+        cfg.source.vendor = Some(Vendor::AliyunOss);
+        cfg.destination.url = Some("/tmp/d".into());
+        assert!(cfg.build().unwrap_err().to_string().contains("--src-region"));
+    }
+
+    #[test]
+    fn secrets_are_not_debug_printed() {
+        let mut s = SideConfig::default();
+        s.secret_access_key = Some(Secret("TOPSECRET".into()));
+        assert!(!format!("{s:?}").contains("TOPSECRET"));
+    }
+}

@@ -1,0 +1,108 @@
+//! The job message (version 1), the unit of work on every queue.
+//!
+//! ```json
+//! {"v":1,"op":"copy","run":"2026-11-21T10:00:00Z#a1b2",
+//!  "src":{"key":"photos/a b+c.jpg","size":5242880,"etag":"\"9b2c…\"","version":null},
+//!  "dest":{"key":"backup/photos/a b+c.jpg"}}
+//! ```
+//!
+//! Buckets and endpoints come from the job configuration that finder and
+//! workers share, never from the message. Messages are built with serde only.
+
+use serde::{Deserialize, Serialize};
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Copy the source object to the destination key.
+    Copy,
+    /// Delete the destination key.
+    Delete,
+}
+
+/// The source object as discovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrcRef {
+    /// Source key.
+    pub key: String,
+    /// Size in bytes at discovery.
+    pub size: u64,
+    /// ETag at discovery; reads are pinned to it.
+    pub etag: Option<String>,
+    /// Version id, if the source is versioned.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// The destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestRef {
+    /// Destination key.
+    pub key: String,
+}
+
+/// A job message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Format version, 1.
+    pub v: u32,
+    /// Operation.
+    pub op: Op,
+    /// Run id of the finder run that queued it.
+    pub run: String,
+    /// Source.
+    pub src: SrcRef,
+    /// Destination.
+    pub dest: DestRef,
+}
+
+/// Why a message is not a job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobParseError {
+    /// Not JSON of the job shape.
+    #[error("not a ferry job message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A version this build does not know.
+    #[error("job message version {0} is not supported (this build reads version 1)")]
+    Version(u32),
+}
+
+impl Job {
+    /// A copy job.
+    pub fn copy(run: &str, src: SrcRef, dest_key: String) -> Self {
+        Job { v: 1, op: Op::Copy, run: run.into(), src, dest: DestRef { key: dest_key } }
+    }
+
+    /// The JSON body.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a job always serializes")
+    }
+
+    /// Parses a body.
+    pub fn parse(body: &str) -> Result<Self, JobParseError> {
+        let job: Job = serde_json::from_str(body)?;
+        if job.v != 1 {
+            return Err(JobParseError::Version(job.v));
+        }
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_design_example() {
+        let body = r#"{"v":1,"op":"copy","run":"2026-11-21T10:00:00Z#a1b2",
+ "src":{"key":"photos/2024/a b+c.jpg","size":5242880,"etag":"\"9b2cf535f27731c974343645a3985328\"","version":null},
+ "dest":{"key":"backup/photos/2024/a b+c.jpg"}}"#;
+        let job = Job::parse(body).unwrap();
+        assert_eq!(job.src.key, "photos/2024/a b+c.jpg");
+        assert_eq!(job.op, Op::Copy);
+        assert_eq!(Job::parse(&job.to_body()).unwrap(), job);
+        assert!(matches!(Job::parse(r#"{"v":2,"op":"copy","run":"r","src":{"key":"k","size":1,"etag":null},"dest":{"key":"k"}}"#), Err(JobParseError::Version(2))));
+        assert!(Job::parse("{}").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! The job queue seam.
+//!
+//! A [`JobQueue`] holds job messages (see [`crate::job`]) until a worker
+//! acknowledges them. A received message is hidden for a lease; a message that
+//! is not acknowledged before its lease ends is delivered again, and after a
+//! configured number of deliveries it is parked as dead (the dead-letter queue)
+//! with its last error. Backends: [`EmbeddedQueue`] (SQLite).
+
+mod embedded;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedQueue;
+
+use crate::db::DbError;
+
+/// Errors of a queue call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The embedded database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The message's lease was lost: it was delivered to someone else or acknowledged.
+    #[error("queue {queue}: the lease on message {receipt} was lost (delivered again elsewhere)")]
+    LeaseLost {
+        /// Queue description.
+        queue: String,
+        /// The receipt.
+        receipt: String,
+    },
+    /// A receipt that this queue did not hand out.
+    #[error("queue {queue}: malformed receipt {receipt:?}")]
+    BadReceipt {
+        /// Queue description.
+        queue: String,
+        /// The receipt.
+        receipt: String,
+    },
+}
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Opaque handle for [`JobQueue::ack`], [`JobQueue::nack`] and [`JobQueue::extend`].
+    pub receipt: String,
+    /// A stable id of the message, for logs.
+    pub id: String,
+    /// The body.
+    pub body: String,
+    /// How many times it has been delivered, this delivery included.
+    pub receives: u32,
+}
+
+/// Message counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Visible now.
+    pub ready: u64,
+    /// Hidden: leased to a worker or delayed after a failure.
+    pub in_flight: u64,
+    /// Parked as dead.
+    pub dead: u64,
+}
+
+impl QueueStats {
+    /// Messages that will still be delivered.
+    pub fn live(&self) -> u64 {
+        self.ready + self.in_flight
+    }
+}
+
+/// A queue of job messages.
+#[async_trait]
+pub trait JobQueue: Send + Sync + Debug {
+    /// A short description for messages.
+    fn describe(&self) -> String;
+
+    /// The most messages one [`send_batch`](Self::send_batch) accepts.
+    fn max_batch(&self) -> usize;
+
+    /// Enqueues messages. The outer error means nothing is known to be sent;
+    /// otherwise each entry reports its own outcome and the caller retries
+    /// the failed ones.
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), String>>, QueueError>;
+
+    /// Receives up to `max` messages, waiting up to `wait` for the first one.
+    /// Each is hidden from other receivers for `lease`.
+    async fn receive(&self, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Message>, QueueError>;
+
+    /// Extends a message's lease to `lease` from now.
+    async fn extend(&self, receipt: &str, lease: Duration) -> Result<(), QueueError>;
+
+    /// Deletes a message after its work is durably done. A receipt whose lease
+    /// was lost is [`QueueError::LeaseLost`] and the message stays.
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+
+    /// Gives a message back, visible again after `delay`, recording `error`.
+    async fn nack(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), QueueError>;
+
+    /// Current counts.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+}
+
+/// Conveniences over any [`JobQueue`].
+#[async_trait]
+pub trait JobQueueExt: JobQueue {
+    /// Sends every body, in batches of [`max_batch`](JobQueue::max_batch),
+    /// retrying failed entries with backoff; fails only when an entry still
+    /// fails after `attempts` tries, naming the first error.
+    async fn send_all(&self, bodies: Vec<String>, attempts: u32) -> Result<(), String> {
+        let mut pending = bodies;
+        let mut backoff = crate::retry::Backoff::new(crate::retry::BackoffConfig::default());
+        for attempt in 1..=attempts.max(1) {
+            let mut failed = Vec::new();
+            let mut last = String::new();
+            for chunk in pending.chunks(self.max_batch().max(1)) {
+                match self.send_batch(chunk).await {
+                    Ok(results) => {
+                        for (body, r) in chunk.iter().zip(results) {
+                            if let Err(e) = r {
+                                last = e;
+                                failed.push(body.clone());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        failed.extend(chunk.iter().cloned());
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if attempt == attempts.max(1) {
+                return Err(format!("{}: {} message(s) could not be queued: {last}", self.describe(), failed.len()));
+            }
+            tracing::warn!(count = failed.len(), error = %last, "Retrying messages the queue refused.");
+            tokio::time::sleep(backoff.next_delay()).await;
+            pending = failed;
+        }
+        Ok(())
+    }
+}
+
+impl<T: JobQueue + ?Sized> JobQueueExt for T {}

@@ -1,0 +1,298 @@
+//! [`EmbeddedStateStore`]: object records and run counters in the embedded
+//! SQLite file. Claims run in an immediate transaction (read the holder, then
+//! write), every later write is conditional on `worker = me`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::{Claim, ObjectRecord, Outcome, RecordKey, RunCounters, StateError, StateStore, Status, UploadRecord};
+use crate::db::{owner_is_dead, Db};
+use crate::now_millis;
+use crate::store::PartInfo;
+
+/// The embedded state store. Clones share the file.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStateStore {
+    db: Db,
+}
+
+impl EmbeddedStateStore {
+    /// A store in `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at";
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
+    let upload_id: Option<String> = r.get(6)?;
+    let src_etag: Option<String> = r.get(4)?;
+    let upload = upload_id.map(|upload_id| -> rusqlite::Result<UploadRecord> {
+        Ok(UploadRecord {
+            upload_id,
+            part_size: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64,
+            src_etag: src_etag.clone(),
+            src_size: r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
+        })
+    });
+    Ok(ObjectRecord {
+        key: RecordKey { bucket: r.get(0)?, key: r.get(1)? },
+        status: Status::parse(&r.get::<_, String>(2)?).unwrap_or(Status::Failed),
+        run: r.get(3)?,
+        upload: upload.transpose()?,
+        src_etag,
+        parts: Vec::new(),
+        attempts: r.get::<_, i64>(8)? as u32,
+        worker: r.get(9)?,
+        lease_until: r.get(10)?,
+        dest_etag: r.get(11)?,
+        last_error: r.get(12)?,
+        updated_at: r.get(13)?,
+    })
+}
+
+fn load(c: &rusqlite::Connection, key: &RecordKey) -> rusqlite::Result<Option<ObjectRecord>> {
+    let rec = c
+        .query_row(&format!("SELECT {COLS} FROM objects WHERE bucket=?1 AND key=?2"), params![key.bucket, key.key], row_to_record)
+        .optional()?;
+    let Some(mut rec) = rec else { return Ok(None) };
+    if let Some(up) = &rec.upload {
+        let mut st = c.prepare(
+            "SELECT number, etag, size FROM parts WHERE bucket=?1 AND key=?2 AND upload_id=?3 ORDER BY number",
+        )?;
+        rec.parts = st
+            .query_map(params![key.bucket, key.key, up.upload_id], |r| {
+                Ok(PartInfo { number: r.get::<_, i64>(0)? as u32, etag: r.get(1)?, size: r.get::<_, i64>(2)? as u64 })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(Some(rec))
+}
+
+impl EmbeddedStateStore {
+    /// Runs a write that must be made while `worker` holds the lease.
+    async fn owned<F>(&self, key: &RecordKey, worker: &str, f: F) -> Result<(), StateError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let (k, w) = (key.clone(), worker.to_string());
+        let holder = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let holder: Option<Option<String>> = tx
+                    .query_row("SELECT worker FROM objects WHERE bucket=?1 AND key=?2", params![k.bucket, k.key], |r| r.get(0))
+                    .optional()?;
+                match holder {
+                    Some(Some(h)) if h == w => {
+                        f(&tx)?;
+                        tx.commit()?;
+                        Ok(None)
+                    }
+                    other => Ok(Some(other.flatten().unwrap_or_else(|| "nobody".into()))),
+                }
+            })
+            .await?;
+        match holder {
+            None => Ok(()),
+            Some(holder) => Err(StateError::LeaseLost { bucket: key.bucket.clone(), key: key.key.clone(), holder }),
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for EmbeddedStateStore {
+    async fn claim(&self, key: &RecordKey, worker: &str, run: &str, lease: Duration) -> Result<Claim, StateError> {
+        let (k, w, run) = (key.clone(), worker.to_string(), run.to_string());
+        let lease_ms = lease.as_millis() as i64;
+        Ok(self
+            .db
+            .call(move |c| {
+                let now = now_millis();
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let before = load(&tx, &k)?;
+                if let Some(rec) = &before {
+                    if let (Some(h), Some(until)) = (&rec.worker, rec.lease_until) {
+                        if h != &w && until > now && !owner_is_dead(h) {
+                            return Ok(Claim::Busy { worker: h.clone(), until });
+                        }
+                    }
+                }
+                tx.execute(
+                    "INSERT INTO objects(bucket, key, status, run, worker, lease_until, created_at, updated_at) \
+                     VALUES (?1, ?2, 'in_progress', ?3, ?4, ?5, ?6, ?6) \
+                     ON CONFLICT(bucket, key) DO UPDATE SET run=?3, worker=?4, lease_until=?5, updated_at=?6",
+                    params![k.bucket, k.key, run, w, now + lease_ms, now],
+                )?;
+                tx.commit()?;
+                let rec = before.unwrap_or(ObjectRecord {
+                    key: k,
+                    status: Status::InProgress,
+                    run: Some(run),
+                    upload: None,
+                    src_etag: None,
+                    parts: vec![],
+                    attempts: 0,
+                    worker: None,
+                    lease_until: None,
+                    dest_etag: None,
+                    last_error: None,
+                    updated_at: now,
+                });
+                Ok(Claim::Acquired(Box::new(rec)))
+            })
+            .await?)
+    }
+
+    async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError> {
+        let k = key.clone();
+        let until = now_millis() + lease.as_millis() as i64;
+        self.owned(key, worker, move |tx| {
+            tx.execute("UPDATE objects SET lease_until=?1 WHERE bucket=?2 AND key=?3", params![until, k.bucket, k.key])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn begin_upload(&self, key: &RecordKey, worker: &str, upload: &UploadRecord) -> Result<(), StateError> {
+        let (k, u) = (key.clone(), upload.clone());
+        self.owned(key, worker, move |tx| {
+            tx.execute("DELETE FROM parts WHERE bucket=?1 AND key=?2", params![k.bucket, k.key])?;
+            tx.execute(
+                "UPDATE objects SET status='in_progress', upload_id=?1, part_size=?2, src_etag=?3, src_size=?4, updated_at=?5 \
+                 WHERE bucket=?6 AND key=?7",
+                params![u.upload_id, u.part_size as i64, u.src_etag, u.src_size as i64, now_millis(), k.bucket, k.key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn part_done(&self, key: &RecordKey, worker: &str, upload_id: &str, part: &PartInfo) -> Result<(), StateError> {
+        let (k, id, p) = (key.clone(), upload_id.to_string(), part.clone());
+        self.owned(key, worker, move |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO parts(bucket, key, upload_id, number, etag, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![k.bucket, k.key, id, p.number as i64, p.etag, p.size as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_upload(&self, key: &RecordKey, worker: &str) -> Result<(), StateError> {
+        let k = key.clone();
+        self.owned(key, worker, move |tx| {
+            tx.execute("DELETE FROM parts WHERE bucket=?1 AND key=?2", params![k.bucket, k.key])?;
+            tx.execute(
+                "UPDATE objects SET upload_id=NULL, part_size=NULL, updated_at=?1 WHERE bucket=?2 AND key=?3",
+                params![now_millis(), k.bucket, k.key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish(&self, key: &RecordKey, worker: &str, outcome: &Outcome) -> Result<(), StateError> {
+        let (k, o) = (key.clone(), outcome.clone());
+        self.owned(key, worker, move |tx| {
+            let fin = o.status != Status::Failed;
+            if fin {
+                tx.execute("DELETE FROM parts WHERE bucket=?1 AND key=?2", params![k.bucket, k.key])?;
+            }
+            tx.execute(
+                "UPDATE objects SET status=?1, src_etag=COALESCE(?2, src_etag), dest_etag=?3, last_error=?4, \
+                 worker=NULL, lease_until=NULL, updated_at=?5, \
+                 upload_id=CASE WHEN ?6 THEN NULL ELSE upload_id END, \
+                 attempts=CASE WHEN ?6 THEN 0 ELSE attempts + 1 END \
+                 WHERE bucket=?7 AND key=?8",
+                params![o.status.as_str(), o.src_etag, o.dest_etag, o.error, now_millis(), fin, k.bucket, k.key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError> {
+        let (k, e) = (key.clone(), error.map(str::to_string));
+        self.owned(key, worker, move |tx| {
+            tx.execute(
+                "UPDATE objects SET worker=NULL, lease_until=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
+                 updated_at=?3 WHERE bucket=?4 AND key=?5",
+                params![e.is_some() as i64, e, now_millis(), k.bucket, k.key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, key: &RecordKey) -> Result<Option<ObjectRecord>, StateError> {
+        let k = key.clone();
+        Ok(self.db.call(move |c| load(c, &k)).await?)
+    }
+
+    async fn run_add(&self, run: &str, d: RunCounters) -> Result<(), StateError> {
+        let run = run.to_string();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO runs(id, started_at, found, enqueued, identical, done, failed, bytes) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET \
+                     found=found+?3, enqueued=enqueued+?4, identical=identical+?5, done=done+?6, failed=failed+?7, bytes=bytes+?8",
+                    params![
+                        run,
+                        now_millis(),
+                        d.found as i64,
+                        d.enqueued as i64,
+                        d.identical as i64,
+                        d.done as i64,
+                        d.failed as i64,
+                        d.bytes as i64
+                    ],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn run_get(&self, run: &str) -> Result<Option<RunCounters>, StateError> {
+        let run = run.to_string();
+        Ok(self
+            .db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT found, enqueued, identical, done, failed, bytes FROM runs WHERE id=?1",
+                    [run],
+                    |r| {
+                        Ok(RunCounters {
+                            found: r.get::<_, i64>(0)? as u64,
+                            enqueued: r.get::<_, i64>(1)? as u64,
+                            identical: r.get::<_, i64>(2)? as u64,
+                            done: r.get::<_, i64>(3)? as u64,
+                            failed: r.get::<_, i64>(4)? as u64,
+                            bytes: r.get::<_, i64>(5)? as u64,
+                        })
+                    },
+                )
+                .optional()
+            })
+            .await?)
+    }
+
+    async fn run_objects(&self, run: &str, status: Status, limit: usize) -> Result<Vec<ObjectRecord>, StateError> {
+        let run = run.to_string();
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut st = c.prepare(&format!(
+                    "SELECT {COLS} FROM objects WHERE run=?1 AND status=?2 ORDER BY bucket, key LIMIT ?3"
+                ))?;
+                let rows = st.query_map(params![run, status.as_str(), limit as i64], row_to_record)?;
+                rows.collect()
+            })
+            .await?)
+    }
+}

@@ -1,0 +1,219 @@
+//! The state store seam: one record per destination object, and per-run counters.
+//!
+//! A worker claims an object's lease before touching it, so two workers never
+//! transfer the same object at once; a lease that lapses (or whose holder is a
+//! dead process on this host) can be taken over. The record keeps what resume
+//! needs — upload id, part size, source ETag and size, and the parts done with
+//! their ETags — and every write after the claim is conditional on still
+//! holding the lease. Backends: [`EmbeddedStateStore`] (SQLite).
+
+mod embedded;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use embedded::EmbeddedStateStore;
+
+use crate::db::DbError;
+use crate::store::PartInfo;
+
+/// Errors of a state store call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The embedded database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Another worker holds the lease now.
+    #[error("the lease on {bucket}/{key} is held by {holder}")]
+    LeaseLost {
+        /// Destination bucket.
+        bucket: String,
+        /// Destination key.
+        key: String,
+        /// Who holds it now.
+        holder: String,
+    },
+}
+
+/// Identifies a destination object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecordKey {
+    /// Destination bucket (or directory).
+    pub bucket: String,
+    /// Destination key.
+    pub key: String,
+}
+
+/// Where an object stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Claimed, being transferred.
+    InProgress,
+    /// Complete and verified.
+    Done,
+    /// Given up after retries; `last_error` says why.
+    Failed,
+    /// The source disappeared; nothing was written.
+    SourceGone,
+    /// Deleted at the destination (delete sync).
+    Deleted,
+}
+
+impl Status {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "in_progress",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::SourceGone => "source_gone",
+            Status::Deleted => "deleted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "in_progress" => Status::InProgress,
+            "done" => Status::Done,
+            "failed" => Status::Failed,
+            "source_gone" => Status::SourceGone,
+            "deleted" => Status::Deleted,
+            _ => return None,
+        })
+    }
+}
+
+/// An unfinished multipart upload as recorded for resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Upload id at the destination.
+    pub upload_id: String,
+    /// Part size in bytes.
+    pub part_size: u64,
+    /// Source ETag the parts were read from.
+    pub src_etag: Option<String>,
+    /// Source size.
+    pub src_size: u64,
+}
+
+/// The record of one destination object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// Which object.
+    pub key: RecordKey,
+    /// Where it stands.
+    pub status: Status,
+    /// Run that last touched it.
+    pub run: Option<String>,
+    /// The recorded upload, if one is in progress.
+    pub upload: Option<UploadRecord>,
+    /// Source ETag of the last completed transfer.
+    pub src_etag: Option<String>,
+    /// Parts done for the recorded upload, ascending.
+    pub parts: Vec<PartInfo>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Lease holder.
+    pub worker: Option<String>,
+    /// Lease end, ms since the epoch.
+    pub lease_until: Option<i64>,
+    /// Destination ETag after completion.
+    pub dest_etag: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Last update, ms since the epoch.
+    pub updated_at: i64,
+}
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The lease is ours; the record as it was before the claim.
+    Acquired(Box<ObjectRecord>),
+    /// Someone else holds a live lease until `until` (ms since the epoch).
+    Busy {
+        /// Holder.
+        worker: String,
+        /// Lease end.
+        until: i64,
+    },
+}
+
+/// How a job ended, for [`StateStore::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Final status.
+    pub status: Status,
+    /// Source ETag that was copied.
+    pub src_etag: Option<String>,
+    /// Destination ETag after completion.
+    pub dest_etag: Option<String>,
+    /// Error text for failures.
+    pub error: Option<String>,
+}
+
+/// Counters of one run; deltas are added atomically.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    /// Source objects found.
+    pub found: u64,
+    /// Jobs enqueued.
+    pub enqueued: u64,
+    /// Objects already identical.
+    pub identical: u64,
+    /// Objects transferred (or deleted).
+    pub done: u64,
+    /// Objects given up.
+    pub failed: u64,
+    /// Bytes transferred.
+    pub bytes: u64,
+}
+
+/// Per-object records and per-run counters.
+#[async_trait]
+pub trait StateStore: Send + Sync + Debug {
+    /// Claims the lease on `key` for `worker` for `lease`, unless another worker
+    /// holds a live one. Taking over a lapsed lease keeps the record (and its
+    /// upload) for resume.
+    async fn claim(&self, key: &RecordKey, worker: &str, run: &str, lease: Duration) -> Result<Claim, StateError>;
+
+    /// Extends our lease; [`StateError::LeaseLost`] if it is no longer ours.
+    async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError>;
+
+    /// Records a new multipart upload (forgetting the parts of any earlier one).
+    async fn begin_upload(&self, key: &RecordKey, worker: &str, upload: &UploadRecord) -> Result<(), StateError>;
+
+    /// Records one finished part of the recorded upload.
+    async fn part_done(&self, key: &RecordKey, worker: &str, upload_id: &str, part: &PartInfo) -> Result<(), StateError>;
+
+    /// Forgets the recorded upload and its parts (after an abort).
+    async fn clear_upload(&self, key: &RecordKey, worker: &str) -> Result<(), StateError>;
+
+    /// Records the end of a job and releases the lease. A final status clears
+    /// the recorded upload.
+    async fn finish(&self, key: &RecordKey, worker: &str, outcome: &Outcome) -> Result<(), StateError>;
+
+    /// Releases the lease after a failed attempt, keeping the upload for
+    /// resume, adding one attempt and recording `error`.
+    async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError>;
+
+    /// The record of an object.
+    async fn get(&self, key: &RecordKey) -> Result<Option<ObjectRecord>, StateError>;
+
+    /// Adds `delta` to a run's counters, creating the run if needed.
+    async fn run_add(&self, run: &str, delta: RunCounters) -> Result<(), StateError>;
+
+    /// A run's counters.
+    async fn run_get(&self, run: &str) -> Result<Option<RunCounters>, StateError>;
+
+    /// Objects of a run with the given status (first `limit`).
+    async fn run_objects(&self, run: &str, status: Status, limit: usize) -> Result<Vec<ObjectRecord>, StateError>;
+}

@@ -1,0 +1,483 @@
+//! A directory as an object store.
+//!
+//! A key maps to a path by splitting it on `/`; every segment must be a valid,
+//! non-empty file name, so keys that would escape the root (`..`), absolute
+//! keys, empty segments (`a//b`, directory markers `a/`) and NUL bytes are
+//! refused with [`StoreError::InvalidKey`].
+//!
+//! Listing walks the tree depth first and, in each directory, visits entries
+//! sorted by their key bytes with a `/` appended to directory names. Every key
+//! below directory `d` starts with `d/`, so this yields exactly S3's byte order
+//! (`a-b` < `a/b` < `a0`) while holding one directory's entries per level.
+//!
+//! Writes never expose a partial file: a PUT writes a temporary file under
+//! `<root>/.ferry-uploads/`, syncs it and renames it into place. Multipart
+//! uploads keep one file per part under `<root>/.ferry-uploads/<upload id>/`
+//! (named `<number>.<md5>`, so they survive a crash and can be listed), and
+//! completion concatenates them into a temporary file that is renamed into
+//! place. The reserved top-level name `.ferry-uploads` is never listed.
+//!
+//! ETags: a file's ETag is a weak token `W/"<mtime ns>-<size>"` (never compared
+//! as content, only used to pin reads); PUT and complete return the MD5 forms
+//! S3 would give, computed from the verified bytes.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::{GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo};
+use crate::etag;
+
+const STAGING: &str = ".ferry-uploads";
+
+/// A local directory store.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: Arc<PathBuf>,
+}
+
+impl LocalStore {
+    /// A store rooted at `root`. The directory is created on first write.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: Arc::new(root.into()) }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn invalid(&self, key: &str, reason: impl Into<String>) -> StoreError {
+        StoreError::InvalidKey { store: self.describe(), key: key.into(), reason: reason.into() }
+    }
+
+    /// The path of a key, or why the key cannot be a local file.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf> {
+        if key.is_empty() {
+            return Err(self.invalid(key, "an empty key is not a file name"));
+        }
+        if key.starts_with('/') {
+            return Err(self.invalid(key, "an absolute path would escape the destination directory"));
+        }
+        let mut path = (*self.root).clone();
+        for (i, seg) in key.split('/').enumerate() {
+            match seg {
+                "" => {
+                    return Err(self.invalid(key, "it has an empty path segment ('//' or a trailing '/' directory marker)"))
+                }
+                "." | ".." => return Err(self.invalid(key, "'.' and '..' segments would escape the destination directory")),
+                STAGING if i == 0 => return Err(self.invalid(key, "'.ferry-uploads' is reserved for ferry's temporary files")),
+                s if s.contains('\0') => return Err(self.invalid(key, "it contains a NUL byte")),
+                s if s.len() > 255 => return Err(self.invalid(key, "a path segment is longer than 255 bytes")),
+                s => path.push(s),
+            }
+        }
+        Ok(path)
+    }
+
+    fn staging(&self) -> PathBuf {
+        self.root.join(STAGING)
+    }
+
+    fn upload_dir(&self, key: &str, upload_id: &str) -> Result<PathBuf> {
+        if upload_id.is_empty() || !upload_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(self.no_upload(key, upload_id));
+        }
+        let dir = self.staging().join(upload_id);
+        match fs::read_to_string(dir.join("key")) {
+            Ok(k) if k == key => Ok(dir),
+            _ => Err(self.no_upload(key, upload_id)),
+        }
+    }
+
+    fn no_upload(&self, key: &str, upload_id: &str) -> StoreError {
+        StoreError::NoSuchUpload { store: self.describe(), key: key.into(), upload_id: upload_id.into() }
+    }
+
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static) -> Result<T> {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || f(&me)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Io { path: (*self.root).clone(), source: std::io::Error::other(e.to_string()) }),
+        }
+    }
+
+    /// Writes `data` to a fresh temporary file in the staging directory and syncs it.
+    fn write_temp(&self, data: &[u8]) -> Result<PathBuf> {
+        let dir = self.staging();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = dir.join(format!("tmp-{}", random_id()));
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        let written = f.write_all(data).and_then(|_| f.sync_data());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
+        Ok(tmp)
+    }
+
+    /// Renames a finished temporary file to the key's path.
+    fn publish(&self, key: &str, tmp: &Path) -> Result<()> {
+        let path = self.path_of(key)?;
+        if let Some(parent) = path.parent() {
+            if let Err(e) = fs::create_dir_all(parent) {
+                let _ = fs::remove_file(tmp);
+                return Err(if e.kind() == std::io::ErrorKind::NotADirectory || e.kind() == std::io::ErrorKind::AlreadyExists {
+                    self.invalid(key, "a parent path segment already exists as a file")
+                } else {
+                    io(parent)(e)
+                });
+            }
+        }
+        fs::rename(tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(tmp);
+            if path.is_dir() {
+                self.invalid(key, "a directory with this name already exists")
+            } else {
+                io(&path)(e)
+            }
+        })
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+fn random_id() -> String {
+    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+}
+
+fn weak_etag(md: &fs::Metadata) -> String {
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("W/\"{mtime:x}-{:x}\"", md.len())
+}
+
+fn file_meta(key: String, md: &fs::Metadata) -> ObjectMeta {
+    let modified = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64);
+    ObjectMeta { key, size: md.len(), etag: Some(weak_etag(md)), last_modified: modified }
+}
+
+struct Walk<'a> {
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+    tx: tokio::sync::mpsc::Sender<Result<ObjectMeta>>,
+}
+
+impl Walk<'_> {
+    /// Visits `dir` (whose keys start with `dir_key`); false when the consumer went away.
+    fn dir(&self, dir: &Path, dir_key: &str) -> bool {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir_key.is_empty() => return true,
+            Err(e) => return self.tx.blocking_send(Err(io(dir)(e))).is_ok() && false,
+        };
+        let mut entries = Vec::new();
+        for ent in rd {
+            let ent = match ent {
+                Ok(e) => e,
+                Err(e) => return self.tx.blocking_send(Err(io(dir)(e))).is_ok() && false,
+            };
+            let Some(name) = ent.file_name().to_str().map(str::to_owned) else {
+                tracing::warn!(path = %ent.path().display(), "Skipping a file whose name is not UTF-8.");
+                continue;
+            };
+            if dir_key.is_empty() && name == STAGING {
+                continue;
+            }
+            let path = ent.path();
+            let md = match fs::metadata(&path) {
+                Ok(md) => md,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "Skipping an entry that cannot be read (broken link?).");
+                    continue;
+                }
+            };
+            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+            if md.is_dir() {
+                if is_link {
+                    tracing::warn!(path = %path.display(), "Skipping a symbolic link to a directory.");
+                    continue;
+                }
+                entries.push((format!("{dir_key}{name}/"), path, None));
+            } else if md.is_file() {
+                entries.push((format!("{dir_key}{name}"), path, Some(md)));
+            }
+        }
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (key, path, md) in entries {
+            match md {
+                None => {
+                    if !(key.starts_with(self.prefix) || self.prefix.starts_with(&key)) {
+                        continue;
+                    }
+                    if let Some(sa) = self.start_after {
+                        if key.as_str() < sa && !sa.starts_with(&key) {
+                            continue;
+                        }
+                    }
+                    if !self.dir(&path, &key) {
+                        return false;
+                    }
+                }
+                Some(md) => {
+                    if !key.starts_with(self.prefix) || self.start_after.is_some_and(|sa| key.as_str() <= sa) {
+                        continue;
+                    }
+                    if self.tx.blocking_send(Ok(file_meta(key, &md))).is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, prefix: &str, start_after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let root = (*self.root).clone();
+        let prefix = prefix.to_string();
+        let start_after = start_after.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let walk = Walk { prefix: &prefix, start_after: start_after.as_deref(), tx };
+            walk.dir(&root, "");
+        });
+        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let key = key.to_string();
+        self.blocking(move |s| {
+            let path = s.path_of(&key)?;
+            match fs::metadata(&path) {
+                Ok(md) if md.is_file() => Ok(Some(file_meta(key, &md))),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
+                    Ok(None)
+                }
+                Err(e) => Err(io(&path)(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
+        let key = key.to_string();
+        let opts = opts.clone();
+        self.blocking(move |s| {
+            let path = s.path_of(&key)?;
+            let mut f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
+                    return Err(StoreError::NotFound { store: s.describe(), key });
+                }
+                Err(e) => return Err(io(&path)(e)),
+            };
+            let md = f.metadata().map_err(io(&path))?;
+            if !md.is_file() {
+                return Err(StoreError::NotFound { store: s.describe(), key });
+            }
+            if let Some(expected) = &opts.if_match {
+                if !etag::same(expected, &weak_etag(&md)) {
+                    return Err(StoreError::PreconditionFailed { store: s.describe(), key, expected: expected.clone() });
+                }
+            }
+            let (start, end) = match &opts.range {
+                Some(r) => (r.start.min(md.len()), r.end.min(md.len())),
+                None => (0, md.len()),
+            };
+            let mut buf = vec![0u8; end.saturating_sub(start) as usize];
+            f.seek(SeekFrom::Start(start)).and_then(|_| f.read_exact(&mut buf)).map_err(io(&path))?;
+            let attributes = ObjectAttributes {
+                content_type: mime_guess::from_path(&path).first().map(|m| m.essence_str().to_string()),
+                ..Default::default()
+            };
+            Ok(GetResult { body: buf.into(), meta: file_meta(key, &md), attributes })
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], _opts: &PutOptions) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.blocking(move |s| {
+            s.path_of(&key)?;
+            if etag::md5(&body) != md5 {
+                return Err(StoreError::BadDigest { store: s.describe(), key });
+            }
+            let tmp = s.write_temp(&body)?;
+            s.publish(&key, &tmp)?;
+            Ok(Some(etag::single_part_etag(&md5)))
+        })
+        .await
+    }
+
+    async fn create_multipart(&self, key: &str, _opts: &PutOptions) -> Result<String> {
+        let key = key.to_string();
+        self.blocking(move |s| {
+            s.path_of(&key)?;
+            let id = random_id();
+            let dir = s.staging().join(&id);
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let kf = dir.join("key");
+            fs::write(&kf, key.as_bytes()).map_err(io(&kf))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        self.blocking(move |s| {
+            let dir = s.upload_dir(&key, &upload_id)?;
+            if etag::md5(&body) != md5 {
+                return Err(StoreError::BadDigest { store: s.describe(), key });
+            }
+            let tmp = dir.join(format!("{number:05}.tmp-{}", random_id()));
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&body).and_then(|_| f.sync_data()).map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                io(&tmp)(e)
+            })?;
+            let fin = dir.join(format!("{number:05}.{}", hex::encode(md5)));
+            fs::rename(&tmp, &fin).map_err(io(&fin))?;
+            // A part uploaded again with other bytes replaces the earlier one.
+            for p in read_parts(&dir)? {
+                if p.number == number && !etag::same(&p.etag, &etag::single_part_etag(&md5)) {
+                    let _ = fs::remove_file(dir.join(format!("{number:05}.{}", etag::normalize(&p.etag))));
+                }
+            }
+            Ok(etag::single_part_etag(&md5))
+        })
+        .await
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        self.blocking(move |s| read_parts(&s.upload_dir(&key, &upload_id)?)).await
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[PartInfo]) -> Result<Option<String>> {
+        let (key, upload_id, parts) = (key.to_string(), upload_id.to_string(), parts.to_vec());
+        self.blocking(move |s| {
+            let dir = s.upload_dir(&key, &upload_id)?;
+            let tmp = dir.join("assembled");
+            let mut out = File::create(&tmp).map_err(io(&tmp))?;
+            let mut md5s = Vec::with_capacity(parts.len());
+            for p in &parts {
+                let md5 = etag::md5_of_etag(&p.etag).ok_or_else(|| StoreError::Backend {
+                    store: s.describe(),
+                    operation: "CompleteMultipartUpload",
+                    code: "InvalidPart".into(),
+                    message: format!("part {} has a malformed ETag {}", p.number, p.etag),
+                    retryable: false,
+                })?;
+                let pf = dir.join(format!("{:05}.{}", p.number, hex::encode(md5)));
+                let mut inp = File::open(&pf).map_err(|_| StoreError::Backend {
+                    store: s.describe(),
+                    operation: "CompleteMultipartUpload",
+                    code: "InvalidPart".into(),
+                    message: format!("part {} with ETag {} was not uploaded", p.number, p.etag),
+                    retryable: false,
+                })?;
+                std::io::copy(&mut inp, &mut out).map_err(io(&tmp))?;
+                md5s.push(md5);
+            }
+            out.sync_data().map_err(io(&tmp))?;
+            drop(out);
+            s.publish(&key, &tmp)?;
+            let _ = fs::remove_dir_all(&dir);
+            Ok(Some(etag::multipart_etag(md5s.iter())))
+        })
+        .await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        self.blocking(move |s| {
+            if let Ok(dir) = s.upload_dir(&key, &upload_id) {
+                fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
+        let prefix = prefix.to_string();
+        self.blocking(move |s| {
+            let staging = s.staging();
+            let rd = match fs::read_dir(&staging) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+                Err(e) => return Err(io(&staging)(e)),
+            };
+            let mut out = Vec::new();
+            for ent in rd.flatten() {
+                let Ok(key) = fs::read_to_string(ent.path().join("key")) else { continue };
+                if key.starts_with(&prefix) {
+                    let initiated = ent
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as i64);
+                    out.push(UploadInfo { key, upload_id: ent.file_name().to_string_lossy().into_owned(), initiated });
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key).then(a.upload_id.cmp(&b.upload_id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let key = key.to_string();
+        self.blocking(move |s| {
+            let path = s.path_of(&key)?;
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io(&path)(e)),
+            }
+        })
+        .await
+    }
+
+    fn etags_are_md5(&self) -> bool {
+        false
+    }
+}
+
+fn read_parts(dir: &Path) -> Result<Vec<PartInfo>> {
+    let mut parts = Vec::new();
+    for ent in fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some((n, md5)) = name.split_once('.') else { continue };
+        let (Ok(number), true) = (n.parse::<u32>(), md5.len() == 32) else { continue };
+        let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
+        parts.push(PartInfo { number, etag: format!("\"{md5}\""), size });
+    }
+    parts.sort_by_key(|p| p.number);
+    Ok(parts)
+}

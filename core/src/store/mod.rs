@@ -1,0 +1,179 @@
+//! The object store seam.
+//!
+//! [`ObjectStore`] is the only way ferry touches objects. Its methods mirror
+//! the S3 operations the transfer engine needs — listing in key byte order,
+//! ranged and pinned reads, single PUT and the multipart protocol — so every
+//! step of a transfer can be recorded and replayed after a crash. Backends:
+//! [`S3Store`], [`LocalStore`] and [`MemoryStore`].
+
+mod error;
+mod local;
+mod memory;
+mod s3;
+pub mod vendor;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+pub use error::StoreError;
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+pub use s3::{S3Credentials, S3Store, S3StoreConfig};
+
+/// Result of an object store call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One object as a listing or HEAD reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The full key, bytes as stored.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag as the store reports it (quoted), if any. Local files carry a
+    /// weak token built from modification time and size.
+    pub etag: Option<String>,
+    /// Last modification, milliseconds since the epoch, if known.
+    pub last_modified: Option<i64>,
+}
+
+/// Options of a read.
+#[derive(Debug, Clone, Default)]
+pub struct GetOptions {
+    /// Byte range `start..end` (end exclusive). `None` reads the whole object.
+    pub range: Option<std::ops::Range<u64>>,
+    /// Fail with [`StoreError::PreconditionFailed`] unless the object still has this ETag.
+    pub if_match: Option<String>,
+    /// Read this version (S3 version id).
+    pub version: Option<String>,
+}
+
+/// System and user metadata carried with an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectAttributes {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// User metadata (`x-amz-meta-*`), names without the prefix.
+    pub user: BTreeMap<String, String>,
+}
+
+/// How a destination object is written: metadata plus destination policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Metadata copied from the source (or guessed).
+    pub attributes: ObjectAttributes,
+    /// Storage class, e.g. `STANDARD_IA`.
+    pub storage_class: Option<String>,
+    /// Canned ACL, e.g. `bucket-owner-full-control`.
+    pub acl: Option<String>,
+    /// Server-side encryption: `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// KMS key id for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+}
+
+/// A read's body and what the store says about the whole object.
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    /// The bytes of the requested range.
+    pub body: Bytes,
+    /// The whole object's metadata.
+    pub meta: ObjectMeta,
+    /// The object's metadata attributes.
+    pub attributes: ObjectAttributes,
+}
+
+/// A part already uploaded to a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// 1-based part number.
+    pub number: u32,
+    /// The part's ETag (quoted hex MD5 on S3).
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// An unfinished multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// Object key.
+    pub key: String,
+    /// Upload id.
+    pub upload_id: String,
+    /// When it was created, milliseconds since the epoch, if known.
+    pub initiated: Option<i64>,
+}
+
+/// An object store. Keys are opaque strings; every method documents its contract.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + Debug {
+    /// A short human description for messages, e.g. `s3://bucket` or `/data`.
+    fn describe(&self) -> String;
+
+    /// Lists the objects whose key starts with `prefix` and is strictly greater
+    /// than `start_after`, in ascending order of key bytes (S3 order:
+    /// `a-b` < `a/b` < `a0`). The stream ends after the last key.
+    fn list(&self, prefix: &str, start_after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta>>;
+
+    /// Metadata of one object; `Ok(None)` when there is no such key.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// Reads an object or a byte range of it. A missing key is
+    /// [`StoreError::NotFound`]; an ETag that no longer matches `if_match` is
+    /// [`StoreError::PreconditionFailed`].
+    async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult>;
+
+    /// Writes a whole object atomically: readers see the old object or the new
+    /// one, never a part. `md5` is sent as Content-MD5 and a store that checks
+    /// it answers [`StoreError::BadDigest`] on mismatch. Returns the ETag.
+    async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>>;
+
+    /// Starts a multipart upload; nothing is visible until
+    /// [`complete_multipart`](Self::complete_multipart). Returns the upload id.
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String>;
+
+    /// Uploads one part (1-based `number`) with Content-MD5. Uploading the same
+    /// number again replaces it. Returns the part ETag.
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String>;
+
+    /// The parts the store holds for an upload, ascending by number. An upload
+    /// that no longer exists is [`StoreError::NoSuchUpload`].
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>>;
+
+    /// Makes the object visible from these parts (ascending numbers). Returns the
+    /// ETag if the store reports one.
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[PartInfo]) -> Result<Option<String>>;
+
+    /// Abandons an upload and frees its parts. Aborting an upload that does not
+    /// exist is not an error.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+
+    /// Unfinished multipart uploads under a prefix.
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>>;
+
+    /// Deletes an object; deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Whether Content-MD5 is enforced and ETags are MD5 forms, so the engine
+    /// can verify completed objects by ETag.
+    fn etags_are_md5(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,528 @@
+//! [`S3Store`]: Amazon S3 and every S3-compatible store, on aws-sdk-s3.
+//!
+//! Settings that matter on non-AWS stores are fixed here for every endpoint:
+//! flexible checksums are only computed or validated when an operation
+//! requires them (`WhenRequired`), because many stores reject the
+//! `aws-chunked` trailer encoding; integrity comes from the Content-MD5 that
+//! ferry sends on every PUT and part instead. The SDK's own retry layer is off:
+//! ferry's [`retry`](crate::retry) module owns every retry, so attempts are
+//! never multiplied.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption, StorageClass};
+use aws_sdk_s3::Client;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::{GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo};
+
+/// Where an [`S3Store`]'s credentials come from. Secrets never come from a
+/// command-line flag.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum S3Credentials {
+    /// The SDK's default chain: environment, shared files, SSO, web identity, ECS, EC2.
+    #[default]
+    Default,
+    /// A named profile of the shared config files.
+    Profile(String),
+    /// Static keys (from the job file or `FERRY_SRC_*`/`FERRY_DEST_*` environment variables).
+    Static {
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key.
+        secret_access_key: String,
+        /// Optional session token.
+        session_token: Option<String>,
+    },
+    /// No credentials: unsigned requests to public buckets.
+    Anonymous,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            S3Credentials::Default => f.write_str("Default"),
+            S3Credentials::Profile(p) => write!(f, "Profile({p:?})"),
+            S3Credentials::Static { access_key_id, .. } => write!(f, "Static({}…)", &access_key_id.get(..4).unwrap_or("")),
+            S3Credentials::Anonymous => f.write_str("Anonymous"),
+        }
+    }
+}
+
+/// The resolved settings of one S3 endpoint and bucket.
+#[derive(Debug, Clone, Default)]
+pub struct S3StoreConfig {
+    /// Bucket name.
+    pub bucket: String,
+    /// Endpoint URL; `None` lets the SDK resolve AWS endpoints (China partition included).
+    pub endpoint: Option<String>,
+    /// Region used for signing and endpoint resolution; `None` takes the SDK's
+    /// chain and falls back to `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted.
+    pub path_style: bool,
+    /// Credentials source.
+    pub credentials: S3Credentials,
+    /// Send `x-amz-request-payer: requester`.
+    pub requester_pays: bool,
+}
+
+/// An S3 bucket as an object store.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    requester_pays: bool,
+    desc: String,
+}
+
+impl S3Store {
+    /// Builds the client. Nothing is sent until the first call.
+    pub async fn new(cfg: S3StoreConfig) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        match &cfg.credentials {
+            S3Credentials::Default => {}
+            S3Credentials::Profile(p) => loader = loader.profile_name(p),
+            S3Credentials::Static { access_key_id, secret_access_key, session_token } => {
+                loader = loader.credentials_provider(Credentials::new(
+                    access_key_id,
+                    secret_access_key,
+                    session_token.clone(),
+                    None,
+                    "ferry-static",
+                ))
+            }
+            S3Credentials::Anonymous => loader = loader.no_credentials(),
+        }
+        if let Some(r) = &cfg.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        let shared = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(cfg.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if shared.region().is_none() {
+            b = b.region(Region::new("us-east-1"));
+        }
+        if let Some(ep) = &cfg.endpoint {
+            b = b.endpoint_url(ep);
+        }
+        let desc = match &cfg.endpoint {
+            Some(ep) => format!("s3://{} at {}", cfg.bucket, ep),
+            None => format!("s3://{}", cfg.bucket),
+        };
+        Self { client: Client::from_conf(b.build()), bucket: cfg.bucket, requester_pays: cfg.requester_pays, desc }
+    }
+
+    /// The underlying SDK client (for tools built on ferry-core).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn payer(&self) -> Option<RequestPayer> {
+        self.requester_pays.then_some(RequestPayer::Requester)
+    }
+
+    fn err<E>(&self, operation: &'static str, key: &str, e: SdkError<E, HttpResponse>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let store = self.desc.clone();
+        let (status, code, message) = match &e {
+            SdkError::ServiceError(se) => (
+                se.raw().status().as_u16(),
+                se.err().code().unwrap_or("").to_string(),
+                se.err().message().unwrap_or("").to_string(),
+            ),
+            SdkError::ResponseError(r) => (r.raw().status().as_u16(), String::new(), DisplayErrorContext(&e).to_string()),
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                return StoreError::Unreachable { store, operation, message: DisplayErrorContext(&e).to_string() }
+            }
+            _ => {
+                return StoreError::Backend {
+                    store,
+                    operation,
+                    code: "client".into(),
+                    message: DisplayErrorContext(&e).to_string(),
+                    retryable: false,
+                }
+            }
+        };
+        let key = key.to_string();
+        match (status, code.as_str()) {
+            (_, "NoSuchKey") | (404, "NotFound") | (404, "") => StoreError::NotFound { store, key },
+            (_, "NoSuchBucket") => StoreError::NoSuchBucket { store, bucket: self.bucket.clone() },
+            (_, "NoSuchUpload") => StoreError::NoSuchUpload { store, key, upload_id: String::new() },
+            (412, _) | (_, "PreconditionFailed") => StoreError::PreconditionFailed { store, key, expected: String::new() },
+            (_, "BadDigest") | (_, "InvalidDigest") => StoreError::BadDigest { store, key },
+            (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken")
+            | (401 | 403, _) => StoreError::AccessDenied { store, operation, code: if code.is_empty() { status.to_string() } else { code } },
+            (429, _) | (503, _) | (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
+                StoreError::Throttled { store, operation, code: if code.is_empty() { status.to_string() } else { code } }
+            }
+            _ => StoreError::Backend {
+                store,
+                operation,
+                retryable: status >= 500 || status == 408 || code == "RequestTimeout" || code.is_empty(),
+                code: if code.is_empty() { format!("HTTP {status}") } else { code },
+                message,
+            },
+        }
+    }
+}
+
+fn md5_header(md5: &[u8; 16]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5)
+}
+
+fn nonempty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+fn millis(t: Option<&aws_smithy_types::DateTime>) -> Option<i64> {
+    t.and_then(|d| d.to_millis().ok())
+}
+
+macro_rules! with_put_options {
+    ($req:expr, $opts:expr) => {{
+        let a = &$opts.attributes;
+        let mut r = $req
+            .set_content_type(a.content_type.clone())
+            .set_content_encoding(a.content_encoding.clone())
+            .set_content_disposition(a.content_disposition.clone())
+            .set_content_language(a.content_language.clone())
+            .set_cache_control(a.cache_control.clone())
+            .set_storage_class($opts.storage_class.as_deref().map(StorageClass::from))
+            .set_acl($opts.acl.as_deref().map(ObjectCannedAcl::from))
+            .set_server_side_encryption($opts.sse.as_deref().map(ServerSideEncryption::from))
+            .set_ssekms_key_id($opts.sse_kms_key_id.clone());
+        if !a.user.is_empty() {
+            r = r.set_metadata(Some(a.user.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+        }
+        r
+    }};
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn describe(&self) -> String {
+        self.desc.clone()
+    }
+
+    fn list(&self, prefix: &str, start_after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta>> {
+        struct St {
+            store: S3Store,
+            prefix: String,
+            start_after: Option<String>,
+            token: Option<String>,
+            done: bool,
+        }
+        let st = St {
+            store: self.clone(),
+            prefix: prefix.to_string(),
+            start_after: start_after.map(str::to_string),
+            token: None,
+            done: false,
+        };
+        stream::unfold(st, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            let resp = st
+                .store
+                .client
+                .list_objects_v2()
+                .bucket(&st.store.bucket)
+                .prefix(&st.prefix)
+                .set_start_after(st.start_after.clone())
+                .set_continuation_token(st.token.take())
+                .set_request_payer(st.store.payer())
+                .send()
+                .await;
+            let page: Vec<Result<ObjectMeta>> = match resp {
+                Err(e) => {
+                    st.done = true;
+                    vec![Err(st.store.err("ListObjectsV2", &st.prefix, e))]
+                }
+                Ok(out) => {
+                    st.token = nonempty(out.next_continuation_token());
+                    st.done = !out.is_truncated().unwrap_or(false) || st.token.is_none();
+                    out.contents()
+                        .iter()
+                        .filter_map(|o| {
+                            Some(Ok(ObjectMeta {
+                                key: o.key()?.to_string(),
+                                size: o.size().unwrap_or(0).max(0) as u64,
+                                etag: nonempty(o.e_tag()),
+                                last_modified: millis(o.last_modified()),
+                            }))
+                        })
+                        .collect()
+                }
+            };
+            Some((stream::iter(page), st))
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let r = self.client.head_object().bucket(&self.bucket).key(key).set_request_payer(self.payer()).send().await;
+        match r {
+            Ok(o) => Ok(Some(ObjectMeta {
+                key: key.to_string(),
+                size: o.content_length().unwrap_or(0).max(0) as u64,
+                etag: nonempty(o.e_tag()),
+                last_modified: millis(o.last_modified()),
+            })),
+            Err(e) => match self.err("HeadObject", key, e) {
+                StoreError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
+        let range = opts.range.as_ref().map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range)
+            .set_if_match(opts.if_match.clone())
+            .set_version_id(opts.version.clone())
+            .set_request_payer(self.payer())
+            .send()
+            .await;
+        let o = r.map_err(|e| match self.err("GetObject", key, e) {
+            StoreError::PreconditionFailed { store, key, .. } => {
+                StoreError::PreconditionFailed { store, key, expected: opts.if_match.clone().unwrap_or_default() }
+            }
+            other => other,
+        })?;
+        let total = match o.content_range().and_then(|cr| cr.rsplit_once('/')).and_then(|(_, t)| t.parse::<u64>().ok()) {
+            Some(t) => t,
+            None => o.content_length().unwrap_or(0).max(0) as u64,
+        };
+        let meta = ObjectMeta {
+            key: key.to_string(),
+            size: total,
+            etag: nonempty(o.e_tag()),
+            last_modified: millis(o.last_modified()),
+        };
+        let attributes = ObjectAttributes {
+            content_type: o.content_type().map(str::to_string),
+            content_encoding: o.content_encoding().map(str::to_string),
+            content_disposition: o.content_disposition().map(str::to_string),
+            content_language: o.content_language().map(str::to_string),
+            cache_control: o.cache_control().map(str::to_string),
+            user: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+        };
+        let body = o.body.collect().await.map_err(|e| StoreError::Unreachable {
+            store: self.desc.clone(),
+            operation: "GetObject",
+            message: format!("reading the body of {key:?}: {}", DisplayErrorContext(&e)),
+        })?;
+        Ok(GetResult { body: body.into_bytes(), meta, attributes })
+    }
+
+    async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
+        let len = body.len() as i64;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(len)
+            .content_md5(md5_header(&md5))
+            .body(ByteStream::from(body))
+            .set_request_payer(self.payer());
+        let r = with_put_options!(req, opts).send().await.map_err(|e| self.err("PutObject", key, e))?;
+        Ok(nonempty(r.e_tag()))
+    }
+
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
+        let req = self.client.create_multipart_upload().bucket(&self.bucket).key(key).set_request_payer(self.payer());
+        let r = with_put_options!(req, opts).send().await.map_err(|e| self.err("CreateMultipartUpload", key, e))?;
+        r.upload_id().map(str::to_string).ok_or_else(|| StoreError::Backend {
+            store: self.desc.clone(),
+            operation: "CreateMultipartUpload",
+            code: "NoUploadId".into(),
+            message: "the store answered without an upload id".into(),
+            retryable: true,
+        })
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
+        let len = body.len() as i64;
+        let r = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .content_length(len)
+            .content_md5(md5_header(&md5))
+            .body(ByteStream::from(body))
+            .set_request_payer(self.payer())
+            .send()
+            .await
+            .map_err(|e| self.upload_err("UploadPart", key, upload_id, e))?;
+        nonempty(r.e_tag()).ok_or_else(|| StoreError::Backend {
+            store: self.desc.clone(),
+            operation: "UploadPart",
+            code: "NoETag".into(),
+            message: format!("part {number} was accepted without an ETag"),
+            retryable: true,
+        })
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .set_request_payer(self.payer())
+                .send()
+                .await
+                .map_err(|e| match self.upload_err("ListParts", key, upload_id, e) {
+                    // An upload id that does not belong to this key is "no such upload" for this
+                    // key; Ceph-based stores answer NoSuchKey there.
+                    StoreError::NotFound { store, key } => {
+                        StoreError::NoSuchUpload { store, key, upload_id: upload_id.to_string() }
+                    }
+                    other => other,
+                })?;
+            for p in r.parts() {
+                out.push(PartInfo {
+                    number: p.part_number().unwrap_or(0).max(0) as u32,
+                    etag: p.e_tag().unwrap_or("").to_string(),
+                    size: p.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+            marker = nonempty(r.next_part_number_marker());
+            if !r.is_truncated().unwrap_or(false) || marker.is_none() {
+                break;
+            }
+        }
+        out.sort_by_key(|p| p.number);
+        Ok(out)
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[PartInfo]) -> Result<Option<String>> {
+        let parts: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build())
+            .collect();
+        let r = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .set_request_payer(self.payer())
+            .send()
+            .await
+            .map_err(|e| self.upload_err("CompleteMultipartUpload", key, upload_id, e))?;
+        Ok(nonempty(r.e_tag()))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let r = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .set_request_payer(self.payer())
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => match self.upload_err("AbortMultipartUpload", key, upload_id, e) {
+                StoreError::NoSuchUpload { .. } | StoreError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let r = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .set_request_payer(self.payer())
+                .send()
+                .await
+                .map_err(|e| self.err("ListMultipartUploads", prefix, e))?;
+            for u in r.uploads() {
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                    out.push(UploadInfo { key: k.into(), upload_id: id.into(), initiated: millis(u.initiated()) });
+                }
+            }
+            key_marker = nonempty(r.next_key_marker());
+            id_marker = nonempty(r.next_upload_id_marker());
+            if !r.is_truncated().unwrap_or(false) || key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_request_payer(self.payer())
+            .send()
+            .await
+            .map_err(|e| self.err("DeleteObject", key, e))?;
+        Ok(())
+    }
+}
+
+impl S3Store {
+    fn upload_err<E>(&self, operation: &'static str, key: &str, upload_id: &str, e: SdkError<E, HttpResponse>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match self.err(operation, key, e) {
+            StoreError::NoSuchUpload { store, key, .. } => StoreError::NoSuchUpload { store, key, upload_id: upload_id.into() },
+            other => other,
+        }
+    }
+}
