@@ -1,0 +1,53 @@
+//! The conformance suite every [`JobQueue`] backend passes (behind `testing`).
+
+use std::time::Duration;
+
+use super::{JobQueue, QueueError};
+
+const LEASE: Duration = Duration::from_millis(300);
+
+/// Send, receive, ack; an unacknowledged message comes back after its lease;
+/// a stale receipt cannot ack; nack delays; extend keeps it hidden.
+pub async fn queue_redelivery(q: &dyn JobQueue) {
+    let bodies: Vec<String> = (0..3).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let r = q.send_batch(&bodies).await.expect("send");
+    assert!(r.iter().all(|r| r.is_ok()));
+    let got = q.receive(10, LEASE, Duration::from_secs(2)).await.expect("receive");
+    assert_eq!(got.len(), 3, "all three delivered");
+    assert!(q.receive(10, LEASE, Duration::ZERO).await.unwrap().is_empty(), "hidden while leased");
+    q.ack(&got[0].receipt).await.expect("ack");
+    q.nack(&got[1].receipt, Duration::from_secs(30), "boom").await.expect("nack");
+    q.extend(&got[2].receipt, Duration::from_secs(30)).await.expect("extend");
+    tokio::time::sleep(LEASE * 2).await;
+    assert!(q.receive(10, LEASE, Duration::ZERO).await.unwrap().is_empty(), "nacked with delay and extended stay hidden");
+    q.nack(&got[2].receipt, Duration::ZERO, "give back").await.expect("nack now");
+    let again = q.receive(10, LEASE, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body, got[2].body);
+    assert_eq!(again[0].receives, 2);
+    match q.ack(&got[2].receipt).await {
+        Err(QueueError::LeaseLost { .. }) => {}
+        other => panic!("a stale receipt must not ack: {other:?}"),
+    }
+    // Lease lapses: delivered again.
+    tokio::time::sleep(LEASE * 2).await;
+    let third = q.receive(10, LEASE, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].receives, 3);
+    q.ack(&third[0].receipt).await.unwrap();
+    let s = q.stats().await.unwrap();
+    assert_eq!(s.ready, 0);
+    assert_eq!(s.in_flight, 1, "the delayed message is still in flight");
+}
+
+/// After `max_receives` deliveries without ack a message is parked as dead.
+pub async fn queue_dead_letter(q: &dyn JobQueue, max_receives: u32) {
+    q.send_batch(&["poison".to_string()]).await.unwrap();
+    for i in 1..=max_receives {
+        let got = q.receive(1, LEASE, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got.len(), 1, "delivery {i}");
+        q.nack(&got[0].receipt, Duration::ZERO, "still failing").await.unwrap();
+    }
+    assert!(q.receive(1, LEASE, Duration::from_millis(200)).await.unwrap().is_empty(), "dead messages are not delivered");
+    assert_eq!(q.stats().await.unwrap().dead, 1);
+}

@@ -203,3 +203,33 @@ impl JobQueue for EmbeddedQueue {
             .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::conformance;
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = EmbeddedQueue::new(Db::open(&dir.path().join("q.sqlite")).unwrap(), 3);
+        conformance::queue_redelivery(&q).await;
+        let q = EmbeddedQueue::new(Db::open(&dir.path().join("q2.sqlite")).unwrap(), 3);
+        conformance::queue_dead_letter(&q, 3).await;
+    }
+
+    #[tokio::test]
+    async fn claims_of_a_dead_process_are_released_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("q.sqlite")).unwrap();
+        let q = EmbeddedQueue::new(db.clone(), 3);
+        q.send_batch(&["x".into()]).await.unwrap();
+        let got = q.receive(1, Duration::from_secs(3600), Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 1);
+        // Pretend the claim belongs to a process of this host that has exited.
+        let host = owner_id().rsplit_once(':').unwrap().0.to_string();
+        db.call(move |c| c.execute("UPDATE jobs SET owner=?1", [format!("{host}:999999999")])).await.unwrap();
+        let again = q.receive(1, Duration::from_secs(60), Duration::ZERO).await.unwrap();
+        assert_eq!(again.len(), 1, "a dead owner's claim is released");
+    }
+}

@@ -296,3 +296,17 @@ impl StateStore for EmbeddedStateStore {
             .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::conformance;
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStateStore::new(Db::open(&dir.path().join("s.sqlite")).unwrap());
+        conformance::lease_is_exclusive(&s, "bkt").await;
+        conformance::run_counters_add_up(&s).await;
+    }
+}

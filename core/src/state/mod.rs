@@ -9,6 +9,7 @@
 
 mod embedded;
 #[cfg(any(test, feature = "testing"))]
+#[allow(missing_docs)]
 pub mod conformance;
 
 use std::fmt::Debug;

@@ -481,3 +481,48 @@ fn read_parts(dir: &Path) -> Result<Vec<PartInfo>> {
     parts.sort_by_key(|p| p.number);
     Ok(parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use futures::TryStreamExt;
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        conformance::put_get_list_delete(&s, "").await;
+        conformance::put_get_list_delete(&s, "sub/dir/").await;
+        conformance::bad_digest_rejected(&s, "x/").await;
+        conformance::multipart_resume(&s, "m/").await;
+    }
+
+    #[tokio::test]
+    async fn refuses_keys_that_escape_or_are_not_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "dir/", "", ".ferry-uploads/x", "a/./b"] {
+            let body = Bytes::from_static(b"x");
+            match s.put(key, body.clone(), etag::md5(&body), &PutOptions::default()).await {
+                Err(StoreError::InvalidKey { reason, .. }) => assert!(!reason.is_empty()),
+                other => panic!("{key:?} must be refused, got {other:?}"),
+            }
+        }
+        assert!(std::fs::read_dir(dir.path()).unwrap().flatten().all(|e| e.file_name() == ".ferry-uploads"));
+    }
+
+    #[tokio::test]
+    async fn prefix_filter_descends_only_where_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        for k in ["a/x", "ab/y", "b/z", "a-b"] {
+            let body = Bytes::from_static(b"1");
+            s.put(k, body.clone(), etag::md5(&body), &PutOptions::default()).await.unwrap();
+        }
+        let got: Vec<String> = s.list("a", None).map_ok(|m| m.key).try_collect().await.unwrap();
+        assert_eq!(got, vec!["a-b", "a/x", "ab/y"]);
+        let got: Vec<String> = s.list("", Some("a/x")).map_ok(|m| m.key).try_collect().await.unwrap();
+        assert_eq!(got, vec!["ab/y", "b/z"]);
+    }
+}

@@ -203,3 +203,17 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        let s = MemoryStore::new();
+        conformance::put_get_list_delete(&s, "p/").await;
+        conformance::bad_digest_rejected(&s, "p/").await;
+        conformance::multipart_resume(&s, "p/").await;
+    }
+}

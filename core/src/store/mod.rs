@@ -13,6 +13,7 @@ mod s3;
 pub mod vendor;
 
 #[cfg(any(test, feature = "testing"))]
+#[allow(missing_docs)]
 pub mod conformance;
 
 use std::collections::BTreeMap;
