@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts the local test servers on 127.0.0.1:
+#   * a single-node Ceph RADOS Gateway (memstore OSD) — the strict S3 server;
+#   * moto server — SQS, DynamoDB, Secrets Manager and a second S3.
+# Writes the endpoints to $FERRY_TEST_DIR/servers.env (source it) and the
+# process ids to $FERRY_TEST_DIR/pids. Stop with tests/servers/stop.sh.
+set -euo pipefail
+
+DIR=${FERRY_TEST_DIR:-/tmp/ferry-test-servers}
+RGW_PORT=${FERRY_RGW_PORT:-7480}
+MOTO_PORT=${FERRY_MOTO_PORT:-5055}
+MOTO_VENV=${FERRY_MOTO_VENV:-/opt/ferry-moto}
+AK=ferrytestaccess
+SK=ferrytestsecretkey0123456789
+log() { echo "[servers] $*" >&2; }
+
+install() {
+  if ! command -v radosgw >/dev/null || ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v uuidgen >/dev/null; then
+    log "installing Ceph (ceph-mon, ceph-osd, radosgw) from Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends ceph-mon ceph-osd radosgw ceph-common uuid-runtime >/dev/null
+  fi
+  if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+    log "installing moto[server]==5.1.22 into $MOTO_VENV"
+    python3 -m venv "$MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install -q 'moto[server]==5.1.22'
+  fi
+}
+
+wait_http() {
+  local url=$1 name=$2
+  for _ in $(seq 1 150); do
+    if curl -s -o /dev/null "$url"; then return 0; fi
+    sleep 0.2
+  done
+  log "$name did not answer at $url; its log:"; tail -n 30 "$DIR/$name.log" >&2 || true
+  return 1
+}
+
+install
+"$(dirname "$0")/stop.sh" >/dev/null 2>&1 || true
+rm -rf "$DIR"; mkdir -p "$DIR"/{mon,osd,rgw,run}
+FSID=$(uuidgen)
+CONF="$DIR/ceph.conf"
+cat >"$CONF" <<CONF
+[global]
+fsid = $FSID
+mon_host = v2:127.0.0.1:3300
+auth_cluster_required = none
+auth_service_required = none
+auth_client_required = none
+ms_mon_client_mode = crc
+osd_pool_default_size = 1
+osd_pool_default_min_size = 1
+mon_allow_pool_size_one = true
+osd_crush_chooseleaf_type = 0
+osd_pool_default_pg_num = 8
+osd_pool_default_pgp_num = 8
+osd_pool_default_pg_autoscale_mode = off
+mon_max_pg_per_osd = 1000
+paxos_propose_interval = 0.05
+paxos_min_wait = 0.01
+run_dir = $DIR/run
+log_file = $DIR/\$name.ceph.log
+admin_socket = $DIR/run/\$name.asok
+keyring = $DIR/keyring
+[mon.a]
+mon_data = $DIR/mon
+[osd]
+osd_objectstore = memstore
+memstore_device_bytes = 6442450944
+osd_data = $DIR/osd
+osd_max_object_size = 1073741824
+[client.rgw.a]
+rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
+rgw_dns_name = localhost
+rgw_gc_obj_min_wait = 10
+rgw_gc_processor_period = 10
+rgw_data = $DIR/rgw
+CONF
+export CEPH_CONF=$CONF
+ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+monmaptool --create --fsid "$FSID" --addv a '[v2:127.0.0.1:3300,v1:127.0.0.1:6789]' "$DIR/monmap" >/dev/null
+ceph-mon --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring" -c "$CONF"
+ceph-mon -f -i a -c "$CONF" >"$DIR/mon.log" 2>&1 &
+echo $! >>"$DIR/pids"
+for _ in $(seq 1 100); do timeout 5 ceph -c "$CONF" mon stat >/dev/null 2>&1 && break; sleep 0.2; done
+OSD_UUID=$(uuidgen)
+OSD_ID=$(ceph -c "$CONF" osd new "$OSD_UUID")
+mkdir -p "$DIR/osd"
+ceph-osd -c "$CONF" -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" --osd-data "$DIR/osd" >"$DIR/osd-mkfs.log" 2>&1
+ceph-osd -f -c "$CONF" -i "$OSD_ID" --osd-data "$DIR/osd" >"$DIR/osd.log" 2>&1 &
+echo $! >>"$DIR/pids"
+for _ in $(seq 1 150); do ceph -c "$CONF" osd stat 2>/dev/null | grep -q ' 1 up' && break; sleep 0.2; done
+radosgw-admin -c "$CONF" user create --uid=test --display-name=test --access-key=$AK --secret-key=$SK >/dev/null
+radosgw -f -c "$CONF" -n client.rgw.a >"$DIR/radosgw.log" 2>&1 &
+echo $! >>"$DIR/pids"
+wait_http "http://127.0.0.1:$RGW_PORT" radosgw
+
+"$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$DIR/moto.log" 2>&1 &
+echo $! >>"$DIR/pids"
+wait_http "http://127.0.0.1:$MOTO_PORT/moto-api/" moto
+
+cat >"$DIR/servers.env" <<ENV
+export FERRY_TEST_RGW=http://127.0.0.1:$RGW_PORT
+export FERRY_TEST_RGW_ACCESS_KEY=$AK
+export FERRY_TEST_RGW_SECRET_KEY=$SK
+export FERRY_TEST_MOTO=http://127.0.0.1:$MOTO_PORT
+ENV
+log "radosgw on 127.0.0.1:$RGW_PORT, moto on 127.0.0.1:$MOTO_PORT (env: $DIR/servers.env)"

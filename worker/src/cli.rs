@@ -1,0 +1,222 @@
+//! Command-line settings shared by `ferry-finder` and `ferry-worker`, and the
+//! wiring from a validated job to running backends.
+//!
+//! Flags override environment variables (`FERRY_*`, shown in `--help`), which
+//! override the `--config` file, which overrides the defaults.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytesize::ByteSize;
+use clap::Args;
+use ferry_core::config::{Job, JobConfig};
+use ferry_core::db::Db;
+use ferry_core::queue::EmbeddedQueue;
+use ferry_core::state::EmbeddedStateStore;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::runner::RunnerConfig;
+
+macro_rules! side_args {
+    ($name:ident, $p:literal, $env:literal, $title:literal) => {
+        /// Connection settings of one side.
+        #[derive(Debug, Clone, Default, Args)]
+        #[command(next_help_heading = $title)]
+        pub struct $name {
+            #[doc = concat!("Vendor preset: aws, aliyun-oss, tencent-cos, huawei-obs, ksyun-ks3, ctyun-xos, qiniu-kodo, google-gcs, minio, custom [default: aws, or custom with an endpoint]")]
+            #[arg(long = concat!($p, "-vendor"), env = concat!($env, "_VENDOR"), value_name = "VENDOR")]
+            pub vendor: Option<String>,
+            /// Endpoint URL (overrides the vendor preset), e.g. https://oss-cn-hangzhou.aliyuncs.com
+            #[arg(long = concat!($p, "-endpoint"), env = concat!($env, "_ENDPOINT"), value_name = "URL")]
+            pub endpoint: Option<String>,
+            /// Region (signing region; forms the endpoint of vendor presets)
+            #[arg(long = concat!($p, "-region"), env = concat!($env, "_REGION"), value_name = "REGION")]
+            pub region: Option<String>,
+            /// Named profile of the shared AWS config files
+            #[arg(long = concat!($p, "-profile"), env = concat!($env, "_PROFILE"), value_name = "NAME")]
+            pub profile: Option<String>,
+            /// Path-style addressing (endpoint/bucket/key) instead of virtual-hosted
+            #[arg(long = concat!($p, "-path-style"), env = concat!($env, "_PATH_STYLE"))]
+            pub path_style: bool,
+            /// Send unsigned requests (public buckets)
+            #[arg(long = concat!($p, "-anonymous"), env = concat!($env, "_ANONYMOUS"))]
+            pub anonymous: bool,
+            /// Send x-amz-request-payer: requester
+            #[arg(long = concat!($p, "-requester-pays"), env = concat!($env, "_REQUESTER_PAYS"))]
+            pub requester_pays: bool,
+        }
+
+        impl $name {
+            fn overrides(&self, t: &mut toml::Table) {
+                put(t, "vendor", self.vendor.clone());
+                put(t, "endpoint", self.endpoint.clone());
+                put(t, "region", self.region.clone());
+                put(t, "profile", self.profile.clone());
+                if self.path_style {
+                    t.insert("path_style".into(), true.into());
+                }
+                if self.anonymous {
+                    t.insert("anonymous".into(), true.into());
+                }
+                if self.requester_pays {
+                    t.insert("requester_pays".into(), true.into());
+                }
+            }
+        }
+    };
+}
+
+side_args!(SrcArgs, "src", "FERRY_SRC", "Source");
+side_args!(DestArgs, "dest", "FERRY_DEST", "Destination");
+
+fn put(t: &mut toml::Table, k: &str, v: Option<String>) {
+    if let Some(v) = v {
+        t.insert(k.into(), v.into());
+    }
+}
+
+fn put_size(t: &mut toml::Table, k: &str, v: Option<ByteSize>) {
+    if let Some(v) = v {
+        t.insert(k.into(), (v.as_u64() as i64).into());
+    }
+}
+
+fn put_int(t: &mut toml::Table, k: &str, v: Option<u64>) {
+    if let Some(v) = v {
+        t.insert(k.into(), (v as i64).into());
+    }
+}
+
+/// Settings shared by the finder and the worker.
+#[derive(Debug, Clone, Default, Args)]
+pub struct JobArgs {
+    /// Job file (TOML) carrying any of these settings; flags win
+    #[arg(long, env = "FERRY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Embedded state file (queue and progress) [default: one per source/destination pair under ~/.local/state/ferry]
+    #[arg(long, env = "FERRY_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub src: SrcArgs,
+    #[command(flatten)]
+    pub dest: DestArgs,
+
+    /// Destination storage class, e.g. STANDARD_IA, GLACIER_IR
+    #[arg(long, env = "FERRY_DEST_STORAGE_CLASS", value_name = "CLASS", help_heading = "Destination")]
+    pub dest_storage_class: Option<String>,
+    /// Destination canned ACL, e.g. bucket-owner-full-control
+    #[arg(long, env = "FERRY_DEST_ACL", value_name = "ACL", help_heading = "Destination")]
+    pub dest_acl: Option<String>,
+    /// Destination server-side encryption: AES256 or aws:kms
+    #[arg(long, env = "FERRY_DEST_SSE", value_name = "SSE", help_heading = "Destination")]
+    pub dest_sse: Option<String>,
+    /// KMS key id for --dest-sse aws:kms
+    #[arg(long, env = "FERRY_DEST_SSE_KMS_KEY_ID", value_name = "KEY", help_heading = "Destination")]
+    pub dest_sse_kms_key_id: Option<String>,
+
+    /// Part size for multipart uploads; grows automatically past 10,000 parts [default: 8MiB]
+    #[arg(long, env = "FERRY_PART_SIZE", value_name = "SIZE", help_heading = "Transfer")]
+    pub part_size: Option<ByteSize>,
+    /// Objects larger than this are uploaded in parts [default: 8MiB]
+    #[arg(long, env = "FERRY_MULTIPART_THRESHOLD", value_name = "SIZE", help_heading = "Transfer")]
+    pub multipart_threshold: Option<ByteSize>,
+    /// Parts of one object in flight at once [default: 8]
+    #[arg(long, env = "FERRY_CONCURRENCY", value_name = "N", help_heading = "Transfer")]
+    pub concurrency: Option<u64>,
+    /// Bytes held in memory by all transfers at once [default: 256MiB]
+    #[arg(long, env = "FERRY_MAX_IN_FLIGHT", value_name = "SIZE", help_heading = "Transfer")]
+    pub max_in_flight: Option<ByteSize>,
+    /// Tries per store request for retryable errors [default: 5]
+    #[arg(long, env = "FERRY_RETRIES", value_name = "N", help_heading = "Transfer")]
+    pub retries: Option<u64>,
+    /// Deliveries of a job before it is given up [default: 5]
+    #[arg(long, env = "FERRY_MAX_RECEIVES", value_name = "N", help_heading = "Transfer")]
+    pub max_receives: Option<u64>,
+    /// Lease on a job and its object, renewed while it runs [default: 60s]
+    #[arg(long, env = "FERRY_LEASE", value_name = "DURATION", help_heading = "Transfer")]
+    pub lease: Option<humantime::Duration>,
+}
+
+impl JobArgs {
+    /// The flag layer as a TOML table, with the positional locations and
+    /// extra top-level settings of the caller.
+    pub fn overrides(&self, src: Option<&str>, dest: Option<&str>, workers: Option<u64>) -> toml::Table {
+        let mut source = toml::Table::new();
+        put(&mut source, "url", src.map(str::to_string));
+        self.src.overrides(&mut source);
+        let mut destination = toml::Table::new();
+        put(&mut destination, "url", dest.map(str::to_string));
+        self.dest.overrides(&mut destination);
+        put(&mut destination, "storage_class", self.dest_storage_class.clone());
+        put(&mut destination, "acl", self.dest_acl.clone());
+        put(&mut destination, "sse", self.dest_sse.clone());
+        put(&mut destination, "sse_kms_key_id", self.dest_sse_kms_key_id.clone());
+        let mut transfer = toml::Table::new();
+        put_size(&mut transfer, "part_size", self.part_size);
+        put_size(&mut transfer, "multipart_threshold", self.multipart_threshold);
+        put_size(&mut transfer, "max_in_flight", self.max_in_flight);
+        put_int(&mut transfer, "concurrency", self.concurrency);
+        put_int(&mut transfer, "retries", self.retries);
+        put_int(&mut transfer, "max_receives", self.max_receives);
+        put_int(&mut transfer, "workers", workers);
+        put(&mut transfer, "lease", self.lease.map(|d| d.to_string()));
+        let mut t = toml::Table::new();
+        t.insert("source".into(), source.into());
+        t.insert("destination".into(), destination.into());
+        t.insert("transfer".into(), transfer.into());
+        if let Some(s) = &self.state {
+            t.insert("state".into(), s.display().to_string().into());
+        }
+        t
+    }
+
+    /// Reads the config file (if any) and applies `overrides` on top.
+    pub fn load(&self, overrides: toml::Table) -> Result<JobConfig, ferry_core::config::ConfigError> {
+        let file = match &self.config {
+            Some(p) => JobConfig::from_file(p)?,
+            None => toml::Table::new(),
+        };
+        let origin = self.config.as_ref().map(|p| format!("--config {}", p.display())).unwrap_or_else(|| "settings".into());
+        JobConfig::from_layers(file, overrides, &origin)
+    }
+}
+
+/// The running pieces of a job: engine, embedded queue and runner settings.
+pub struct Runtime {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The embedded queue.
+    pub queue: Arc<EmbeddedQueue>,
+    /// The embedded state store.
+    pub state: Arc<EmbeddedStateStore>,
+    /// Runner settings.
+    pub runner: RunnerConfig,
+}
+
+/// Opens the stores and the embedded state file of a validated job.
+pub async fn open(job: &Job) -> Result<Runtime, ferry_core::db::DbError> {
+    let db = Db::open(&job.state_path)?;
+    let t = &job.raw.transfer;
+    let state = Arc::new(EmbeddedStateStore::new(db.clone()));
+    let queue = Arc::new(EmbeddedQueue::new(db, t.max_receives));
+    let src = job.source.open().await;
+    let dst = job.destination.open().await;
+    let cfg = EngineConfig {
+        multipart_threshold: t.multipart_threshold.as_u64(),
+        part_size: t.part_size.as_u64(),
+        concurrency: t.concurrency,
+        max_in_flight: t.max_in_flight.as_u64(),
+        retries: t.retries.max(1),
+        lease: t.lease,
+    };
+    let engine = Arc::new(Engine::new(src, dst, state.clone(), job.destination.bucket(), job.put.clone(), cfg));
+    let runner = RunnerConfig { workers: t.workers.max(1), lease: t.lease, max_receives: t.max_receives };
+    Ok(Runtime { engine, queue, state, runner })
+}
+
+/// Installs the log subscriber: `RUST_LOG` or `info`, to stderr.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

@@ -1,0 +1,500 @@
+//! The transfer engine: one job at a time, resumable and verified.
+//!
+//! A copy job runs like this:
+//!
+//! 1. Claim the destination object's lease in the [`StateStore`]. A record
+//!    that says the same source ETag is already done, with the destination
+//!    still holding the recorded ETag, ends the job as identical.
+//! 2. Objects up to the multipart threshold: one pinned GET (if-match the
+//!    ETag seen at discovery), MD5, one PUT with Content-MD5; the returned
+//!    ETag must be that MD5.
+//! 3. Larger objects: plan the parts ([`crate::plan`]); if the record holds an
+//!    upload with the same part size, source ETag and size, reconcile its
+//!    recorded parts with ListParts and skip those both agree on; otherwise
+//!    abort it and start a new upload. Parts run in parallel (up to
+//!    `concurrency`), each holding its bytes from the process-wide budget
+//!    until it is uploaded, and each is recorded as soon as it is done.
+//!    Completion is followed by a HEAD: size and the MD5-of-MD5s `-N` ETag
+//!    computed here must match.
+//! 4. A source that changed (if-match failed) is re-read with its new ETag and
+//!    the upload restarted; a source that vanished ends as "source gone".
+//!
+//! Every store call is retried for retryable errors only ([`ferry_core::retry`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_core::etag;
+use ferry_core::job::{Job, Op};
+use ferry_core::retry::retry;
+use ferry_core::state::{Claim, ObjectRecord, Outcome, RecordKey, StateError, StateStore, Status, UploadRecord};
+use ferry_core::store::{GetOptions, GetResult, ObjectStore, PartInfo, PutOptions, StoreError};
+use ferry_core::telemetry::{ObjectTransferred, PartUploaded};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::plan;
+
+/// Engine settings (see `ferry_core::config::TransferConfig` for the defaults).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Largest object sent with one PUT, bytes.
+    pub multipart_threshold: u64,
+    /// Configured part size, bytes.
+    pub part_size: u64,
+    /// Parts of one object in flight.
+    pub concurrency: usize,
+    /// Budget of bytes in memory across all transfers.
+    pub max_in_flight: u64,
+    /// Tries per store call.
+    pub retries: u32,
+    /// Object lease.
+    pub lease: Duration,
+}
+
+/// Errors of a job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Reading the source failed.
+    #[error("reading the source: {0}")]
+    Source(#[source] StoreError),
+    /// Writing the destination failed.
+    #[error("writing the destination: {0}")]
+    Dest(#[source] StoreError),
+    /// The state store failed or the lease was lost.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// What arrived is not what was sent.
+    #[error("verification of {key:?} failed: {what} (expected {expected}, found {found})")]
+    Verify {
+        /// Destination key.
+        key: String,
+        /// What was compared.
+        what: &'static str,
+        /// Expected value.
+        expected: String,
+        /// Found value.
+        found: String,
+    },
+    /// The source kept changing while it was read.
+    #[error("the source {key:?} changed {times} times during the transfer; giving up this attempt")]
+    Unstable {
+        /// Source key.
+        key: String,
+        /// Attempts.
+        times: u32,
+    },
+}
+
+impl EngineError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Source(e) | EngineError::Dest(e) => e.is_retryable(),
+            EngineError::State(_) | EngineError::Verify { .. } | EngineError::Unstable { .. } => true,
+        }
+    }
+
+    /// A stable code for summaries and telemetry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Source(e) | EngineError::Dest(e) => e.code(),
+            EngineError::State(_) => "state",
+            EngineError::Verify { .. } => "verify",
+            EngineError::Unstable { .. } => "source_unstable",
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Copied and verified.
+    Transferred {
+        /// Object size.
+        bytes: u64,
+    },
+    /// Already there.
+    Identical,
+    /// The source no longer exists; nothing written.
+    SourceGone,
+    /// Deleted at the destination.
+    Deleted,
+    /// Another worker holds the object's lease until this time (ms since the epoch).
+    Busy {
+        /// Lease end.
+        until: i64,
+    },
+}
+
+/// Live counters for progress displays.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Bytes uploaded (parts and PUTs).
+    pub bytes: AtomicU64,
+    /// Objects completed.
+    pub objects: AtomicU64,
+    /// Objects found identical by the worker.
+    pub identical: AtomicU64,
+    /// Jobs given up.
+    pub failed: AtomicU64,
+    /// Parts skipped because an earlier attempt had uploaded them.
+    pub resumed_parts: AtomicU64,
+}
+
+/// The transfer engine shared by the worker tasks of a process.
+#[derive(Debug)]
+pub struct Engine {
+    src: Arc<dyn ObjectStore>,
+    dst: Arc<dyn ObjectStore>,
+    state: Arc<dyn StateStore>,
+    dest_bucket: String,
+    put: PutOptions,
+    cfg: EngineConfig,
+    budget: Arc<Semaphore>,
+    budget_kib: u32,
+    /// Live counters.
+    pub stats: Arc<Stats>,
+}
+
+fn kib(bytes: u64) -> u32 {
+    bytes.div_ceil(1024).min(u32::MAX as u64) as u32
+}
+
+impl Engine {
+    /// An engine between two stores, recording into `state`. The byte budget is
+    /// raised to one part when smaller, so the largest part can always run.
+    pub fn new(
+        src: Arc<dyn ObjectStore>,
+        dst: Arc<dyn ObjectStore>,
+        state: Arc<dyn StateStore>,
+        dest_bucket: String,
+        put: PutOptions,
+        cfg: EngineConfig,
+    ) -> Self {
+        let budget_kib = kib(cfg.max_in_flight.max(cfg.part_size).max(cfg.multipart_threshold));
+        Self {
+            src,
+            dst,
+            state,
+            dest_bucket,
+            put,
+            cfg,
+            budget: Arc::new(Semaphore::new(budget_kib as usize)),
+            budget_kib,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The state store.
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
+    /// The record key of a destination key.
+    pub fn record_key(&self, dest_key: &str) -> RecordKey {
+        RecordKey { bucket: self.dest_bucket.clone(), key: dest_key.to_string() }
+    }
+
+    async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let n = kib(bytes).clamp(1, self.budget_kib);
+        self.budget.clone().acquire_many_owned(n).await.expect("the budget semaphore is never closed")
+    }
+
+    /// Runs one job as `worker`. The caller holds the queue message and keeps
+    /// the leases alive (see [`crate::runner`]).
+    pub async fn run_job(&self, job: &Job, worker: &str) -> Result<JobOutcome, EngineError> {
+        let rk = self.record_key(&job.dest.key);
+        let rec = match self.state.claim(&rk, worker, &job.run, self.cfg.lease).await? {
+            Claim::Busy { until, .. } => return Ok(JobOutcome::Busy { until }),
+            Claim::Acquired(rec) => rec,
+        };
+        let result = self.run_claimed(job, worker, &rk, &rec).await;
+        match &result {
+            Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) => {}
+            Ok(JobOutcome::SourceGone) => {
+                let o = Outcome { status: Status::SourceGone, src_etag: None, dest_etag: None, error: None };
+                self.state.finish(&rk, worker, &o).await?;
+            }
+            Ok(JobOutcome::Deleted) => {
+                let o = Outcome { status: Status::Deleted, src_etag: None, dest_etag: None, error: None };
+                self.state.finish(&rk, worker, &o).await?;
+            }
+            Ok(JobOutcome::Busy { .. }) => {}
+            Err(e) => {
+                if let Err(se) = self.state.release(&rk, worker, Some(&e.to_string())).await {
+                    tracing::warn!(error = %se, "Could not release the object lease after a failure.");
+                }
+            }
+        }
+        result
+    }
+
+    async fn run_claimed(&self, job: &Job, worker: &str, rk: &RecordKey, rec: &ObjectRecord) -> Result<JobOutcome, EngineError> {
+        if job.op == Op::Delete {
+            let key = job.dest.key.clone();
+            retry(self.cfg.retries, StoreError::is_retryable, || self.dst.delete(&key)).await.map_err(EngineError::Dest)?;
+            return Ok(JobOutcome::Deleted);
+        }
+        if rec.status == Status::Done && rec.src_etag.is_some() && rec.src_etag == job.src.etag {
+            let head = self.dest_head(&job.dest.key).await?;
+            if let Some(h) = head {
+                let same_etag = match (&h.etag, &rec.dest_etag) {
+                    (Some(a), Some(b)) => etag::same(a, b),
+                    _ => true,
+                };
+                if h.size == job.src.size && same_etag {
+                    let o = Outcome { status: Status::Done, src_etag: job.src.etag.clone(), dest_etag: h.etag, error: None };
+                    self.state.finish(rk, worker, &o).await?;
+                    self.stats.identical.fetch_add(1, Ordering::Relaxed);
+                    return Ok(JobOutcome::Identical);
+                }
+            }
+        }
+        let mut pinned = (job.src.etag.clone(), job.src.size);
+        let mut rec = rec.clone();
+        for _ in 0..3 {
+            let r = if pinned.1 <= self.cfg.multipart_threshold {
+                self.single(job, pinned.0.as_deref(), pinned.1).await
+            } else {
+                self.multipart(job, worker, rk, &rec, pinned.0.as_deref(), pinned.1).await
+            };
+            match r {
+                Ok(dest_etag) => {
+                    let o = Outcome { status: Status::Done, src_etag: pinned.0.clone(), dest_etag, error: None };
+                    self.state.finish(rk, worker, &o).await?;
+                    self.stats.objects.fetch_add(1, Ordering::Relaxed);
+                    return Ok(JobOutcome::Transferred { bytes: pinned.1 });
+                }
+                Err(EngineError::Source(StoreError::NotFound { .. })) => return Ok(JobOutcome::SourceGone),
+                Err(EngineError::Source(StoreError::PreconditionFailed { .. })) => {
+                    let key = job.src.key.clone();
+                    let head = retry(self.cfg.retries, StoreError::is_retryable, || self.src.head(&key))
+                        .await
+                        .map_err(EngineError::Source)?;
+                    let Some(h) = head else { return Ok(JobOutcome::SourceGone) };
+                    tracing::info!(key = %job.src.key, "The source changed since it was listed; copying the new version.");
+                    pinned = (h.etag, h.size);
+                    rec = self.state.get(rk).await?.unwrap_or(rec);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(EngineError::Unstable { key: job.src.key.clone(), times: 3 })
+    }
+
+    async fn dest_head(&self, key: &str) -> Result<Option<ferry_core::store::ObjectMeta>, EngineError> {
+        retry(self.cfg.retries, StoreError::is_retryable, || self.dst.head(key)).await.map_err(EngineError::Dest)
+    }
+
+    async fn read(&self, key: &str, etag: Option<&str>, range: Option<std::ops::Range<u64>>) -> Result<GetResult, EngineError> {
+        let opts = GetOptions { range: range.clone(), if_match: etag.map(str::to_string), version: None };
+        let got = retry(self.cfg.retries, StoreError::is_retryable, || self.src.get(key, &opts)).await.map_err(EngineError::Source)?;
+        let want = range.map(|r| r.end - r.start).unwrap_or(got.meta.size);
+        if got.body.len() as u64 != want {
+            return Err(EngineError::Source(StoreError::Backend {
+                store: self.src.describe(),
+                operation: "GetObject",
+                code: "ShortRead".into(),
+                message: format!("{key:?}: expected {want} bytes, got {}", got.body.len()),
+                retryable: true,
+            }));
+        }
+        Ok(got)
+    }
+
+    fn put_options(&self, got: &GetResult) -> PutOptions {
+        let mut o = self.put.clone();
+        o.attributes = got.attributes.clone();
+        o
+    }
+
+    fn verify_etags(&self) -> bool {
+        self.dst.etags_are_md5() && self.put.sse.as_deref() != Some("aws:kms")
+    }
+
+    async fn single(&self, job: &Job, src_etag: Option<&str>, size: u64) -> Result<Option<String>, EngineError> {
+        let _permit = self.reserve(size).await;
+        let got = self.read(&job.src.key, src_etag, None).await?;
+        if got.meta.size != size && src_etag.is_none() {
+            tracing::debug!(key = %job.src.key, "The source size changed; copying what was read.");
+        }
+        let body = got.body.clone();
+        let md5 = etag::md5(&body);
+        if let Some(src_md5) = src_etag.and_then(etag::md5_of_etag) {
+            if src_md5 != md5 {
+                return Err(EngineError::Verify {
+                    key: job.src.key.clone(),
+                    what: "MD5 of the bytes read from the source",
+                    expected: hex::encode(src_md5),
+                    found: hex::encode(md5),
+                });
+            }
+        }
+        let opts = self.put_options(&got);
+        let key = job.dest.key.clone();
+        let put = retry(self.cfg.retries, StoreError::is_retryable, || self.dst.put(&key, body.clone(), md5, &opts))
+            .await
+            .map_err(EngineError::Dest)?;
+        let expect = etag::single_part_etag(&md5);
+        if self.verify_etags() {
+            if let Some(got) = &put {
+                if !etag::same(got, &expect) {
+                    return Err(EngineError::Verify {
+                        key,
+                        what: "destination ETag",
+                        expected: expect,
+                        found: got.clone(),
+                    });
+                }
+            }
+        }
+        self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        ObjectTransferred { key: &job.dest.key, bytes: size, parts: 1, resumed_parts: 0 }.emit();
+        Ok(put.or(Some(expect)))
+    }
+
+    async fn multipart(
+        &self,
+        job: &Job,
+        worker: &str,
+        rk: &RecordKey,
+        rec: &ObjectRecord,
+        src_etag: Option<&str>,
+        size: u64,
+    ) -> Result<Option<String>, EngineError> {
+        let dkey = job.dest.key.clone();
+        let part_size = plan::part_size(size, self.cfg.part_size);
+        let plan: Vec<(u32, std::ops::Range<u64>)> = plan::parts(size, part_size).collect();
+        let mut done: Vec<PartInfo> = Vec::new();
+        let mut upload_id = None;
+        if let Some(up) = &rec.upload {
+            let fits = up.part_size == part_size && up.src_size == size && up.src_etag.as_deref() == src_etag;
+            let listed = if fits {
+                match retry(self.cfg.retries, StoreError::is_retryable, || self.dst.list_parts(&dkey, &up.upload_id)).await {
+                    Ok(l) => Some(l),
+                    Err(StoreError::NoSuchUpload { .. }) => None,
+                    Err(e) => return Err(EngineError::Dest(e)),
+                }
+            } else {
+                None
+            };
+            match listed {
+                Some(listed) => {
+                    upload_id = Some(up.upload_id.clone());
+                    for p in &rec.parts {
+                        let expected_len = plan.get(p.number as usize - 1).map(|(_, r)| r.end - r.start);
+                        let on_store = listed.iter().any(|l| l.number == p.number && etag::same(&l.etag, &p.etag) && l.size == p.size);
+                        if on_store && expected_len == Some(p.size) && etag::md5_of_etag(&p.etag).is_some() {
+                            done.push(p.clone());
+                        }
+                    }
+                    tracing::info!(key = %dkey, resumed_parts = done.len(), parts = plan.len(), "Resuming a multipart upload.");
+                }
+                None => {
+                    if !fits {
+                        tracing::info!(key = %dkey, "The recorded upload no longer fits the source or part size; starting over.");
+                    }
+                    let id = up.upload_id.clone();
+                    retry(self.cfg.retries, StoreError::is_retryable, || self.dst.abort_multipart(&dkey, &id))
+                        .await
+                        .map_err(EngineError::Dest)?;
+                    self.state.clear_upload(rk, worker).await?;
+                }
+            }
+        }
+        let mut first: Option<GetResult> = None;
+        let first_permit;
+        let upload_id = match upload_id {
+            Some(id) => {
+                first_permit = None;
+                id
+            }
+            None => {
+                // Read the first part before creating the upload: its response carries the
+                // source's metadata, which the upload must be created with.
+                let (_, r0) = plan[0].clone();
+                first_permit = Some(self.reserve(r0.end - r0.start).await);
+                let got = self.read(&job.src.key, src_etag, Some(r0)).await?;
+                let opts = self.put_options(&got);
+                first = Some(got);
+                let id = retry(self.cfg.retries, StoreError::is_retryable, || self.dst.create_multipart(&dkey, &opts))
+                    .await
+                    .map_err(EngineError::Dest)?;
+                let up = UploadRecord { upload_id: id.clone(), part_size, src_etag: src_etag.map(str::to_string), src_size: size };
+                self.state.begin_upload(rk, worker, &up).await?;
+                id
+            }
+        };
+        let resumed = done.len() as u32;
+        self.stats.resumed_parts.fetch_add(resumed as u64, Ordering::Relaxed);
+        let todo: Vec<(u32, std::ops::Range<u64>)> =
+            plan.iter().filter(|(n, _)| !done.iter().any(|p| p.number == *n)).cloned().collect();
+        let first = std::sync::Mutex::new(first.map(|g| (g, first_permit)));
+        let uploaded: Vec<PartInfo> = stream::iter(todo.into_iter().map(|(n, range)| {
+            let first = &first;
+            let upload_id = &upload_id;
+            let dkey = &dkey;
+            async move {
+                let pre = if n == 1 { first.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
+                let (body, _permit): (Bytes, Option<OwnedSemaphorePermit>) = match pre {
+                    Some((g, p)) => (g.body, p),
+                    None => {
+                        let permit = self.reserve(range.end - range.start).await;
+                        (self.read(&job.src.key, src_etag, Some(range.clone())).await?.body, Some(permit))
+                    }
+                };
+                let md5 = etag::md5(&body);
+                let len = body.len() as u64;
+                let tag = retry(self.cfg.retries, StoreError::is_retryable, || {
+                    self.dst.upload_part(dkey, upload_id, n, body.clone(), md5)
+                })
+                .await
+                .map_err(EngineError::Dest)?;
+                let expect = etag::single_part_etag(&md5);
+                if self.verify_etags() && !etag::same(&tag, &expect) {
+                    return Err(EngineError::Verify { key: dkey.clone(), what: "part ETag", expected: expect, found: tag });
+                }
+                let info = PartInfo { number: n, etag: expect, size: len };
+                self.state.part_done(rk, worker, upload_id, &info).await?;
+                self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+                PartUploaded { bytes: len }.emit();
+                Ok::<_, EngineError>(info)
+            }
+        }))
+        .buffer_unordered(self.cfg.concurrency.max(1))
+        .try_collect()
+        .await?;
+        done.extend(uploaded);
+        done.sort_by_key(|p| p.number);
+        let md5s: Vec<[u8; 16]> = done.iter().filter_map(|p| etag::md5_of_etag(&p.etag)).collect();
+        let expect = etag::multipart_etag(md5s.iter());
+        let completed = retry(self.cfg.retries, StoreError::is_retryable, || self.dst.complete_multipart(&dkey, &upload_id, &done)).await;
+        let completed = match completed {
+            Ok(tag) => tag,
+            // A completion whose answer was lost: the upload is gone; the HEAD below decides.
+            Err(StoreError::NoSuchUpload { .. }) => None,
+            Err(e) => return Err(EngineError::Dest(e)),
+        };
+        let head = self.dest_head(&dkey).await?.ok_or_else(|| EngineError::Verify {
+            key: dkey.clone(),
+            what: "destination object after completion",
+            expected: "present".into(),
+            found: "missing".into(),
+        })?;
+        if head.size != size {
+            return Err(EngineError::Verify { key: dkey, what: "destination size", expected: size.to_string(), found: head.size.to_string() });
+        }
+        let found = if self.verify_etags() { head.etag.clone() } else { completed.clone() };
+        if let Some(found) = found {
+            if (self.verify_etags() || etag::kind(&found) != etag::ETagKind::Opaque) && !etag::same(&found, &expect) {
+                return Err(EngineError::Verify { key: dkey, what: "destination multipart ETag", expected: expect, found });
+            }
+        }
+        ObjectTransferred { key: &dkey, bytes: size, parts: plan.len() as u32, resumed_parts: resumed }.emit();
+        Ok(Some(if self.verify_etags() { head.etag.unwrap_or(expect) } else { expect }))
+    }
+}
