@@ -1,1 +1,155 @@
-fn main(){}
+//! `ferry-finder`: the one command that syncs a source to a destination.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry_finder::FinderOptions;
+use ferry_worker::cli::{self, JobArgs};
+
+/// Copies what is missing or different from SRC to DEST, resumably and
+/// verified, and exits 0 only when every object is done.
+///
+/// SRC and DEST are s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR. Progress
+/// and a resumable queue live in an embedded state file; run the same command
+/// again after a crash or Ctrl-C to resume without resending finished parts.
+///
+/// Credentials: the AWS default chain, --src-profile/--dest-profile, or
+/// FERRY_SRC_ACCESS_KEY_ID/FERRY_SRC_SECRET_ACCESS_KEY (and FERRY_DEST_…).
+///
+/// Examples:
+///   ferry-finder ./photos s3://my-bucket/photos/
+///   ferry-finder s3://src-bucket s3://dst-bucket --src-vendor aliyun-oss --src-region cn-hangzhou
+///   ferry-finder s3://bucket/logs/ /backup/logs --dry-run
+#[derive(Debug, Parser)]
+#[command(name = "ferry-finder", version, verbatim_doc_comment, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Source: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [source] url in --config)
+    src: Option<String>,
+    /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [destination] url in --config)
+    dest: Option<String>,
+    /// Worker tasks in this process; 0 only queues jobs for ferry-worker processes [default: 8]
+    #[arg(long, env = "FERRY_WORKERS")]
+    workers: Option<u64>,
+    /// Print the plan (new / changed / identical counts, bytes, first keys) and copy nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// How existing objects are compared: none (existence), size, size-etag [default: size-etag]
+    #[arg(long, env = "FERRY_COMPARE", value_name = "MODE")]
+    compare: Option<String>,
+    /// Only keys matching this glob (relative to the source prefix; repeatable)
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Skip keys matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// File with one source prefix per line (relative to SRC's prefix)
+    #[arg(long, env = "FERRY_PREFIX_LIST", value_name = "FILE")]
+    prefix_list: Option<std::path::PathBuf>,
+    /// Plain log lines instead of a progress bar
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Aborts unfinished multipart uploads under a destination prefix (they
+    /// cost storage until aborted). Uses the --dest-* connection flags.
+    CleanUploads {
+        /// s3://BUCKET/PREFIX or a local directory
+        location: String,
+        /// Only uploads started longer ago than this
+        #[arg(long, default_value = "24h")]
+        older_than: humantime::Duration,
+        /// List what would be aborted
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        job: JobArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    cli::init_logging("info");
+    match run().await {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ferry-finder: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<u8> {
+    let cli = Cli::parse();
+    if let Some(Command::CleanUploads { location, older_than, dry_run, job }) = cli.command {
+        return clean_uploads(&location, older_than.into(), dry_run, &job).await;
+    }
+    let mut overrides = cli.job.overrides(cli.src.as_deref(), cli.dest.as_deref(), cli.workers);
+    if let Some(c) = &cli.compare {
+        overrides.insert("compare".into(), c.clone().into());
+    }
+    if !cli.include.is_empty() {
+        overrides.insert("include".into(), cli.include.clone().into());
+    }
+    if !cli.exclude.is_empty() {
+        overrides.insert("exclude".into(), cli.exclude.clone().into());
+    }
+    if let Some(p) = &cli.prefix_list {
+        overrides.insert("prefix_list".into(), p.display().to_string().into());
+    }
+    let cfg = cli.job.load(overrides).context("reading the job settings")?;
+    let job = cfg.build().context("invalid job settings")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("ferry-finder: stopping; run the same command again to resume.");
+        let _ = stop_tx.send(true);
+    });
+    let opts = FinderOptions {
+        dry_run: cli.dry_run,
+        workers: job.raw.transfer.workers,
+        progress: !cli.no_progress && ferry_finder::is_tty(),
+    };
+    if cli.workers == Some(0) {
+        return finish(ferry_finder::run(&job, &FinderOptions { workers: 0, ..opts }, stop_rx).await);
+    }
+    finish(ferry_finder::run(&job, &opts, stop_rx).await)
+}
+
+fn finish(r: anyhow::Result<ferry_finder::Report>) -> anyhow::Result<u8> {
+    match r {
+        Ok(r) if r.interrupted => Ok(130),
+        Ok(r) if r.counters.failed > 0 || !r.failures.is_empty() => Ok(1),
+        Ok(_) => Ok(0),
+        Err(e) if e.to_string() == "interrupted" => Ok(130),
+        Err(e) => Err(e),
+    }
+}
+
+async fn clean_uploads(location: &str, older_than: Duration, dry_run: bool, job: &JobArgs) -> anyhow::Result<u8> {
+    let overrides = job.overrides(Some("."), Some(location), None);
+    let cfg = job.load(overrides).context("reading the job settings")?;
+    let settings = cfg.build().context("invalid settings")?;
+    let store = settings.destination.open().await;
+    let prefix = settings.destination.prefix().to_string();
+    let cutoff = ferry_core::now_millis() - older_than.as_millis() as i64;
+    let uploads = store.list_uploads(&prefix).await.with_context(|| format!("listing unfinished uploads in {location}"))?;
+    let mut n = 0;
+    for u in uploads.iter().filter(|u| u.initiated.is_none_or(|t| t <= cutoff)) {
+        if dry_run {
+            println!("would abort {} (upload {})", u.key, u.upload_id);
+        } else {
+            store.abort_multipart(&u.key, &u.upload_id).await.with_context(|| format!("aborting the upload of {:?}", u.key))?;
+            println!("aborted {} (upload {})", u.key, u.upload_id);
+        }
+        n += 1;
+    }
+    println!("{n} unfinished upload(s) {} ({} newer ones kept)", if dry_run { "found" } else { "aborted" }, uploads.len() - n);
+    Ok(0)
+}

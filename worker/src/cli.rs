@@ -24,25 +24,25 @@ macro_rules! side_args {
         #[command(next_help_heading = $title)]
         pub struct $name {
             #[doc = concat!("Vendor preset: aws, aliyun-oss, tencent-cos, huawei-obs, ksyun-ks3, ctyun-xos, qiniu-kodo, google-gcs, minio, custom [default: aws, or custom with an endpoint]")]
-            #[arg(long = concat!($p, "-vendor"), env = concat!($env, "_VENDOR"), value_name = "VENDOR")]
+            #[arg(id = concat!($p, "_vendor"), long = concat!($p, "-vendor"), env = concat!($env, "_VENDOR"), value_name = "VENDOR")]
             pub vendor: Option<String>,
             /// Endpoint URL (overrides the vendor preset), e.g. https://oss-cn-hangzhou.aliyuncs.com
-            #[arg(long = concat!($p, "-endpoint"), env = concat!($env, "_ENDPOINT"), value_name = "URL")]
+            #[arg(id = concat!($p, "_endpoint"), long = concat!($p, "-endpoint"), env = concat!($env, "_ENDPOINT"), value_name = "URL")]
             pub endpoint: Option<String>,
             /// Region (signing region; forms the endpoint of vendor presets)
-            #[arg(long = concat!($p, "-region"), env = concat!($env, "_REGION"), value_name = "REGION")]
+            #[arg(id = concat!($p, "_region"), long = concat!($p, "-region"), env = concat!($env, "_REGION"), value_name = "REGION")]
             pub region: Option<String>,
             /// Named profile of the shared AWS config files
-            #[arg(long = concat!($p, "-profile"), env = concat!($env, "_PROFILE"), value_name = "NAME")]
+            #[arg(id = concat!($p, "_profile"), long = concat!($p, "-profile"), env = concat!($env, "_PROFILE"), value_name = "NAME")]
             pub profile: Option<String>,
             /// Path-style addressing (endpoint/bucket/key) instead of virtual-hosted
-            #[arg(long = concat!($p, "-path-style"), env = concat!($env, "_PATH_STYLE"))]
+            #[arg(id = concat!($p, "_path_style"), long = concat!($p, "-path-style"), env = concat!($env, "_PATH_STYLE"))]
             pub path_style: bool,
             /// Send unsigned requests (public buckets)
-            #[arg(long = concat!($p, "-anonymous"), env = concat!($env, "_ANONYMOUS"))]
+            #[arg(id = concat!($p, "_anonymous"), long = concat!($p, "-anonymous"), env = concat!($env, "_ANONYMOUS"))]
             pub anonymous: bool,
             /// Send x-amz-request-payer: requester
-            #[arg(long = concat!($p, "-requester-pays"), env = concat!($env, "_REQUESTER_PAYS"))]
+            #[arg(id = concat!($p, "_requester_pays"), long = concat!($p, "-requester-pays"), env = concat!($env, "_REQUESTER_PAYS"))]
             pub requester_pays: bool,
         }
 

@@ -112,13 +112,21 @@ impl LocalStore {
         let dir = self.staging();
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let tmp = dir.join(format!("tmp-{}", random_id()));
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        // The staging directory may be removed by a concurrent writer tidying up.
+        let mut f = File::create(&tmp)
+            .or_else(|_| fs::create_dir_all(&dir).and_then(|_| File::create(&tmp)))
+            .map_err(io(&tmp))?;
         let written = f.write_all(data).and_then(|_| f.sync_data());
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(io(&tmp)(e));
         }
         Ok(tmp)
+    }
+
+    /// Removes the staging directory when nothing is left in it.
+    fn tidy(&self) {
+        let _ = fs::remove_dir(self.staging());
     }
 
     /// Renames a finished temporary file to the key's path.
@@ -327,6 +335,7 @@ impl ObjectStore for LocalStore {
             }
             let tmp = s.write_temp(&body)?;
             s.publish(&key, &tmp)?;
+            s.tidy();
             Ok(Some(etag::single_part_etag(&md5)))
         })
         .await
@@ -407,6 +416,7 @@ impl ObjectStore for LocalStore {
             drop(out);
             s.publish(&key, &tmp)?;
             let _ = fs::remove_dir_all(&dir);
+            s.tidy();
             Ok(Some(etag::multipart_etag(md5s.iter())))
         })
         .await

@@ -1,0 +1,333 @@
+//! ferry-finder: diff a source against a destination and queue a job per
+//! object that needs work; with `--workers N`, also run the transfer in
+//! process and report when everything is done.
+//!
+//! The diff lists both sides in key order and walks them in lock step
+//! ([`ferry_core::diff`]), prefix by prefix when a prefix list is given, so
+//! memory does not grow with the number of keys. Jobs are queued in batches
+//! while the listing goes on, and the in-process workers start on the first
+//! batch at once.
+
+pub mod progress;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ferry_core::config::{Job as JobSettings, Side};
+use ferry_core::diff::{self, Decision};
+use ferry_core::filter::KeyFilter;
+use ferry_core::job::{Job, SrcRef};
+use ferry_core::location::Location;
+use ferry_core::queue::JobQueueExt;
+use ferry_core::state::{RunCounters, StateStore, Status};
+use ferry_core::store::ObjectStore;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::progress::Progress;
+
+/// How the finder runs.
+#[derive(Debug, Clone)]
+pub struct FinderOptions {
+    /// Print the plan; queue and copy nothing.
+    pub dry_run: bool,
+    /// Worker tasks in this process (0: only queue jobs).
+    pub workers: usize,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Run id.
+    pub run: String,
+    /// Counters.
+    pub counters: RunCounters,
+    /// Bytes the plan covers.
+    pub planned_bytes: u64,
+    /// Keys skipped as directory markers for a local destination.
+    pub skipped_markers: u64,
+    /// Failed objects with their reasons.
+    pub failures: Vec<(String, String)>,
+    /// Objects whose source vanished.
+    pub source_gone: u64,
+    /// Whether Ctrl-C stopped the run.
+    pub interrupted: bool,
+    /// Whether the in-process workers drained the queue.
+    pub drained: bool,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    new: (u64, u64, Vec<String>),
+    changed: (u64, u64, Vec<String>),
+    identical: u64,
+    extra: (u64, Vec<String>),
+    skipped: u64,
+}
+
+fn remember(v: &mut Vec<String>, k: &str) {
+    if v.len() < 10 {
+        v.push(k.to_string());
+    }
+}
+
+/// The source prefixes to walk, relative to the source URL's prefix: the prefix
+/// list's lines (sorted, those covered by another removed) or the empty prefix.
+pub fn prefixes(job: &JobSettings) -> anyhow::Result<Vec<String>> {
+    let Some(path) = &job.raw.prefix_list else { return Ok(vec![String::new()]) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("--prefix-list {}: cannot read the file", path.display()))?;
+    let mut list: Vec<String> =
+        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    if list.is_empty() {
+        bail!("--prefix-list {}: the file lists no prefix", path.display());
+    }
+    list.sort();
+    let mut out: Vec<String> = Vec::new();
+    for p in list {
+        if !out.last().is_some_and(|last| p.starts_with(last.as_str())) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+async fn check_source(side: &Side) -> anyhow::Result<()> {
+    if let Location::Local { dir } = &side.location {
+        let md = std::fs::metadata(dir).with_context(|| format!("source directory {}: cannot read it", dir.display()))?;
+        if !md.is_dir() {
+            bail!("source {} is not a directory", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// A run id: UTC time and a random suffix, e.g. `2026-11-21T10:00:00Z#a1b2`.
+pub fn new_run_id() -> String {
+    format!("{}#{:04x}", humantime::format_rfc3339_seconds(std::time::SystemTime::now()), rand::random::<u16>())
+}
+
+/// Runs the finder (and in-process workers). `stop` set to true interrupts.
+pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<bool>) -> anyhow::Result<Report> {
+    check_source(&job.source).await?;
+    let filter = KeyFilter::new(&job.raw.include, &job.raw.exclude).map_err(anyhow::Error::msg)?;
+    let prefixes = prefixes(job)?;
+    let src = job.source.open().await;
+    let dst = job.destination.open().await;
+    let run_id = new_run_id();
+    if opts.dry_run {
+        let plan = walk(job, &src, &dst, &prefixes, &filter, None, &run_id, stop).await?;
+        print_plan(&plan);
+        return Ok(Report {
+            run: run_id,
+            counters: RunCounters { found: plan.new.0 + plan.changed.0 + plan.identical, identical: plan.identical, ..Default::default() },
+            planned_bytes: plan.new.1 + plan.changed.1,
+            ..Default::default()
+        });
+    }
+    let rt = ferry_worker::cli::open(job).await.context("opening the embedded state file")?;
+    let started = Instant::now();
+    let producer_done = Arc::new(AtomicBool::new(false));
+    let progress = Progress::start(opts.progress, rt.engine.stats.clone());
+    let runner = (opts.workers > 0).then(|| {
+        let mut cfg = rt.runner.clone();
+        cfg.workers = opts.workers;
+        let control = ferry_worker::runner::Control { stop: stop.clone(), producer_done: Some(producer_done.clone()) };
+        tokio::spawn(ferry_worker::runner::run(rt.engine.clone(), rt.queue.clone(), cfg, control))
+    });
+    let sink = Sink { queue: rt.queue.clone(), state: rt.state.clone(), progress: progress.clone() };
+    let walked = walk(job, &src, &dst, &prefixes, &filter, Some(&sink), &run_id, stop.clone()).await;
+    producer_done.store(true, Ordering::SeqCst);
+    let plan = match walked {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(r) = runner {
+                r.abort();
+            }
+            progress.finish();
+            return Err(e);
+        }
+    };
+    progress.set_listing_done();
+    let mut drained = false;
+    if let Some(r) = runner {
+        r.await.context("the worker tasks stopped unexpectedly")?;
+        drained = !*stop.borrow();
+    }
+    progress.finish();
+    let counters = rt.state.run_get(&run_id).await?.unwrap_or_default();
+    let failures = rt
+        .state
+        .run_objects(&run_id, Status::Failed, 50)
+        .await?
+        .into_iter()
+        .map(|r| (r.key.key, r.last_error.unwrap_or_default()))
+        .collect();
+    let source_gone = rt.state.run_objects(&run_id, Status::SourceGone, 100_000).await?.len() as u64;
+    let report = Report {
+        run: run_id,
+        counters,
+        planned_bytes: plan.new.1 + plan.changed.1,
+        skipped_markers: plan.skipped,
+        failures,
+        source_gone,
+        interrupted: *stop.borrow(),
+        drained,
+    };
+    print_summary(job, opts, &report, started.elapsed());
+    Ok(report)
+}
+
+struct Sink {
+    queue: Arc<ferry_core::queue::EmbeddedQueue>,
+    state: Arc<ferry_core::state::EmbeddedStateStore>,
+    progress: Progress,
+}
+
+impl Sink {
+    async fn flush(&self, run: &str, batch: &mut Vec<String>, delta: &mut RunCounters, bytes: &mut u64) -> anyhow::Result<()> {
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            self.queue.send_all(std::mem::take(batch), 5).await.map_err(anyhow::Error::msg)?;
+            delta.enqueued += n;
+        }
+        self.state.run_add(run, *delta).await?;
+        self.progress.add_planned(delta.enqueued, *bytes, delta.identical);
+        *delta = RunCounters::default();
+        *bytes = 0;
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn walk(
+    job: &JobSettings,
+    src: &Arc<dyn ObjectStore>,
+    dst: &Arc<dyn ObjectStore>,
+    prefixes: &[String],
+    filter: &KeyFilter,
+    sink: Option<&Sink>,
+    run: &str,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Plan> {
+    let mut plan = Plan::default();
+    let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
+    let local_dest = matches!(job.destination.location, Location::Local { .. });
+    let mut batch = Vec::new();
+    let mut delta = RunCounters::default();
+    let mut bytes = 0u64;
+    for p in prefixes {
+        let s = diff::relative(src.list(&format!("{sp}{p}"), None), sp.clone());
+        let d = diff::relative(dst.list(&format!("{dp}{p}"), None), dp.clone());
+        let mut decisions = Box::pin(diff::diff(s, d, job.raw.compare));
+        loop {
+            let next = tokio::select! {
+                n = decisions.next() => n,
+                _ = stop.changed() => bail!("interrupted"),
+            };
+            let Some(decision) = next else { break };
+            let decision = decision.map_err(|e| anyhow::anyhow!("listing failed: {e}"))?;
+            let (entry, changed) = match decision {
+                Decision::New(e) => (e, false),
+                Decision::Changed { src, .. } => (src, true),
+                Decision::Identical { src, .. } => {
+                    if filter.matches(&src.rel) {
+                        plan.identical += 1;
+                        delta.found += 1;
+                        delta.identical += 1;
+                    }
+                    continue;
+                }
+                Decision::Extra(e) => {
+                    if filter.matches(&e.rel) {
+                        plan.extra.0 += 1;
+                        remember(&mut plan.extra.1, &e.rel);
+                    }
+                    continue;
+                }
+            };
+            if !filter.matches(&entry.rel) {
+                continue;
+            }
+            if local_dest && entry.rel.ends_with('/') && entry.meta.size == 0 {
+                plan.skipped += 1;
+                continue;
+            }
+            let slot = if changed { &mut plan.changed } else { &mut plan.new };
+            slot.0 += 1;
+            slot.1 += entry.meta.size;
+            remember(&mut slot.2, &entry.rel);
+            delta.found += 1;
+            bytes += entry.meta.size;
+            let dest_key = format!("{dp}{}", entry.rel);
+            let src_ref = SrcRef { key: entry.meta.key, size: entry.meta.size, etag: entry.meta.etag, version: None };
+            batch.push(Job::copy(run, src_ref, dest_key).to_body());
+            if let Some(sink) = sink {
+                if batch.len() >= 500 {
+                    sink.flush(run, &mut batch, &mut delta, &mut bytes).await?;
+                }
+            }
+        }
+    }
+    if let Some(sink) = sink {
+        sink.flush(run, &mut batch, &mut delta, &mut bytes).await?;
+    }
+    Ok(plan)
+}
+
+fn print_plan(plan: &Plan) {
+    let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
+    println!("Plan (dry run, nothing copied):");
+    println!("  new:       {:>8} objects, {}", plan.new.0, b(plan.new.1));
+    println!("  changed:   {:>8} objects, {}", plan.changed.0, b(plan.changed.1));
+    println!("  identical: {:>8} objects", plan.identical);
+    println!("  only at destination (kept): {}", plan.extra.0);
+    for (label, keys) in [("new", &plan.new.2), ("changed", &plan.changed.2), ("only at destination", &plan.extra.1)] {
+        if !keys.is_empty() {
+            println!("  first {label}:");
+            for k in keys {
+                println!("    {k}");
+            }
+        }
+    }
+}
+
+fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: std::time::Duration) {
+    let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
+    let c = &r.counters;
+    let secs = elapsed.as_secs_f64().max(0.001);
+    println!("Run {} finished in {:.1}s", r.run, secs);
+    println!("  found:       {:>8} objects", c.found);
+    println!("  identical:   {:>8} objects", c.identical);
+    println!("  queued:      {:>8} objects, {}", c.enqueued, b(r.planned_bytes));
+    if opts.workers > 0 {
+        println!("  transferred: {:>8} objects, {} ({}/s)", c.done, b(c.bytes), b((c.bytes as f64 / secs) as u64));
+        println!("  failed:      {:>8} objects", c.failed);
+    }
+    if r.source_gone > 0 {
+        println!("  source gone: {:>8} objects (deleted at the source during the run)", r.source_gone);
+    }
+    if r.skipped_markers > 0 {
+        println!("  skipped:     {:>8} directory markers (keys ending in '/', not files)", r.skipped_markers);
+    }
+    for (k, e) in &r.failures {
+        println!("  FAILED {k}: {e}");
+    }
+    if c.enqueued == 0 && c.failed == 0 {
+        println!("Nothing to transfer: the destination is up to date.");
+    }
+    if r.interrupted {
+        println!("Interrupted: run the same command again to resume (state: {}).", job.state_path.display());
+    } else if opts.workers == 0 {
+        println!("Jobs queued in {}; run ferry-worker --state {} to transfer them.", job.state_path.display(), job.state_path.display());
+    }
+}
+
+/// Whether progress bars make sense (stderr is a terminal).
+pub fn is_tty() -> bool {
+    std::io::stderr().is_terminal()
+}
