@@ -107,5 +107,6 @@ export FERRY_TEST_RGW=http://127.0.0.1:$RGW_PORT
 export FERRY_TEST_RGW_ACCESS_KEY=$AK
 export FERRY_TEST_RGW_SECRET_KEY=$SK
 export FERRY_TEST_MOTO=http://127.0.0.1:$MOTO_PORT
+export FERRY_TEST_RGW_LOG=$DIR/client.rgw.a.ceph.log
 ENV
 log "radosgw on 127.0.0.1:$RGW_PORT, moto on 127.0.0.1:$MOTO_PORT (env: $DIR/servers.env)"

@@ -1,1 +1,202 @@
+//! Helpers for ferry's end-to-end tests: the local servers' endpoints (from
+//! the environment `tests/servers/start.sh` writes), an independent S3 client
+//! (the raw SDK) to set up and check buckets, and the binaries as processes.
+//!
+//! A test that needs a server fails when the server is not configured or not
+//! answering; nothing is skipped.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+/// One S3 server under test.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Name for messages.
+    pub name: &'static str,
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the end-to-end tests need the local servers; run them with tests/run.sh")
+    })
+}
+
+/// The Ceph RADOS Gateway.
+pub fn rgw() -> Server {
+    Server {
+        name: "radosgw",
+        endpoint: env("FERRY_TEST_RGW"),
+        access_key: env("FERRY_TEST_RGW_ACCESS_KEY"),
+        secret_key: env("FERRY_TEST_RGW_SECRET_KEY"),
+    }
+}
+
+/// moto server's S3.
+pub fn moto() -> Server {
+    Server { name: "moto", endpoint: env("FERRY_TEST_MOTO"), access_key: "testing".into(), secret_key: "testing".into() }
+}
+
+impl Server {
+    /// An independent raw SDK client (path-style, static keys, no retries hidden).
+    pub fn client(&self) -> Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(&self.access_key, &self.secret_key, None, None, "test"))
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .build();
+        Client::from_conf(conf)
+    }
+
+    /// Creates a bucket with a unique name starting with `hint`.
+    pub async fn bucket(&self, hint: &str) -> String {
+        let name = format!("{hint}-{:08x}", rand::random::<u32>());
+        self.client()
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{} at {}: cannot create bucket {name}: {e:?}", self.name, self.endpoint));
+        name
+    }
+
+    /// Writes objects with the raw client.
+    pub async fn put_all(&self, bucket: &str, objects: &BTreeMap<String, Vec<u8>>) {
+        let c = self.client();
+        for (k, v) in objects {
+            c.put_object().bucket(bucket).key(k).body(ByteStream::from(v.clone())).send().await.unwrap_or_else(|e| panic!("put {k:?}: {e:?}"));
+        }
+    }
+
+    /// Reads every object under `prefix` with the raw client: key → bytes.
+    pub async fn read_all(&self, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+        let c = self.client();
+        let mut out = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let r = c.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.expect("list");
+            for o in r.contents() {
+                let k = o.key().unwrap().to_string();
+                let body = c.get_object().bucket(bucket).key(&k).send().await.expect("get").body.collect().await.expect("body");
+                out.insert(k, body.into_bytes().to_vec());
+            }
+            token = r.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Unfinished multipart uploads in a bucket.
+    pub async fn uploads(&self, bucket: &str) -> usize {
+        self.client().list_multipart_uploads().bucket(bucket).send().await.expect("list uploads").uploads().len()
+    }
+
+    /// The flags that point one side of ferry at this server.
+    pub fn flags(&self, side: &str) -> Vec<String> {
+        vec![format!("--{side}-endpoint"), self.endpoint.clone(), format!("--{side}-path-style")]
+    }
+
+    /// The environment variables that give one side of ferry this server's keys.
+    pub fn envs(&self, side: &str) -> Vec<(String, String)> {
+        let p = if side == "src" { "FERRY_SRC" } else { "FERRY_DEST" };
+        vec![(format!("{p}_ACCESS_KEY_ID"), self.access_key.clone()), (format!("{p}_SECRET_ACCESS_KEY"), self.secret_key.clone())]
+    }
+}
+
+/// The path of a workspace binary (built by `cargo build --bins`, which tests/run.sh does).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is missing: build it with `cargo build --bins` (tests/run.sh does)", p.display());
+    p
+}
+
+/// A `ferry-finder` command with an isolated environment: no AWS settings from
+/// the host, metadata lookups off, plain output.
+pub fn finder(args: &[String], envs: &[(String, String)]) -> Command {
+    let mut c = Command::new(bin("ferry-finder"));
+    c.args(args).arg("--no-progress");
+    isolate(&mut c);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Removes AWS settings of the host from a command's environment.
+pub fn isolate(c: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("FERRY_") && !k.starts_with("FERRY_TEST") {
+            c.env_remove(&k);
+        }
+    }
+    c.env("AWS_EC2_METADATA_DISABLED", "true").env("AWS_REGION", "us-east-1").env("RUST_LOG", "warn");
+}
+
+/// Runs a command and returns its output, printing it for failing tests.
+pub fn run(mut c: Command) -> Output {
+    let out = c.output().expect("spawn");
+    eprintln!("--- {:?}\nstatus: {}\nstdout:\n{}\nstderr:\n{}", c, out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Deterministic bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    ferry_core::store::conformance::data(len, seed).to_vec()
+}
+
+/// Writes a tree of files (keys split on `/`).
+pub fn write_tree(root: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    for (k, v) in files {
+        let p = root.join(k);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, v).unwrap();
+    }
+}
+
+/// Reads a tree of files back into key → bytes, skipping ferry's staging directory.
+pub fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if e.file_name() != ".ferry-uploads" {
+                    walk(base, &p, out);
+                }
+            } else {
+                let k = p.strip_prefix(base).unwrap().to_str().unwrap().to_string();
+                out.insert(k, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Asserts two key → bytes maps are equal, naming the first difference.
+pub fn assert_same(what: &str, expected: &BTreeMap<String, Vec<u8>>, got: &BTreeMap<String, Vec<u8>>) {
+    let ek: Vec<_> = expected.keys().collect();
+    let gk: Vec<_> = got.keys().collect();
+    assert_eq!(ek, gk, "{what}: keys differ");
+    for (k, v) in expected {
+        assert!(got[k] == *v, "{what}: bytes of {k:?} differ ({} vs {} bytes)", v.len(), got[k].len());
+    }
+}
