@@ -116,7 +116,8 @@ mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like 60s or 5m: {e}")))
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like 60s or 5m: {e}")))
     }
 }
 
@@ -154,7 +155,10 @@ pub struct ConfigError {
 }
 
 fn cfg_err(setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { setting: setting.into(), message: message.into() }
+    ConfigError {
+        setting: setting.into(),
+        message: message.into(),
+    }
 }
 
 /// A side, validated.
@@ -188,9 +192,13 @@ impl Side {
         match (&self.location, &self.s3) {
             (Location::S3 { .. }, Some(cfg)) => Arc::new(S3Store::new(cfg.clone()).await),
             (Location::Local { dir }, _) => Arc::new(LocalStore::new(dir.clone())),
-            (Location::S3 { bucket, .. }, None) => {
-                Arc::new(S3Store::new(S3StoreConfig { bucket: bucket.clone(), ..Default::default() }).await)
-            }
+            (Location::S3 { bucket, .. }, None) => Arc::new(
+                S3Store::new(S3StoreConfig {
+                    bucket: bucket.clone(),
+                    ..Default::default()
+                })
+                .await,
+            ),
         }
     }
 }
@@ -213,26 +221,47 @@ pub struct Job {
 impl SideConfig {
     fn build(&self, which: &str, env_prefix: &str) -> Result<Side, ConfigError> {
         let flag = |name: &str| format!("--{which}-{name}");
-        let url = self.url.as_deref().ok_or_else(|| cfg_err(if which == "src" { "SRC" } else { "DEST" }, "is required"))?;
+        let url = self
+            .url
+            .as_deref()
+            .ok_or_else(|| cfg_err(if which == "src" { "SRC" } else { "DEST" }, "is required"))?;
         let location = Location::parse(url).map_err(|m| cfg_err(if which == "src" { "SRC" } else { "DEST" }, m))?;
         let s3 = match &location {
             Location::Local { .. } => {
                 if self.endpoint.is_some() || self.vendor.is_some() {
-                    return Err(cfg_err(flag("endpoint"), format!("{url} is a local directory; endpoint and vendor apply to s3:// locations")));
+                    return Err(cfg_err(
+                        flag("endpoint"),
+                        format!("{url} is a local directory; endpoint and vendor apply to s3:// locations"),
+                    ));
                 }
                 None
             }
             Location::S3 { bucket, .. } => {
-                let vendor = self.vendor.unwrap_or(if self.endpoint.is_some() { Vendor::Custom } else { Vendor::Aws });
-                let region = self.region.clone().or_else(|| vendor.default_region().map(str::to_string));
+                let vendor = self.vendor.unwrap_or(if self.endpoint.is_some() {
+                    Vendor::Custom
+                } else {
+                    Vendor::Aws
+                });
+                let region = self
+                    .region
+                    .clone()
+                    .or_else(|| vendor.default_region().map(str::to_string));
                 let endpoint = match (&self.endpoint, vendor) {
                     (Some(ep), _) => Some(ep.clone()),
                     (None, v) if v.needs_endpoint() => {
-                        return Err(cfg_err(flag("endpoint"), format!("vendor {v} needs an endpoint URL, e.g. --{which}-endpoint https://HOST:PORT")))
+                        return Err(cfg_err(
+                            flag("endpoint"),
+                            format!("vendor {v} needs an endpoint URL, e.g. --{which}-endpoint https://HOST:PORT"),
+                        ))
                     }
                     (None, v) => match (&region, v.needs_region()) {
                         (None, true) => {
-                            return Err(cfg_err(flag("region"), format!("vendor {v} needs a region to form its endpoint, e.g. --{which}-region cn-hangzhou")))
+                            return Err(cfg_err(
+                                flag("region"),
+                                format!(
+                                    "vendor {v} needs a region to form its endpoint, e.g. --{which}-region cn-hangzhou"
+                                ),
+                            ))
                         }
                         (Some(r), _) => v.endpoint(r),
                         (None, false) => v.endpoint(""),
@@ -240,21 +269,45 @@ impl SideConfig {
                 };
                 if let Some(ep) = &endpoint {
                     if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                        return Err(cfg_err(flag("endpoint"), format!("{ep:?} is not a URL; write it as https://HOST[:PORT]")));
+                        return Err(cfg_err(
+                            flag("endpoint"),
+                            format!("{ep:?} is not a URL; write it as https://HOST[:PORT]"),
+                        ));
                     }
                 }
-                let env = |n: &str| std::env::var(format!("{env_prefix}_{n}")).ok().filter(|v| !v.is_empty());
-                let ak = self.access_key_id.as_ref().map(|s| s.0.clone()).or_else(|| env("ACCESS_KEY_ID"));
-                let sk = self.secret_access_key.as_ref().map(|s| s.0.clone()).or_else(|| env("SECRET_ACCESS_KEY"));
-                let token = self.session_token.as_ref().map(|s| s.0.clone()).or_else(|| env("SESSION_TOKEN"));
+                let env = |n: &str| {
+                    std::env::var(format!("{env_prefix}_{n}"))
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                };
+                let ak = self
+                    .access_key_id
+                    .as_ref()
+                    .map(|s| s.0.clone())
+                    .or_else(|| env("ACCESS_KEY_ID"));
+                let sk = self
+                    .secret_access_key
+                    .as_ref()
+                    .map(|s| s.0.clone())
+                    .or_else(|| env("SECRET_ACCESS_KEY"));
+                let token = self
+                    .session_token
+                    .as_ref()
+                    .map(|s| s.0.clone())
+                    .or_else(|| env("SESSION_TOKEN"));
                 let credentials = match (self.anonymous, &self.profile, ak, sk) {
                     (true, Some(_), _, _) => {
-                        return Err(cfg_err(flag("anonymous"), format!("cannot be combined with --{which}-profile")))
+                        return Err(cfg_err(
+                            flag("anonymous"),
+                            format!("cannot be combined with --{which}-profile"),
+                        ))
                     }
                     (true, _, _, _) => S3Credentials::Anonymous,
-                    (false, _, Some(access_key_id), Some(secret_access_key)) => {
-                        S3Credentials::Static { access_key_id, secret_access_key, session_token: token }
-                    }
+                    (false, _, Some(access_key_id), Some(secret_access_key)) => S3Credentials::Static {
+                        access_key_id,
+                        secret_access_key,
+                        session_token: token,
+                    },
                     (false, _, Some(_), None) | (false, _, None, Some(_)) => {
                         return Err(cfg_err(
                             format!("{env_prefix}_ACCESS_KEY_ID / {env_prefix}_SECRET_ACCESS_KEY"),
@@ -285,21 +338,26 @@ pub fn default_state_path(src: &str, dest: &str) -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
     let digest = crate::etag::md5(format!("{src}\n{dest}").as_bytes());
-    base.join("ferry").join(format!("{}.sqlite", &hex::encode(digest)[..16]))
+    base.join("ferry")
+        .join(format!("{}.sqlite", &hex::encode(digest)[..16]))
 }
 
 impl JobConfig {
     /// Reads a TOML job file.
     pub fn from_file(path: &Path) -> Result<toml::Table, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| cfg_err(format!("--config {}", path.display()), e.to_string()))?;
-        text.parse::<toml::Table>().map_err(|e| cfg_err(format!("--config {}", path.display()), e.to_string()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| cfg_err(format!("--config {}", path.display()), e.to_string()))?;
+        text.parse::<toml::Table>()
+            .map_err(|e| cfg_err(format!("--config {}", path.display()), e.to_string()))
     }
 
     /// Builds a config from a file table with overrides applied on top (deep merge).
     pub fn from_layers(file: toml::Table, overrides: toml::Table, origin: &str) -> Result<Self, ConfigError> {
         let mut merged = file;
         merge(&mut merged, overrides);
-        toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| cfg_err(origin, e.message().to_string()))
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| cfg_err(origin, e.message().to_string()))
     }
 
     /// Validates the configuration and resolves defaults.
@@ -311,10 +369,16 @@ impl JobConfig {
             return Err(cfg_err("--concurrency", "must be at least 1"));
         }
         if t.part_size.as_u64() < 5 * 1024 * 1024 || t.part_size.as_u64() > 5 * 1024 * 1024 * 1024 {
-            return Err(cfg_err("--part-size", format!("{} is outside S3's limits of 5 MiB to 5 GiB", t.part_size)));
+            return Err(cfg_err(
+                "--part-size",
+                format!("{} is outside S3's limits of 5 MiB to 5 GiB", t.part_size),
+            ));
         }
         if t.multipart_threshold.as_u64() > 5 * 1024 * 1024 * 1024 {
-            return Err(cfg_err("--multipart-threshold", "a single PUT is limited to 5 GiB; use a smaller threshold"));
+            return Err(cfg_err(
+                "--multipart-threshold",
+                "a single PUT is limited to 5 GiB; use a smaller threshold",
+            ));
         }
         if t.max_in_flight.as_u64() < 1024 * 1024 {
             return Err(cfg_err("--max-in-flight", "must be at least 1 MiB"));
@@ -336,9 +400,18 @@ impl JobConfig {
             sse_kms_key_id: self.destination.sse_kms_key_id.clone(),
         };
         let state_path = self.state.clone().unwrap_or_else(|| {
-            default_state_path(self.source.url.as_deref().unwrap_or(""), self.destination.url.as_deref().unwrap_or(""))
+            default_state_path(
+                self.source.url.as_deref().unwrap_or(""),
+                self.destination.url.as_deref().unwrap_or(""),
+            )
         });
-        Ok(Job { source, destination, put, raw: self.clone(), state_path })
+        Ok(Job {
+            source,
+            destination,
+            put,
+            raw: self.clone(),
+            state_path,
+        })
     }
 }
 
@@ -396,8 +469,10 @@ mod tests {
 
     #[test]
     fn secrets_are_not_debug_printed() {
-        let mut s = SideConfig::default();
-        s.secret_access_key = Some(Secret("TOPSECRET".into()));
+        let s = SideConfig {
+            secret_access_key: Some(Secret("TOPSECRET".into())),
+            ..Default::default()
+        };
         assert!(!format!("{s:?}").contains("TOPSECRET"));
     }
 }

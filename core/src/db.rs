@@ -104,7 +104,10 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the file and its schema.
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let open_err = |source| DbError::Open { path: path.to_path_buf(), source };
+        let open_err = |source| DbError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
@@ -115,7 +118,10 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()) })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_path_buf()),
+        })
     }
 
     /// The file's path.
@@ -133,10 +139,15 @@ impl Db {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut c).map_err(|source| DbError::Sql { path: (*path).clone(), source })
+            f(&mut c).map_err(|source| DbError::Sql {
+                path: (*path).clone(),
+                source,
+            })
         })
         .await
-        .map_err(|_| DbError::Join { path: (*self.path).clone() })?
+        .map_err(|_| DbError::Join {
+            path: (*self.path).clone(),
+        })?
     }
 }
 
@@ -153,8 +164,12 @@ pub fn owner_id() -> String {
 /// claims can be taken over without waiting for the lease to lapse.
 pub fn owner_is_dead(owner: &str) -> bool {
     let owner = owner.split('#').next().unwrap_or(owner);
-    let Some((host, pid)) = owner.rsplit_once(':') else { return false };
-    let Some(me) = owner_id().rsplit_once(':').map(|(h, _)| h.to_string()) else { return false };
+    let Some((host, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    let Some(me) = owner_id().rsplit_once(':').map(|(h, _)| h.to_string()) else {
+        return false;
+    };
     if host != me {
         return false;
     }

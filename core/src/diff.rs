@@ -144,24 +144,37 @@ fn check(last: &mut Option<String>, side: &str, e: &Entry) -> Result<(), StoreEr
 
 /// Walks two sorted listings and yields one decision per key.
 pub fn diff(src: EntryStream, dst: EntryStream, mode: CompareMode) -> impl Stream<Item = Result<Decision, StoreError>> {
-    let walk = Walk { src: src.peekable(), dst: dst.peekable(), last: (None, None), mode };
+    let walk = Walk {
+        src: src.peekable(),
+        dst: dst.peekable(),
+        last: (None, None),
+        mode,
+    };
     futures::stream::unfold(walk, |mut w| async move {
-        let s = Pin::new(&mut w.src).peek().await.map(|r| r.as_ref().map(|e| e.rel.clone()).map_err(|_| ()));
-        let d = Pin::new(&mut w.dst).peek().await.map(|r| r.as_ref().map(|e| e.rel.clone()).map_err(|_| ()));
+        let s = Pin::new(&mut w.src)
+            .peek()
+            .await
+            .map(|r| r.as_ref().map(|e| e.rel.clone()).map_err(|_| ()));
+        let d = Pin::new(&mut w.dst)
+            .peek()
+            .await
+            .map(|r| r.as_ref().map(|e| e.rel.clone()).map_err(|_| ()));
         let step: Result<Decision, StoreError> = match (s, d) {
             (None, None) => return None,
             (Some(Err(())), _) => Err(w.src.next().await.expect("peeked").unwrap_err()),
             (_, Some(Err(()))) => Err(w.dst.next().await.expect("peeked").unwrap_err()),
-            (Some(Ok(sk)), Some(Ok(dk))) if sk.as_bytes() == dk.as_bytes() => async {
-                let src = w.take_src().await?;
-                let dst = w.take_dst().await?;
-                Ok(if w.mode.identical(&src.meta, &dst.meta) {
-                    Decision::Identical { src, dst }
-                } else {
-                    Decision::Changed { src, dst }
-                })
+            (Some(Ok(sk)), Some(Ok(dk))) if sk.as_bytes() == dk.as_bytes() => {
+                async {
+                    let src = w.take_src().await?;
+                    let dst = w.take_dst().await?;
+                    Ok(if w.mode.identical(&src.meta, &dst.meta) {
+                        Decision::Identical { src, dst }
+                    } else {
+                        Decision::Changed { src, dst }
+                    })
+                }
+                .await
             }
-            .await,
             (Some(Ok(sk)), Some(Ok(dk))) if sk.as_bytes() < dk.as_bytes() => w.take_src().await.map(Decision::New),
             (Some(Ok(_)), None) => w.take_src().await.map(Decision::New),
             (_, Some(Ok(_))) => w.take_dst().await.map(Decision::Extra),
@@ -177,9 +190,15 @@ pub fn diff(src: EntryStream, dst: EntryStream, mode: CompareMode) -> impl Strea
 }
 
 /// Turns an object listing into entries relative to `root` (the listed prefix's root).
-pub fn relative(list: futures::stream::BoxStream<'static, Result<ObjectMeta, StoreError>>, root: String) -> EntryStream {
+pub fn relative(
+    list: futures::stream::BoxStream<'static, Result<ObjectMeta, StoreError>>,
+    root: String,
+) -> EntryStream {
     Box::pin(list.map(move |r| {
-        r.map(|meta| Entry { rel: meta.key.strip_prefix(root.as_str()).unwrap_or(&meta.key).to_string(), meta })
+        r.map(|meta| Entry {
+            rel: meta.key.strip_prefix(root.as_str()).unwrap_or(&meta.key).to_string(),
+            meta,
+        })
     }))
 }
 
@@ -192,14 +211,28 @@ mod tests {
     fn entries(m: &BTreeMap<String, u64>) -> EntryStream {
         let v: Vec<Result<Entry, StoreError>> = m
             .iter()
-            .map(|(k, s)| Ok(Entry { rel: k.clone(), meta: ObjectMeta { key: k.clone(), size: *s, etag: None, last_modified: None } }))
+            .map(|(k, s)| {
+                Ok(Entry {
+                    rel: k.clone(),
+                    meta: ObjectMeta {
+                        key: k.clone(),
+                        size: *s,
+                        etag: None,
+                        last_modified: None,
+                    },
+                })
+            })
             .collect();
         Box::pin(futures::stream::iter(v))
     }
 
     fn run(src: &BTreeMap<String, u64>, dst: &BTreeMap<String, u64>) -> Vec<Decision> {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(diff(entries(src), entries(dst), CompareMode::Size).map(|r| r.unwrap()).collect())
+        rt.block_on(
+            diff(entries(src), entries(dst), CompareMode::Size)
+                .map(|r| r.unwrap())
+                .collect(),
+        )
     }
 
     proptest! {
@@ -232,15 +265,37 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let bad: Vec<Result<Entry, StoreError>> = ["b", "a"]
             .iter()
-            .map(|k| Ok(Entry { rel: k.to_string(), meta: ObjectMeta { key: k.to_string(), size: 1, etag: None, last_modified: None } }))
+            .map(|k| {
+                Ok(Entry {
+                    rel: k.to_string(),
+                    meta: ObjectMeta {
+                        key: k.to_string(),
+                        size: 1,
+                        etag: None,
+                        last_modified: None,
+                    },
+                })
+            })
             .collect();
-        let out: Vec<_> = rt.block_on(diff(Box::pin(futures::stream::iter(bad)), entries(&BTreeMap::new()), CompareMode::Size).collect());
+        let out: Vec<_> = rt.block_on(
+            diff(
+                Box::pin(futures::stream::iter(bad)),
+                entries(&BTreeMap::new()),
+                CompareMode::Size,
+            )
+            .collect(),
+        );
         assert!(out.iter().any(|r| r.is_err()));
     }
 
     #[test]
     fn size_etag_compares_only_comparable_etags() {
-        let m = |size, etag: &str| ObjectMeta { key: "k".into(), size, etag: Some(etag.into()), last_modified: None };
+        let m = |size, etag: &str| ObjectMeta {
+            key: "k".into(),
+            size,
+            etag: Some(etag.into()),
+            last_modified: None,
+        };
         let a = "\"9b2cf535f27731c974343645a3985328\"";
         let b = "\"0b2cf535f27731c974343645a3985328\"";
         assert!(!CompareMode::SizeEtag.identical(&m(1, a), &m(1, b)));

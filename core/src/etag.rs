@@ -95,9 +95,18 @@ mod tests {
         assert_eq!(kind("9b2cf535f27731c974343645a3985328-12"), ETagKind::Multipart(12));
         assert_eq!(kind("W/\"1700-12\""), ETagKind::Opaque);
         assert_eq!(kind("\"abc\""), ETagKind::Opaque);
-        assert!(comparable("\"9b2cf535f27731c974343645a3985328\"", "9B2CF535F27731C974343645A3985328"));
-        assert!(!comparable("9b2cf535f27731c974343645a3985328-2", "9b2cf535f27731c974343645a3985328-3"));
-        assert!(same("\"9b2cf535f27731c974343645a3985328\"", "9B2CF535F27731C974343645A3985328"));
+        assert!(comparable(
+            "\"9b2cf535f27731c974343645a3985328\"",
+            "9B2CF535F27731C974343645A3985328"
+        ));
+        assert!(!comparable(
+            "9b2cf535f27731c974343645a3985328-2",
+            "9b2cf535f27731c974343645a3985328-3"
+        ));
+        assert!(same(
+            "\"9b2cf535f27731c974343645a3985328\"",
+            "9B2CF535F27731C974343645A3985328"
+        ));
     }
 
     #[test]

@@ -27,7 +27,10 @@ fn build(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, String> {
 impl KeyFilter {
     /// Compiles the patterns; the error names the bad one.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
-        Ok(Self { include: build(include, "--include")?, exclude: build(exclude, "--exclude")? })
+        Ok(Self {
+            include: build(include, "--include")?,
+            exclude: build(exclude, "--exclude")?,
+        })
     }
 
     /// Whether a relative key is selected.

@@ -71,7 +71,13 @@ pub enum JobParseError {
 impl Job {
     /// A copy job.
     pub fn copy(run: &str, src: SrcRef, dest_key: String) -> Self {
-        Job { v: 1, op: Op::Copy, run: run.into(), src, dest: DestRef { key: dest_key } }
+        Job {
+            v: 1,
+            op: Op::Copy,
+            run: run.into(),
+            src,
+            dest: DestRef { key: dest_key },
+        }
     }
 
     /// The JSON body.
@@ -102,7 +108,10 @@ mod tests {
         assert_eq!(job.src.key, "photos/2024/a b+c.jpg");
         assert_eq!(job.op, Op::Copy);
         assert_eq!(Job::parse(&job.to_body()).unwrap(), job);
-        assert!(matches!(Job::parse(r#"{"v":2,"op":"copy","run":"r","src":{"key":"k","size":1,"etag":null},"dest":{"key":"k"}}"#), Err(JobParseError::Version(2))));
+        assert!(matches!(
+            Job::parse(r#"{"v":2,"op":"copy","run":"r","src":{"key":"k","size":1,"etag":null},"dest":{"key":"k"}}"#),
+            Err(JobParseError::Version(2))
+        ));
         assert!(Job::parse("{}").is_err());
     }
 }

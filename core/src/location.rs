@@ -32,12 +32,18 @@ impl Location {
             if bucket.is_empty() {
                 return Err(format!("{s:?} has no bucket name; {hint}"));
             }
-            if bucket.len() < 3 || bucket.len() > 63 || !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+            if bucket.len() < 3
+                || bucket.len() > 63
+                || !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            {
                 return Err(format!(
                     "{bucket:?} is not a valid bucket name (3 to 63 letters, digits, '-', '.' or '_')"
                 ));
             }
-            return Ok(Location::S3 { bucket: bucket.into(), prefix: prefix.into() });
+            return Ok(Location::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+            });
         }
         if let Some(path) = s.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -48,7 +54,8 @@ impl Location {
         if let Some((scheme, _)) = s.split_once("://") {
             let tip = match scheme {
                 "oss" | "cos" | "obs" | "ks3" | "gs" | "minio" => {
-                    format!("; S3-compatible stores use s3:// with a vendor preset, e.g. s3://BUCKET --src-vendor aliyun-oss")
+                    "; S3-compatible stores use s3:// with a vendor preset, e.g. s3://BUCKET --src-vendor aliyun-oss"
+                        .to_string()
                 }
                 _ => String::new(),
             };
@@ -73,9 +80,24 @@ mod tests {
 
     #[test]
     fn parses() {
-        assert_eq!(Location::parse("s3://bkt/a/b/").unwrap(), Location::S3 { bucket: "bkt".into(), prefix: "a/b/".into() });
-        assert_eq!(Location::parse("s3://bkt").unwrap(), Location::S3 { bucket: "bkt".into(), prefix: "".into() });
-        assert_eq!(Location::parse("file:///x/y").unwrap(), Location::Local { dir: "/x/y".into() });
+        assert_eq!(
+            Location::parse("s3://bkt/a/b/").unwrap(),
+            Location::S3 {
+                bucket: "bkt".into(),
+                prefix: "a/b/".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://bkt").unwrap(),
+            Location::S3 {
+                bucket: "bkt".into(),
+                prefix: "".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("file:///x/y").unwrap(),
+            Location::Local { dir: "/x/y".into() }
+        );
         assert_eq!(Location::parse("./d").unwrap(), Location::Local { dir: "./d".into() });
         assert!(Location::parse("s3:///k").unwrap_err().contains("no bucket"));
         assert!(Location::parse("oss://b/k").unwrap_err().contains("vendor"));

@@ -23,7 +23,10 @@ pub struct BackoffConfig {
 
 impl Default for BackoffConfig {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(100), max: Duration::from_secs(20) }
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(20),
+        }
     }
 }
 
@@ -43,7 +46,11 @@ impl Backoff {
 
     /// A backoff with a given RNG (tests).
     pub fn with_rng(cfg: BackoffConfig, rng: StdRng) -> Self {
-        Self { cfg, prev: cfg.initial, rng }
+        Self {
+            cfg,
+            prev: cfg.initial,
+            rng,
+        }
     }
 
     /// The next delay.
@@ -86,7 +93,10 @@ mod tests {
 
     #[test]
     fn delays_stay_in_bounds() {
-        let cfg = BackoffConfig { initial: Duration::from_millis(10), max: Duration::from_secs(1) };
+        let cfg = BackoffConfig {
+            initial: Duration::from_millis(10),
+            max: Duration::from_secs(1),
+        };
         let mut b = Backoff::with_rng(cfg, StdRng::seed_from_u64(7));
         let mut prev = cfg.initial;
         for _ in 0..100 {
@@ -100,11 +110,21 @@ mod tests {
     #[tokio::test]
     async fn retries_only_retryable() {
         let mut calls = 0;
-        let r: Result<(), String> = retry(5, |e: &String| e == "again", || {
-            calls += 1;
-            let c = calls;
-            async move { if c < 3 { Err("again".to_string()) } else { Err("fatal".to_string()) } }
-        })
+        let r: Result<(), String> = retry(
+            5,
+            |e: &String| e == "again",
+            || {
+                calls += 1;
+                let c = calls;
+                async move {
+                    if c < 3 {
+                        Err("again".to_string())
+                    } else {
+                        Err("fatal".to_string())
+                    }
+                }
+            },
+        )
         .await;
         assert_eq!(r.unwrap_err(), "fatal");
         assert_eq!(calls, 3);

@@ -32,7 +32,13 @@ pub struct ObjectTransferred<'a> {
 impl ObjectTransferred<'_> {
     /// Records the event.
     pub fn emit(&self) {
-        tracing::debug!(key = self.key, bytes = self.bytes, parts = self.parts, resumed_parts = self.resumed_parts, "Object transferred.");
+        tracing::debug!(
+            key = self.key,
+            bytes = self.bytes,
+            parts = self.parts,
+            resumed_parts = self.resumed_parts,
+            "Object transferred."
+        );
     }
 }
 
@@ -53,9 +59,19 @@ impl JobFailed<'_> {
     /// Records the event: WARN when it will be retried, ERROR when given up.
     pub fn emit(&self) {
         if self.will_retry {
-            tracing::warn!(key = self.key, error_code = self.error_code, error = self.error, "Job attempt failed; it will be retried.");
+            tracing::warn!(
+                key = self.key,
+                error_code = self.error_code,
+                error = self.error,
+                "Job attempt failed; it will be retried."
+            );
         } else {
-            tracing::error!(key = self.key, error_code = self.error_code, error = self.error, "Job failed and was given up.");
+            tracing::error!(
+                key = self.key,
+                error_code = self.error_code,
+                error = self.error,
+                "Job failed and was given up."
+            );
         }
     }
 }

@@ -79,10 +79,17 @@ fn remember(v: &mut Vec<String>, k: &str) {
 /// The source prefixes to walk, relative to the source URL's prefix: the prefix
 /// list's lines (sorted, those covered by another removed) or the empty prefix.
 pub fn prefixes(job: &JobSettings) -> anyhow::Result<Vec<String>> {
-    let Some(path) = &job.raw.prefix_list else { return Ok(vec![String::new()]) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("--prefix-list {}: cannot read the file", path.display()))?;
-    let mut list: Vec<String> =
-        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    let Some(path) = &job.raw.prefix_list else {
+        return Ok(vec![String::new()]);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--prefix-list {}: cannot read the file", path.display()))?;
+    let mut list: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
     if list.is_empty() {
         bail!("--prefix-list {}: the file lists no prefix", path.display());
     }
@@ -98,7 +105,8 @@ pub fn prefixes(job: &JobSettings) -> anyhow::Result<Vec<String>> {
 
 async fn check_source(side: &Side) -> anyhow::Result<()> {
     if let Location::Local { dir } = &side.location {
-        let md = std::fs::metadata(dir).with_context(|| format!("source directory {}: cannot read it", dir.display()))?;
+        let md =
+            std::fs::metadata(dir).with_context(|| format!("source directory {}: cannot read it", dir.display()))?;
         if !md.is_dir() {
             bail!("source {} is not a directory", dir.display());
         }
@@ -108,7 +116,11 @@ async fn check_source(side: &Side) -> anyhow::Result<()> {
 
 /// A run id: UTC time and a random suffix, e.g. `2026-11-21T10:00:00Z#a1b2`.
 pub fn new_run_id() -> String {
-    format!("{}#{:04x}", humantime::format_rfc3339_seconds(std::time::SystemTime::now()), rand::random::<u16>())
+    format!(
+        "{}#{:04x}",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        rand::random::<u16>()
+    )
 }
 
 /// Runs the finder (and in-process workers). `stop` set to true interrupts.
@@ -124,22 +136,40 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
         print_plan(&plan);
         return Ok(Report {
             run: run_id,
-            counters: RunCounters { found: plan.new.0 + plan.changed.0 + plan.identical, identical: plan.identical, ..Default::default() },
+            counters: RunCounters {
+                found: plan.new.0 + plan.changed.0 + plan.identical,
+                identical: plan.identical,
+                ..Default::default()
+            },
             planned_bytes: plan.new.1 + plan.changed.1,
             ..Default::default()
         });
     }
-    let rt = ferry_worker::cli::open(job).await.context("opening the embedded state file")?;
+    let rt = ferry_worker::cli::open(job)
+        .await
+        .context("opening the embedded state file")?;
     let started = Instant::now();
     let producer_done = Arc::new(AtomicBool::new(false));
     let progress = Progress::start(opts.progress, rt.engine.stats.clone());
     let runner = (opts.workers > 0).then(|| {
         let mut cfg = rt.runner.clone();
         cfg.workers = opts.workers;
-        let control = ferry_worker::runner::Control { stop: stop.clone(), producer_done: Some(producer_done.clone()) };
-        tokio::spawn(ferry_worker::runner::run(rt.engine.clone(), rt.queue.clone(), cfg, control))
+        let control = ferry_worker::runner::Control {
+            stop: stop.clone(),
+            producer_done: Some(producer_done.clone()),
+        };
+        tokio::spawn(ferry_worker::runner::run(
+            rt.engine.clone(),
+            rt.queue.clone(),
+            cfg,
+            control,
+        ))
     });
-    let sink = Sink { queue: rt.queue.clone(), state: rt.state.clone(), progress: progress.clone() };
+    let sink = Sink {
+        queue: rt.queue.clone(),
+        state: rt.state.clone(),
+        progress: progress.clone(),
+    };
     let walked = walk(job, &src, &dst, &prefixes, &filter, Some(&sink), &run_id, stop.clone()).await;
     producer_done.store(true, Ordering::SeqCst);
     let plan = match walked {
@@ -189,10 +219,19 @@ struct Sink {
 }
 
 impl Sink {
-    async fn flush(&self, run: &str, batch: &mut Vec<String>, delta: &mut RunCounters, bytes: &mut u64) -> anyhow::Result<()> {
+    async fn flush(
+        &self,
+        run: &str,
+        batch: &mut Vec<String>,
+        delta: &mut RunCounters,
+        bytes: &mut u64,
+    ) -> anyhow::Result<()> {
         if !batch.is_empty() {
             let n = batch.len() as u64;
-            self.queue.send_all(std::mem::take(batch), 5).await.map_err(anyhow::Error::msg)?;
+            self.queue
+                .send_all(std::mem::take(batch), 5)
+                .await
+                .map_err(anyhow::Error::msg)?;
             delta.enqueued += n;
         }
         self.state.run_add(run, *delta).await?;
@@ -264,7 +303,12 @@ async fn walk(
             delta.found += 1;
             bytes += entry.meta.size;
             let dest_key = format!("{dp}{}", entry.rel);
-            let src_ref = SrcRef { key: entry.meta.key, size: entry.meta.size, etag: entry.meta.etag, version: None };
+            let src_ref = SrcRef {
+                key: entry.meta.key,
+                size: entry.meta.size,
+                etag: entry.meta.etag,
+                version: None,
+            };
             batch.push(Job::copy(run, src_ref, dest_key).to_body());
             if let Some(sink) = sink {
                 if batch.len() >= 500 {
@@ -286,7 +330,11 @@ fn print_plan(plan: &Plan) {
     println!("  changed:   {:>8} objects, {}", plan.changed.0, b(plan.changed.1));
     println!("  identical: {:>8} objects", plan.identical);
     println!("  only at destination (kept): {}", plan.extra.0);
-    for (label, keys) in [("new", &plan.new.2), ("changed", &plan.changed.2), ("only at destination", &plan.extra.1)] {
+    for (label, keys) in [
+        ("new", &plan.new.2),
+        ("changed", &plan.changed.2),
+        ("only at destination", &plan.extra.1),
+    ] {
         if !keys.is_empty() {
             println!("  first {label}:");
             for k in keys {
@@ -305,14 +353,25 @@ fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: s
     println!("  identical:   {:>8} objects", c.identical);
     println!("  queued:      {:>8} objects, {}", c.enqueued, b(r.planned_bytes));
     if opts.workers > 0 {
-        println!("  transferred: {:>8} objects, {} ({}/s)", c.done, b(c.bytes), b((c.bytes as f64 / secs) as u64));
+        println!(
+            "  transferred: {:>8} objects, {} ({}/s)",
+            c.done,
+            b(c.bytes),
+            b((c.bytes as f64 / secs) as u64)
+        );
         println!("  failed:      {:>8} objects", c.failed);
     }
     if r.source_gone > 0 {
-        println!("  source gone: {:>8} objects (deleted at the source during the run)", r.source_gone);
+        println!(
+            "  source gone: {:>8} objects (deleted at the source during the run)",
+            r.source_gone
+        );
     }
     if r.skipped_markers > 0 {
-        println!("  skipped:     {:>8} directory markers (keys ending in '/', not files)", r.skipped_markers);
+        println!(
+            "  skipped:     {:>8} directory markers (keys ending in '/', not files)",
+            r.skipped_markers
+        );
     }
     for (k, e) in &r.failures {
         println!("  FAILED {k}: {e}");
@@ -321,9 +380,16 @@ fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: s
         println!("Nothing to transfer: the destination is up to date.");
     }
     if r.interrupted {
-        println!("Interrupted: run the same command again to resume (state: {}).", job.state_path.display());
+        println!(
+            "Interrupted: run the same command again to resume (state: {}).",
+            job.state_path.display()
+        );
     } else if opts.workers == 0 {
-        println!("Jobs queued in {}; run ferry-worker --state {} to transfer them.", job.state_path.display(), job.state_path.display());
+        println!(
+            "Jobs queued in {}; run ferry-worker --state {} to transfer them.",
+            job.state_path.display(),
+            job.state_path.display()
+        );
     }
 }
 

@@ -22,7 +22,13 @@ use ferry_worker::cli::{self, JobArgs};
 ///   ferry-finder s3://src-bucket s3://dst-bucket --src-vendor aliyun-oss --src-region cn-hangzhou
 ///   ferry-finder s3://bucket/logs/ /backup/logs --dry-run
 #[derive(Debug, Parser)]
-#[command(name = "ferry-finder", version, verbatim_doc_comment, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "ferry-finder",
+    version,
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -87,7 +93,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<u8> {
     let cli = Cli::parse();
-    if let Some(Command::CleanUploads { location, older_than, dry_run, job }) = cli.command {
+    if let Some(Command::CleanUploads {
+        location,
+        older_than,
+        dry_run,
+        job,
+    }) = cli.command
+    {
         return clean_uploads(&location, older_than.into(), dry_run, &job).await;
     }
     let mut overrides = cli.job.overrides(cli.src.as_deref(), cli.dest.as_deref(), cli.workers);
@@ -139,17 +151,27 @@ async fn clean_uploads(location: &str, older_than: Duration, dry_run: bool, job:
     let store = settings.destination.open().await;
     let prefix = settings.destination.prefix().to_string();
     let cutoff = ferry_core::now_millis() - older_than.as_millis() as i64;
-    let uploads = store.list_uploads(&prefix).await.with_context(|| format!("listing unfinished uploads in {location}"))?;
+    let uploads = store
+        .list_uploads(&prefix)
+        .await
+        .with_context(|| format!("listing unfinished uploads in {location}"))?;
     let mut n = 0;
     for u in uploads.iter().filter(|u| u.initiated.is_none_or(|t| t <= cutoff)) {
         if dry_run {
             println!("would abort {} (upload {})", u.key, u.upload_id);
         } else {
-            store.abort_multipart(&u.key, &u.upload_id).await.with_context(|| format!("aborting the upload of {:?}", u.key))?;
+            store
+                .abort_multipart(&u.key, &u.upload_id)
+                .await
+                .with_context(|| format!("aborting the upload of {:?}", u.key))?;
             println!("aborted {} (upload {})", u.key, u.upload_id);
         }
         n += 1;
     }
-    println!("{n} unfinished upload(s) {} ({} newer ones kept)", if dry_run { "found" } else { "aborted" }, uploads.len() - n);
+    println!(
+        "{n} unfinished upload(s) {} ({} newer ones kept)",
+        if dry_run { "found" } else { "aborted" },
+        uploads.len() - n
+    );
     Ok(0)
 }

@@ -31,22 +31,41 @@ impl Progress {
         let bar = tty.then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
-        let me = Self { planned: planned.clone(), bar: bar.clone() };
+        let me = Self {
+            planned: planned.clone(),
+            bar: bar.clone(),
+        };
         tokio::spawn(async move {
-            let tick = if bar.is_some() { Duration::from_millis(200) } else { Duration::from_secs(10) };
+            let tick = if bar.is_some() {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(10)
+            };
             loop {
                 tokio::time::sleep(tick).await;
                 if planned.finished.load(Ordering::Relaxed) {
                     break;
                 }
-                let (objs, bytes) = (planned.objects.load(Ordering::Relaxed), planned.bytes.load(Ordering::Relaxed));
-                let (done_objs, done_bytes) = (stats.objects.load(Ordering::Relaxed), stats.bytes.load(Ordering::Relaxed));
-                let listing = if planned.listing_done.load(Ordering::Relaxed) { "" } else { " (listing…)" };
+                let (objs, bytes) = (
+                    planned.objects.load(Ordering::Relaxed),
+                    planned.bytes.load(Ordering::Relaxed),
+                );
+                let (done_objs, done_bytes) = (
+                    stats.objects.load(Ordering::Relaxed),
+                    stats.bytes.load(Ordering::Relaxed),
+                );
+                let listing = if planned.listing_done.load(Ordering::Relaxed) {
+                    ""
+                } else {
+                    " (listing…)"
+                };
                 match &bar {
                     Some(bar) => {
                         bar.set_length(bytes);

@@ -15,11 +15,11 @@ SK=ferrytestsecretkey0123456789
 log() { echo "[servers] $*" >&2; }
 
 install() {
-  if ! command -v radosgw >/dev/null || ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v uuidgen >/dev/null; then
+  if ! command -v radosgw >/dev/null || ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v uuidgen >/dev/null || ! command -v curl >/dev/null; then
     log "installing Ceph (ceph-mon, ceph-osd, radosgw) from Debian packages"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends ceph-mon ceph-osd radosgw ceph-common uuid-runtime >/dev/null
+    apt-get install -y -q --no-install-recommends ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl >/dev/null
   fi
   if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
     log "installing moto[server]==5.1.22 into $MOTO_VENV"

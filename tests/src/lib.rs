@@ -44,7 +44,12 @@ pub fn rgw() -> Server {
 
 /// moto server's S3.
 pub fn moto() -> Server {
-    Server { name: "moto", endpoint: env("FERRY_TEST_MOTO"), access_key: "testing".into(), secret_key: "testing".into() }
+    Server {
+        name: "moto",
+        endpoint: env("FERRY_TEST_MOTO"),
+        access_key: "testing".into(),
+        secret_key: "testing".into(),
+    }
 }
 
 impl Server {
@@ -78,7 +83,13 @@ impl Server {
     pub async fn put_all(&self, bucket: &str, objects: &BTreeMap<String, Vec<u8>>) {
         let c = self.client();
         for (k, v) in objects {
-            c.put_object().bucket(bucket).key(k).body(ByteStream::from(v.clone())).send().await.unwrap_or_else(|e| panic!("put {k:?}: {e:?}"));
+            c.put_object()
+                .bucket(bucket)
+                .key(k)
+                .body(ByteStream::from(v.clone()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {k:?}: {e:?}"));
         }
     }
 
@@ -88,10 +99,27 @@ impl Server {
         let mut out = BTreeMap::new();
         let mut token = None;
         loop {
-            let r = c.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.expect("list");
+            let r = c
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .expect("list");
             for o in r.contents() {
                 let k = o.key().unwrap().to_string();
-                let body = c.get_object().bucket(bucket).key(&k).send().await.expect("get").body.collect().await.expect("body");
+                let body = c
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&k)
+                    .send()
+                    .await
+                    .expect("get")
+                    .body
+                    .collect()
+                    .await
+                    .expect("body");
                 out.insert(k, body.into_bytes().to_vec());
             }
             token = r.next_continuation_token().map(str::to_string);
@@ -104,18 +132,32 @@ impl Server {
 
     /// Unfinished multipart uploads in a bucket.
     pub async fn uploads(&self, bucket: &str) -> usize {
-        self.client().list_multipart_uploads().bucket(bucket).send().await.expect("list uploads").uploads().len()
+        self.client()
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("list uploads")
+            .uploads()
+            .len()
     }
 
     /// The flags that point one side of ferry at this server.
     pub fn flags(&self, side: &str) -> Vec<String> {
-        vec![format!("--{side}-endpoint"), self.endpoint.clone(), format!("--{side}-path-style")]
+        vec![
+            format!("--{side}-endpoint"),
+            self.endpoint.clone(),
+            format!("--{side}-path-style"),
+        ]
     }
 
     /// The environment variables that give one side of ferry this server's keys.
     pub fn envs(&self, side: &str) -> Vec<(String, String)> {
         let p = if side == "src" { "FERRY_SRC" } else { "FERRY_DEST" };
-        vec![(format!("{p}_ACCESS_KEY_ID"), self.access_key.clone()), (format!("{p}_SECRET_ACCESS_KEY"), self.secret_key.clone())]
+        vec![
+            (format!("{p}_ACCESS_KEY_ID"), self.access_key.clone()),
+            (format!("{p}_SECRET_ACCESS_KEY"), self.secret_key.clone()),
+        ]
     }
 }
 
@@ -124,7 +166,11 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(p.exists(), "{} is missing: build it with `cargo build --bins` (tests/run.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build --bins` (tests/run.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -147,13 +193,21 @@ pub fn isolate(c: &mut Command) {
             c.env_remove(&k);
         }
     }
-    c.env("AWS_EC2_METADATA_DISABLED", "true").env("AWS_REGION", "us-east-1").env("RUST_LOG", "warn");
+    c.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("RUST_LOG", "warn");
 }
 
 /// Runs a command and returns its output, printing it for failing tests.
 pub fn run(mut c: Command) -> Output {
     let out = c.output().expect("spawn");
-    eprintln!("--- {:?}\nstatus: {}\nstdout:\n{}\nstderr:\n{}", c, out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "--- {:?}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+        c,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -197,6 +251,11 @@ pub fn assert_same(what: &str, expected: &BTreeMap<String, Vec<u8>>, got: &BTree
     let gk: Vec<_> = got.keys().collect();
     assert_eq!(ek, gk, "{what}: keys differ");
     for (k, v) in expected {
-        assert!(got[k] == *v, "{what}: bytes of {k:?} differ ({} vs {} bytes)", v.len(), got[k].len());
+        assert!(
+            got[k] == *v,
+            "{what}: bytes of {k:?} differ ({} vs {} bytes)",
+            v.len(),
+            got[k].len()
+        );
     }
 }

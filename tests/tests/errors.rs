@@ -26,10 +26,26 @@ fn bad_input_is_explained() {
 
     expect_error(&[&s, "s3:///nobucket", "--state", &state], &[], &["no bucket"]);
     expect_error(&[&s, "gs://b/k", "--state", &state], &[], &["unsupported scheme"]);
-    expect_error(&["/definitely/not/here", "/tmp/x", "--state", &state], &[], &["/definitely/not/here"]);
-    expect_error(&[&s, "s3://bkt/", "--dest-vendor", "aliyun-oss", "--state", &state], &[], &["--dest-region"]);
-    expect_error(&[&s, "s3://bkt/", "--dest-vendor", "nope", "--state", &state], &[], &["nope", "aliyun-oss"]);
-    expect_error(&[&s, "s3://bkt/", "--part-size", "1MiB", "--state", &state], &[], &["--part-size"]);
+    expect_error(
+        &["/definitely/not/here", "/tmp/x", "--state", &state],
+        &[],
+        &["/definitely/not/here"],
+    );
+    expect_error(
+        &[&s, "s3://bkt/", "--dest-vendor", "aliyun-oss", "--state", &state],
+        &[],
+        &["--dest-region"],
+    );
+    expect_error(
+        &[&s, "s3://bkt/", "--dest-vendor", "nope", "--state", &state],
+        &[],
+        &["nope", "aliyun-oss"],
+    );
+    expect_error(
+        &[&s, "s3://bkt/", "--part-size", "1MiB", "--state", &state],
+        &[],
+        &["--part-size"],
+    );
 
     let cfg = work.path().join("job.toml");
     std::fs::write(&cfg, "[source]\nurl = \"/tmp\"\nendpont = \"x\"\n").unwrap();
@@ -46,8 +62,19 @@ fn bad_input_is_explained() {
     ];
     expect_error(&args, &wrong, &["access denied"]);
     let out = run(finder(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &wrong));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("wrong-secret"), "secrets never printed");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("wrong-secret"),
+        "secrets never printed"
+    );
 
-    let unreachable: Vec<&str> = vec![&s, "s3://bkt/", "--dest-endpoint", "http://127.0.0.1:9", "--dest-path-style", "--state", &state];
+    let unreachable: Vec<&str> = vec![
+        &s,
+        "s3://bkt/",
+        "--dest-endpoint",
+        "http://127.0.0.1:9",
+        "--dest-path-style",
+        "--state",
+        &state,
+    ];
     expect_error(&unreachable, &rgw.envs("dest"), &["cannot reach", "127.0.0.1:9"]);
 }

@@ -37,16 +37,32 @@ async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
     let body = data(200 * MIB, 42);
     std::fs::write(src.join("big.bin"), &body).unwrap();
     let state = work.path().join("state.sqlite");
-    let mut args = vec![src.display().to_string(), format!("s3://{bucket}/"), "--state".into(), state.display().to_string()];
+    let mut args = vec![
+        src.display().to_string(),
+        format!("s3://{bucket}/"),
+        "--state".into(),
+        state.display().to_string(),
+    ];
     args.extend(rgw.flags("dest"));
-    args.extend(["--part-size", "5MiB", "--concurrency", "2", "--workers", "1"].iter().map(|s| s.to_string()));
+    args.extend(
+        ["--part-size", "5MiB", "--concurrency", "2", "--workers", "1"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
 
     let log_start = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
-    let mut child = finder(&args, &rgw.envs("dest")).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = finder(&args, &rgw.envs("dest"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while uploaded_parts(&log, log_start, &bucket, "big.bin").len() < 12 {
         assert!(t0.elapsed() < Duration::from_secs(120), "the transfer did not progress");
-        assert!(child.try_wait().unwrap().is_none(), "finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -55,7 +71,10 @@ async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
 
     let db = Db::open(&state).unwrap();
     let rec = EmbeddedStateStore::new(db)
-        .get(&RecordKey { bucket: bucket.clone(), key: "big.bin".into() })
+        .get(&RecordKey {
+            bucket: bucket.clone(),
+            key: "big.bin".into(),
+        })
         .await
         .unwrap()
         .expect("a record of the interrupted upload");
@@ -69,11 +88,18 @@ async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
     assert!(out.status.success(), "the resumed run failed");
     let resent: Vec<u32> = uploaded_parts(&log, second_start, &bucket, "big.bin");
     let again: Vec<u32> = resent.iter().copied().filter(|n| recorded.contains(n)).collect();
-    assert!(again.is_empty(), "parts recorded before the kill were sent again: {again:?}");
+    assert!(
+        again.is_empty(),
+        "parts recorded before the kill were sent again: {again:?}"
+    );
     let total = 200 / 5;
     let all: BTreeSet<u32> = resent.iter().copied().chain(recorded.iter().copied()).collect();
     assert_eq!(all.len(), total, "every part uploaded once across both runs");
-    assert!(resent.len() <= total - recorded.len() + 2, "at most the in-flight parts are repeated: {}", resent.len());
+    assert!(
+        resent.len() <= total - recorded.len() + 2,
+        "at most the in-flight parts are repeated: {}",
+        resent.len()
+    );
 
     let got = rgw.read_all(&bucket, "").await;
     assert!(got["big.bin"] == body, "resumed object differs");

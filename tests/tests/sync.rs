@@ -41,7 +41,10 @@ fn tricky_files(prefix_len: usize) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn small_parts() -> Vec<String> {
-    ["--multipart-threshold", "5MiB", "--part-size", "5MiB", "--workers", "4"].iter().map(|s| s.to_string()).collect()
+    ["--multipart-threshold", "5MiB", "--part-size", "5MiB", "--workers", "4"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,14 +76,20 @@ async fn local_to_s3_then_s3_to_local_round_trips_every_key() {
     let again = run(finder(&args, &rgw.envs("dest")));
     assert!(again.status.success());
     let stdout = String::from_utf8_lossy(&again.stdout);
-    assert!(stdout.contains("Nothing to transfer"), "a second run transfers nothing: {stdout}");
+    assert!(
+        stdout.contains("Nothing to transfer"),
+        "a second run transfers nothing: {stdout}"
+    );
 
     // And back to a new local directory.
     let back = work.path().join("back");
     let mut args = vec![format!("s3://{bucket}/backup/"), back.display().to_string()];
     args.extend(rgw.flags("src"));
     args.extend(small_parts());
-    args.extend(["--state".into(), work.path().join("state2.sqlite").display().to_string()]);
+    args.extend([
+        "--state".into(),
+        work.path().join("state2.sqlite").display().to_string(),
+    ]);
     let out = run(finder(&args, &rgw.envs("src")));
     assert!(out.status.success(), "radosgw -> local failed");
     assert_same("radosgw -> local", &files, &read_tree(&back));
@@ -92,7 +101,10 @@ async fn s3_to_s3_between_radosgw_and_moto_both_ways() {
     let src_bucket = rgw.bucket("s2s-src").await;
     let mid_bucket = moto.bucket("s2s-mid").await;
     let back_bucket = rgw.bucket("s2s-back").await;
-    let mut objects: BTreeMap<String, Vec<u8>> = tricky_files("p/".len()).into_iter().map(|(k, v)| (format!("p/{k}"), v)).collect();
+    let mut objects: BTreeMap<String, Vec<u8>> = tricky_files("p/".len())
+        .into_iter()
+        .map(|(k, v)| (format!("p/{k}"), v))
+        .collect();
     // S3 keys that are not valid file names.
     objects.insert(format!("p/{}", "k".repeat(1022)), data(7, 7));
     objects.insert("p//double//slash".into(), data(8, 8));
@@ -133,7 +145,8 @@ async fn dry_run_prints_the_plan_and_copies_nothing() {
     files.insert("one.txt".to_string(), data(10, 1));
     files.insert("two.txt".to_string(), data(20, 2));
     write_tree(&src, &files);
-    rgw.put_all(&bucket, &[("two.txt".to_string(), data(21, 2))].into_iter().collect()).await;
+    rgw.put_all(&bucket, &[("two.txt".to_string(), data(21, 2))].into_iter().collect())
+        .await;
     let mut args = vec![src.display().to_string(), format!("s3://{bucket}/"), "--dry-run".into()];
     args.extend(rgw.flags("dest"));
     let out = run(finder(&args, &rgw.envs("dest")));

@@ -103,7 +103,12 @@ pub struct JobArgs {
     pub dest: DestArgs,
 
     /// Destination storage class, e.g. STANDARD_IA, GLACIER_IR
-    #[arg(long, env = "FERRY_DEST_STORAGE_CLASS", value_name = "CLASS", help_heading = "Destination")]
+    #[arg(
+        long,
+        env = "FERRY_DEST_STORAGE_CLASS",
+        value_name = "CLASS",
+        help_heading = "Destination"
+    )]
     pub dest_storage_class: Option<String>,
     /// Destination canned ACL, e.g. bucket-owner-full-control
     #[arg(long, env = "FERRY_DEST_ACL", value_name = "ACL", help_heading = "Destination")]
@@ -112,14 +117,24 @@ pub struct JobArgs {
     #[arg(long, env = "FERRY_DEST_SSE", value_name = "SSE", help_heading = "Destination")]
     pub dest_sse: Option<String>,
     /// KMS key id for --dest-sse aws:kms
-    #[arg(long, env = "FERRY_DEST_SSE_KMS_KEY_ID", value_name = "KEY", help_heading = "Destination")]
+    #[arg(
+        long,
+        env = "FERRY_DEST_SSE_KMS_KEY_ID",
+        value_name = "KEY",
+        help_heading = "Destination"
+    )]
     pub dest_sse_kms_key_id: Option<String>,
 
     /// Part size for multipart uploads; grows automatically past 10,000 parts [default: 8MiB]
     #[arg(long, env = "FERRY_PART_SIZE", value_name = "SIZE", help_heading = "Transfer")]
     pub part_size: Option<ByteSize>,
     /// Objects larger than this are uploaded in parts [default: 8MiB]
-    #[arg(long, env = "FERRY_MULTIPART_THRESHOLD", value_name = "SIZE", help_heading = "Transfer")]
+    #[arg(
+        long,
+        env = "FERRY_MULTIPART_THRESHOLD",
+        value_name = "SIZE",
+        help_heading = "Transfer"
+    )]
     pub multipart_threshold: Option<ByteSize>,
     /// Parts of one object in flight at once [default: 8]
     #[arg(long, env = "FERRY_CONCURRENCY", value_name = "N", help_heading = "Transfer")]
@@ -177,7 +192,11 @@ impl JobArgs {
             Some(p) => JobConfig::from_file(p)?,
             None => toml::Table::new(),
         };
-        let origin = self.config.as_ref().map(|p| format!("--config {}", p.display())).unwrap_or_else(|| "settings".into());
+        let origin = self
+            .config
+            .as_ref()
+            .map(|p| format!("--config {}", p.display()))
+            .unwrap_or_else(|| "settings".into());
         JobConfig::from_layers(file, overrides, &origin)
     }
 }
@@ -210,13 +229,34 @@ pub async fn open(job: &Job) -> Result<Runtime, ferry_core::db::DbError> {
         retries: t.retries.max(1),
         lease: t.lease,
     };
-    let engine = Arc::new(Engine::new(src, dst, state.clone(), job.destination.bucket(), job.put.clone(), cfg));
-    let runner = RunnerConfig { workers: t.workers.max(1), lease: t.lease, max_receives: t.max_receives };
-    Ok(Runtime { engine, queue, state, runner })
+    let engine = Arc::new(Engine::new(
+        src,
+        dst,
+        state.clone(),
+        job.destination.bucket(),
+        job.put.clone(),
+        cfg,
+    ));
+    let runner = RunnerConfig {
+        workers: t.workers.max(1),
+        lease: t.lease,
+        max_receives: t.max_receives,
+    };
+    Ok(Runtime {
+        engine,
+        queue,
+        state,
+        runner,
+    })
 }
 
 /// Installs the log subscriber: `RUST_LOG` or `info`, to stderr.
 pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

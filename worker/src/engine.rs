@@ -196,12 +196,19 @@ impl Engine {
 
     /// The record key of a destination key.
     pub fn record_key(&self, dest_key: &str) -> RecordKey {
-        RecordKey { bucket: self.dest_bucket.clone(), key: dest_key.to_string() }
+        RecordKey {
+            bucket: self.dest_bucket.clone(),
+            key: dest_key.to_string(),
+        }
     }
 
     async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
         let n = kib(bytes).clamp(1, self.budget_kib);
-        self.budget.clone().acquire_many_owned(n).await.expect("the budget semaphore is never closed")
+        self.budget
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("the budget semaphore is never closed")
     }
 
     /// Runs one job as `worker`. The caller holds the queue message and keeps
@@ -216,11 +223,21 @@ impl Engine {
         match &result {
             Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) => {}
             Ok(JobOutcome::SourceGone) => {
-                let o = Outcome { status: Status::SourceGone, src_etag: None, dest_etag: None, error: None };
+                let o = Outcome {
+                    status: Status::SourceGone,
+                    src_etag: None,
+                    dest_etag: None,
+                    error: None,
+                };
                 self.state.finish(&rk, worker, &o).await?;
             }
             Ok(JobOutcome::Deleted) => {
-                let o = Outcome { status: Status::Deleted, src_etag: None, dest_etag: None, error: None };
+                let o = Outcome {
+                    status: Status::Deleted,
+                    src_etag: None,
+                    dest_etag: None,
+                    error: None,
+                };
                 self.state.finish(&rk, worker, &o).await?;
             }
             Ok(JobOutcome::Busy { .. }) => {}
@@ -233,10 +250,18 @@ impl Engine {
         result
     }
 
-    async fn run_claimed(&self, job: &Job, worker: &str, rk: &RecordKey, rec: &ObjectRecord) -> Result<JobOutcome, EngineError> {
+    async fn run_claimed(
+        &self,
+        job: &Job,
+        worker: &str,
+        rk: &RecordKey,
+        rec: &ObjectRecord,
+    ) -> Result<JobOutcome, EngineError> {
         if job.op == Op::Delete {
             let key = job.dest.key.clone();
-            retry(self.cfg.retries, StoreError::is_retryable, || self.dst.delete(&key)).await.map_err(EngineError::Dest)?;
+            retry(self.cfg.retries, StoreError::is_retryable, || self.dst.delete(&key))
+                .await
+                .map_err(EngineError::Dest)?;
             return Ok(JobOutcome::Deleted);
         }
         if rec.status == Status::Done && rec.src_etag.is_some() && rec.src_etag == job.src.etag {
@@ -247,7 +272,12 @@ impl Engine {
                     _ => true,
                 };
                 if h.size == job.src.size && same_etag {
-                    let o = Outcome { status: Status::Done, src_etag: job.src.etag.clone(), dest_etag: h.etag, error: None };
+                    let o = Outcome {
+                        status: Status::Done,
+                        src_etag: job.src.etag.clone(),
+                        dest_etag: h.etag,
+                        error: None,
+                    };
                     self.state.finish(rk, worker, &o).await?;
                     self.stats.identical.fetch_add(1, Ordering::Relaxed);
                     return Ok(JobOutcome::Identical);
@@ -260,11 +290,17 @@ impl Engine {
             let r = if pinned.1 <= self.cfg.multipart_threshold {
                 self.single(job, pinned.0.as_deref(), pinned.1).await
             } else {
-                self.multipart(job, worker, rk, &rec, pinned.0.as_deref(), pinned.1).await
+                self.multipart(job, worker, rk, &rec, pinned.0.as_deref(), pinned.1)
+                    .await
             };
             match r {
                 Ok(dest_etag) => {
-                    let o = Outcome { status: Status::Done, src_etag: pinned.0.clone(), dest_etag, error: None };
+                    let o = Outcome {
+                        status: Status::Done,
+                        src_etag: pinned.0.clone(),
+                        dest_etag,
+                        error: None,
+                    };
                     self.state.finish(rk, worker, &o).await?;
                     self.stats.objects.fetch_add(1, Ordering::Relaxed);
                     return Ok(JobOutcome::Transferred { bytes: pinned.1 });
@@ -275,7 +311,9 @@ impl Engine {
                     let head = retry(self.cfg.retries, StoreError::is_retryable, || self.src.head(&key))
                         .await
                         .map_err(EngineError::Source)?;
-                    let Some(h) = head else { return Ok(JobOutcome::SourceGone) };
+                    let Some(h) = head else {
+                        return Ok(JobOutcome::SourceGone);
+                    };
                     tracing::info!(key = %job.src.key, "The source changed since it was listed; copying the new version.");
                     pinned = (h.etag, h.size);
                     rec = self.state.get(rk).await?.unwrap_or(rec);
@@ -283,16 +321,32 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        Err(EngineError::Unstable { key: job.src.key.clone(), times: 3 })
+        Err(EngineError::Unstable {
+            key: job.src.key.clone(),
+            times: 3,
+        })
     }
 
     async fn dest_head(&self, key: &str) -> Result<Option<ferry_core::store::ObjectMeta>, EngineError> {
-        retry(self.cfg.retries, StoreError::is_retryable, || self.dst.head(key)).await.map_err(EngineError::Dest)
+        retry(self.cfg.retries, StoreError::is_retryable, || self.dst.head(key))
+            .await
+            .map_err(EngineError::Dest)
     }
 
-    async fn read(&self, key: &str, etag: Option<&str>, range: Option<std::ops::Range<u64>>) -> Result<GetResult, EngineError> {
-        let opts = GetOptions { range: range.clone(), if_match: etag.map(str::to_string), version: None };
-        let got = retry(self.cfg.retries, StoreError::is_retryable, || self.src.get(key, &opts)).await.map_err(EngineError::Source)?;
+    async fn read(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<GetResult, EngineError> {
+        let opts = GetOptions {
+            range: range.clone(),
+            if_match: etag.map(str::to_string),
+            version: None,
+        };
+        let got = retry(self.cfg.retries, StoreError::is_retryable, || self.src.get(key, &opts))
+            .await
+            .map_err(EngineError::Source)?;
         let want = range.map(|r| r.end - r.start).unwrap_or(got.meta.size);
         if got.body.len() as u64 != want {
             return Err(EngineError::Source(StoreError::Backend {
@@ -336,9 +390,11 @@ impl Engine {
         }
         let opts = self.put_options(&got);
         let key = job.dest.key.clone();
-        let put = retry(self.cfg.retries, StoreError::is_retryable, || self.dst.put(&key, body.clone(), md5, &opts))
-            .await
-            .map_err(EngineError::Dest)?;
+        let put = retry(self.cfg.retries, StoreError::is_retryable, || {
+            self.dst.put(&key, body.clone(), md5, &opts)
+        })
+        .await
+        .map_err(EngineError::Dest)?;
         let expect = etag::single_part_etag(&md5);
         if self.verify_etags() {
             if let Some(got) = &put {
@@ -353,7 +409,13 @@ impl Engine {
             }
         }
         self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        ObjectTransferred { key: &job.dest.key, bytes: size, parts: 1, resumed_parts: 0 }.emit();
+        ObjectTransferred {
+            key: &job.dest.key,
+            bytes: size,
+            parts: 1,
+            resumed_parts: 0,
+        }
+        .emit();
         Ok(put.or(Some(expect)))
     }
 
@@ -374,7 +436,11 @@ impl Engine {
         if let Some(up) = &rec.upload {
             let fits = up.part_size == part_size && up.src_size == size && up.src_etag.as_deref() == src_etag;
             let listed = if fits {
-                match retry(self.cfg.retries, StoreError::is_retryable, || self.dst.list_parts(&dkey, &up.upload_id)).await {
+                match retry(self.cfg.retries, StoreError::is_retryable, || {
+                    self.dst.list_parts(&dkey, &up.upload_id)
+                })
+                .await
+                {
                     Ok(l) => Some(l),
                     Err(StoreError::NoSuchUpload { .. }) => None,
                     Err(e) => return Err(EngineError::Dest(e)),
@@ -387,7 +453,9 @@ impl Engine {
                     upload_id = Some(up.upload_id.clone());
                     for p in &rec.parts {
                         let expected_len = plan.get(p.number as usize - 1).map(|(_, r)| r.end - r.start);
-                        let on_store = listed.iter().any(|l| l.number == p.number && etag::same(&l.etag, &p.etag) && l.size == p.size);
+                        let on_store = listed
+                            .iter()
+                            .any(|l| l.number == p.number && etag::same(&l.etag, &p.etag) && l.size == p.size);
                         if on_store && expected_len == Some(p.size) && etag::md5_of_etag(&p.etag).is_some() {
                             done.push(p.clone());
                         }
@@ -399,9 +467,11 @@ impl Engine {
                         tracing::info!(key = %dkey, "The recorded upload no longer fits the source or part size; starting over.");
                     }
                     let id = up.upload_id.clone();
-                    retry(self.cfg.retries, StoreError::is_retryable, || self.dst.abort_multipart(&dkey, &id))
-                        .await
-                        .map_err(EngineError::Dest)?;
+                    retry(self.cfg.retries, StoreError::is_retryable, || {
+                        self.dst.abort_multipart(&dkey, &id)
+                    })
+                    .await
+                    .map_err(EngineError::Dest)?;
                     self.state.clear_upload(rk, worker).await?;
                 }
             }
@@ -421,30 +491,47 @@ impl Engine {
                 let got = self.read(&job.src.key, src_etag, Some(r0)).await?;
                 let opts = self.put_options(&got);
                 first = Some(got);
-                let id = retry(self.cfg.retries, StoreError::is_retryable, || self.dst.create_multipart(&dkey, &opts))
-                    .await
-                    .map_err(EngineError::Dest)?;
-                let up = UploadRecord { upload_id: id.clone(), part_size, src_etag: src_etag.map(str::to_string), src_size: size };
+                let id = retry(self.cfg.retries, StoreError::is_retryable, || {
+                    self.dst.create_multipart(&dkey, &opts)
+                })
+                .await
+                .map_err(EngineError::Dest)?;
+                let up = UploadRecord {
+                    upload_id: id.clone(),
+                    part_size,
+                    src_etag: src_etag.map(str::to_string),
+                    src_size: size,
+                };
                 self.state.begin_upload(rk, worker, &up).await?;
                 id
             }
         };
         let resumed = done.len() as u32;
         self.stats.resumed_parts.fetch_add(resumed as u64, Ordering::Relaxed);
-        let todo: Vec<(u32, std::ops::Range<u64>)> =
-            plan.iter().filter(|(n, _)| !done.iter().any(|p| p.number == *n)).cloned().collect();
+        let todo: Vec<(u32, std::ops::Range<u64>)> = plan
+            .iter()
+            .filter(|(n, _)| !done.iter().any(|p| p.number == *n))
+            .cloned()
+            .collect();
         let first = std::sync::Mutex::new(first.map(|g| (g, first_permit)));
         let uploaded: Vec<PartInfo> = stream::iter(todo.into_iter().map(|(n, range)| {
             let first = &first;
             let upload_id = &upload_id;
             let dkey = &dkey;
             async move {
-                let pre = if n == 1 { first.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
+                let pre = if n == 1 {
+                    first.lock().unwrap_or_else(|e| e.into_inner()).take()
+                } else {
+                    None
+                };
                 let (body, _permit): (Bytes, Option<OwnedSemaphorePermit>) = match pre {
                     Some((g, p)) => (g.body, p),
                     None => {
                         let permit = self.reserve(range.end - range.start).await;
-                        (self.read(&job.src.key, src_etag, Some(range.clone())).await?.body, Some(permit))
+                        (
+                            self.read(&job.src.key, src_etag, Some(range.clone())).await?.body,
+                            Some(permit),
+                        )
                     }
                 };
                 let md5 = etag::md5(&body);
@@ -456,9 +543,18 @@ impl Engine {
                 .map_err(EngineError::Dest)?;
                 let expect = etag::single_part_etag(&md5);
                 if self.verify_etags() && !etag::same(&tag, &expect) {
-                    return Err(EngineError::Verify { key: dkey.clone(), what: "part ETag", expected: expect, found: tag });
+                    return Err(EngineError::Verify {
+                        key: dkey.clone(),
+                        what: "part ETag",
+                        expected: expect,
+                        found: tag,
+                    });
                 }
-                let info = PartInfo { number: n, etag: expect, size: len };
+                let info = PartInfo {
+                    number: n,
+                    etag: expect,
+                    size: len,
+                };
                 self.state.part_done(rk, worker, upload_id, &info).await?;
                 self.stats.bytes.fetch_add(len, Ordering::Relaxed);
                 PartUploaded { bytes: len }.emit();
@@ -472,7 +568,10 @@ impl Engine {
         done.sort_by_key(|p| p.number);
         let md5s: Vec<[u8; 16]> = done.iter().filter_map(|p| etag::md5_of_etag(&p.etag)).collect();
         let expect = etag::multipart_etag(md5s.iter());
-        let completed = retry(self.cfg.retries, StoreError::is_retryable, || self.dst.complete_multipart(&dkey, &upload_id, &done)).await;
+        let completed = retry(self.cfg.retries, StoreError::is_retryable, || {
+            self.dst.complete_multipart(&dkey, &upload_id, &done)
+        })
+        .await;
         let completed = match completed {
             Ok(tag) => tag,
             // A completion whose answer was lost: the upload is gone; the HEAD below decides.
@@ -486,15 +585,39 @@ impl Engine {
             found: "missing".into(),
         })?;
         if head.size != size {
-            return Err(EngineError::Verify { key: dkey, what: "destination size", expected: size.to_string(), found: head.size.to_string() });
+            return Err(EngineError::Verify {
+                key: dkey,
+                what: "destination size",
+                expected: size.to_string(),
+                found: head.size.to_string(),
+            });
         }
-        let found = if self.verify_etags() { head.etag.clone() } else { completed.clone() };
+        let found = if self.verify_etags() {
+            head.etag.clone()
+        } else {
+            completed.clone()
+        };
         if let Some(found) = found {
             if (self.verify_etags() || etag::kind(&found) != etag::ETagKind::Opaque) && !etag::same(&found, &expect) {
-                return Err(EngineError::Verify { key: dkey, what: "destination multipart ETag", expected: expect, found });
+                return Err(EngineError::Verify {
+                    key: dkey,
+                    what: "destination multipart ETag",
+                    expected: expect,
+                    found,
+                });
             }
         }
-        ObjectTransferred { key: &dkey, bytes: size, parts: plan.len() as u32, resumed_parts: resumed }.emit();
-        Ok(Some(if self.verify_etags() { head.etag.unwrap_or(expect) } else { expect }))
+        ObjectTransferred {
+            key: &dkey,
+            bytes: size,
+            parts: plan.len() as u32,
+            resumed_parts: resumed,
+        }
+        .emit();
+        Ok(Some(if self.verify_etags() {
+            head.etag.unwrap_or(expect)
+        } else {
+            expect
+        }))
     }
 }

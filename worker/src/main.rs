@@ -37,7 +37,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg = cli.job.load(cli.job.overrides(None, None, cli.workers)).context("reading the job settings")?;
+    let cfg = cli
+        .job
+        .load(cli.job.overrides(None, None, cli.workers))
+        .context("reading the job settings")?;
     let job = cfg.build().context("invalid job settings")?;
     let rt = cli::open(&job).await.context("opening the embedded state file")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -46,10 +49,26 @@ async fn run() -> anyhow::Result<()> {
         tracing::info!("Stopping: unfinished jobs resume on the next run.");
         let _ = stop_tx.send(true);
     });
-    let done = cli.exit_when_empty.then(|| Arc::new(std::sync::atomic::AtomicBool::new(true)));
+    let done = cli
+        .exit_when_empty
+        .then(|| Arc::new(std::sync::atomic::AtomicBool::new(true)));
     tracing::info!(state = %job.state_path.display(), workers = rt.runner.workers, "Worker started.");
-    let s = runner::run(rt.engine.clone(), rt.queue.clone(), rt.runner.clone(), Control { stop: stop_rx, producer_done: done }).await;
-    tracing::info!(acked = s.acked, failed_attempts = s.failed_attempts, given_up = s.given_up, "Worker stopped.");
+    let s = runner::run(
+        rt.engine.clone(),
+        rt.queue.clone(),
+        rt.runner.clone(),
+        Control {
+            stop: stop_rx,
+            producer_done: done,
+        },
+    )
+    .await;
+    tracing::info!(
+        acked = s.acked,
+        failed_attempts = s.failed_attempts,
+        given_up = s.given_up,
+        "Worker stopped."
+    );
     Ok(())
 }
 

@@ -58,7 +58,12 @@ pub struct Control {
 }
 
 /// Runs the worker loop until `control` ends it.
-pub async fn run(engine: Arc<Engine>, queue: Arc<dyn JobQueue>, cfg: RunnerConfig, mut control: Control) -> RunnerSummary {
+pub async fn run(
+    engine: Arc<Engine>,
+    queue: Arc<dyn JobQueue>,
+    cfg: RunnerConfig,
+    mut control: Control,
+) -> RunnerSummary {
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
     let mut summary = RunnerSummary::default();
     let mut next_id = 0u64;
@@ -79,7 +84,11 @@ pub async fn run(engine: Arc<Engine>, queue: Arc<dyn JobQueue>, cfg: RunnerConfi
             }
             continue;
         }
-        let wait = if tasks.is_empty() { Duration::from_millis(500) } else { Duration::ZERO };
+        let wait = if tasks.is_empty() {
+            Duration::from_millis(500)
+        } else {
+            Duration::ZERO
+        };
         let msgs = tokio::select! {
             m = queue.receive(free, cfg.lease, wait) => m,
             _ = control.stop.changed() => continue,
@@ -138,12 +147,20 @@ fn account(s: &mut RunnerSummary, r: Result<TaskResult, tokio::task::JoinError>)
             s.given_up += given_up as u64;
         }
         Ok(TaskResult::Other) => {}
-        Err(e) if e.is_panic() => tracing::error!(error = %e, "A job task panicked; its message will be delivered again."),
+        Err(e) if e.is_panic() => {
+            tracing::error!(error = %e, "A job task panicked; its message will be delivered again.")
+        }
         Err(_) => {}
     }
 }
 
-async fn handle(engine: Arc<Engine>, queue: Arc<dyn JobQueue>, cfg: RunnerConfig, msg: Message, worker: String) -> TaskResult {
+async fn handle(
+    engine: Arc<Engine>,
+    queue: Arc<dyn JobQueue>,
+    cfg: RunnerConfig,
+    msg: Message,
+    worker: String,
+) -> TaskResult {
     let job = match Job::parse(&msg.body) {
         Ok(j) => j,
         Err(e) => {
@@ -156,7 +173,13 @@ async fn handle(engine: Arc<Engine>, queue: Arc<dyn JobQueue>, cfg: RunnerConfig
     };
     let rk = engine.record_key(&job.dest.key);
     let heartbeat = {
-        let (queue, engine, receipt, rk, worker) = (queue.clone(), engine.clone(), msg.receipt.clone(), rk.clone(), worker.clone());
+        let (queue, engine, receipt, rk, worker) = (
+            queue.clone(),
+            engine.clone(),
+            msg.receipt.clone(),
+            rk.clone(),
+            worker.clone(),
+        );
         let lease = cfg.lease;
         tokio::spawn(async move {
             loop {
@@ -175,14 +198,26 @@ async fn handle(engine: Arc<Engine>, queue: Arc<dyn JobQueue>, cfg: RunnerConfig
     match result {
         Ok(JobOutcome::Busy { until }) => {
             let wait = Duration::from_millis((until - ferry_core::now_millis()).clamp(1000, 60_000) as u64);
-            let _ = queue.nack(&msg.receipt, wait, "another worker holds the object's lease").await;
+            let _ = queue
+                .nack(&msg.receipt, wait, "another worker holds the object's lease")
+                .await;
             TaskResult::Other
         }
         Ok(outcome) => {
             let delta = match outcome {
-                JobOutcome::Transferred { bytes } => RunCounters { done: 1, bytes, ..Default::default() },
-                JobOutcome::Identical => RunCounters { identical: 1, ..Default::default() },
-                JobOutcome::Deleted => RunCounters { done: 1, ..Default::default() },
+                JobOutcome::Transferred { bytes } => RunCounters {
+                    done: 1,
+                    bytes,
+                    ..Default::default()
+                },
+                JobOutcome::Identical => RunCounters {
+                    identical: 1,
+                    ..Default::default()
+                },
+                JobOutcome::Deleted => RunCounters {
+                    done: 1,
+                    ..Default::default()
+                },
                 _ => RunCounters::default(),
             };
             if delta != RunCounters::default() {
@@ -201,16 +236,40 @@ async fn handle(engine: Arc<Engine>, queue: Arc<dyn JobQueue>, cfg: RunnerConfig
         Err(e) => {
             let text = e.to_string();
             let given_up = msg.receives >= cfg.max_receives;
-            JobFailed { key: &job.dest.key, error_code: e.code(), will_retry: !given_up, error: &text }.emit();
+            JobFailed {
+                key: &job.dest.key,
+                error_code: e.code(),
+                will_retry: !given_up,
+                error: &text,
+            }
+            .emit();
             if given_up {
                 engine.stats.failed.fetch_add(1, Ordering::Relaxed);
-                let fail = Outcome { status: Status::Failed, src_etag: None, dest_etag: None, error: Some(text.clone()) };
-                if let ferry_core::state::Claim::Acquired(_) =
-                    state.claim(&rk, &worker, &job.run, cfg.lease).await.unwrap_or(ferry_core::state::Claim::Busy { worker: String::new(), until: 0 })
+                let fail = Outcome {
+                    status: Status::Failed,
+                    src_etag: None,
+                    dest_etag: None,
+                    error: Some(text.clone()),
+                };
+                if let ferry_core::state::Claim::Acquired(_) = state
+                    .claim(&rk, &worker, &job.run, cfg.lease)
+                    .await
+                    .unwrap_or(ferry_core::state::Claim::Busy {
+                        worker: String::new(),
+                        until: 0,
+                    })
                 {
                     let _ = state.finish(&rk, &worker, &fail).await;
                 }
-                let _ = state.run_add(&job.run, RunCounters { failed: 1, ..Default::default() }).await;
+                let _ = state
+                    .run_add(
+                        &job.run,
+                        RunCounters {
+                            failed: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
             }
             let delay = if e.is_retryable() && !given_up {
                 Duration::from_millis((500u64 << msg.receives.min(7)).min(60_000))

@@ -14,13 +14,25 @@ pub async fn queue_redelivery(q: &dyn JobQueue) {
     assert!(r.iter().all(|r| r.is_ok()));
     let got = q.receive(10, LEASE, Duration::from_secs(2)).await.expect("receive");
     assert_eq!(got.len(), 3, "all three delivered");
-    assert!(q.receive(10, LEASE, Duration::ZERO).await.unwrap().is_empty(), "hidden while leased");
+    assert!(
+        q.receive(10, LEASE, Duration::ZERO).await.unwrap().is_empty(),
+        "hidden while leased"
+    );
     q.ack(&got[0].receipt).await.expect("ack");
-    q.nack(&got[1].receipt, Duration::from_secs(30), "boom").await.expect("nack");
-    q.extend(&got[2].receipt, Duration::from_secs(30)).await.expect("extend");
+    q.nack(&got[1].receipt, Duration::from_secs(30), "boom")
+        .await
+        .expect("nack");
+    q.extend(&got[2].receipt, Duration::from_secs(30))
+        .await
+        .expect("extend");
     tokio::time::sleep(LEASE * 2).await;
-    assert!(q.receive(10, LEASE, Duration::ZERO).await.unwrap().is_empty(), "nacked with delay and extended stay hidden");
-    q.nack(&got[2].receipt, Duration::ZERO, "give back").await.expect("nack now");
+    assert!(
+        q.receive(10, LEASE, Duration::ZERO).await.unwrap().is_empty(),
+        "nacked with delay and extended stay hidden"
+    );
+    q.nack(&got[2].receipt, Duration::ZERO, "give back")
+        .await
+        .expect("nack now");
     let again = q.receive(10, LEASE, Duration::from_secs(2)).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].body, got[2].body);
@@ -48,6 +60,12 @@ pub async fn queue_dead_letter(q: &dyn JobQueue, max_receives: u32) {
         assert_eq!(got.len(), 1, "delivery {i}");
         q.nack(&got[0].receipt, Duration::ZERO, "still failing").await.unwrap();
     }
-    assert!(q.receive(1, LEASE, Duration::from_millis(200)).await.unwrap().is_empty(), "dead messages are not delivered");
+    assert!(
+        q.receive(1, LEASE, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty(),
+        "dead messages are not delivered"
+    );
     assert_eq!(q.stats().await.unwrap().dead, 1);
 }

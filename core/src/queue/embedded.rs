@@ -27,18 +27,27 @@ pub struct EmbeddedQueue {
 impl EmbeddedQueue {
     /// A queue in `db` that parks a message as dead after `max_receives` deliveries.
     pub fn new(db: Db, max_receives: u32) -> Self {
-        Self { db, max_receives: max_receives.max(1) }
+        Self {
+            db,
+            max_receives: max_receives.max(1),
+        }
     }
 
     fn parse(&self, receipt: &str) -> Result<(i64, i64), QueueError> {
         receipt
             .split_once(':')
             .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-            .ok_or_else(|| QueueError::BadReceipt { queue: self.describe(), receipt: receipt.into() })
+            .ok_or_else(|| QueueError::BadReceipt {
+                queue: self.describe(),
+                receipt: receipt.into(),
+            })
     }
 
     fn lost(&self, receipt: &str) -> QueueError {
-        QueueError::LeaseLost { queue: self.describe(), receipt: receipt.into() }
+        QueueError::LeaseLost {
+            queue: self.describe(),
+            receipt: receipt.into(),
+        }
     }
 
     /// Dead messages with their last error, oldest first.
@@ -55,7 +64,10 @@ impl EmbeddedQueue {
 
     /// Deletes every dead message; returns how many.
     pub async fn purge_dead(&self) -> Result<usize, QueueError> {
-        Ok(self.db.call(|c| c.execute("DELETE FROM jobs WHERE state='dead'", [])).await?)
+        Ok(self
+            .db
+            .call(|c| c.execute("DELETE FROM jobs WHERE state='dead'", []))
+            .await?)
     }
 
     async fn receive_once(&self, max: usize, lease: Duration) -> Result<Vec<Message>, QueueError> {
@@ -170,7 +182,10 @@ impl JobQueue for EmbeddedQueue {
 
     async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
         let (id, n) = self.parse(receipt)?;
-        let changed = self.db.call(move |c| c.execute("DELETE FROM jobs WHERE id=?1 AND receives=?2", params![id, n])).await?;
+        let changed = self
+            .db
+            .call(move |c| c.execute("DELETE FROM jobs WHERE id=?1 AND receives=?2", params![id, n]))
+            .await?;
         if changed == 0 {
             return Err(self.lost(receipt));
         }
@@ -228,7 +243,9 @@ mod tests {
         assert_eq!(got.len(), 1);
         // Pretend the claim belongs to a process of this host that has exited.
         let host = owner_id().rsplit_once(':').unwrap().0.to_string();
-        db.call(move |c| c.execute("UPDATE jobs SET owner=?1", [format!("{host}:999999999")])).await.unwrap();
+        db.call(move |c| c.execute("UPDATE jobs SET owner=?1", [format!("{host}:999999999")]))
+            .await
+            .unwrap();
         let again = q.receive(1, Duration::from_secs(60), Duration::ZERO).await.unwrap();
         assert_eq!(again.len(), 1, "a dead owner's claim is released");
     }

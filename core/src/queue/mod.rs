@@ -6,10 +6,10 @@
 //! configured number of deliveries it is parked as dead (the dead-letter queue)
 //! with its last error. Backends: [`EmbeddedQueue`] (SQLite).
 
-mod embedded;
 #[cfg(any(test, feature = "testing"))]
 #[allow(missing_docs)]
 pub mod conformance;
+mod embedded;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -140,7 +140,11 @@ pub trait JobQueueExt: JobQueue {
                 return Ok(());
             }
             if attempt == attempts.max(1) {
-                return Err(format!("{}: {} message(s) could not be queued: {last}", self.describe(), failed.len()));
+                return Err(format!(
+                    "{}: {} message(s) could not be queued: {last}",
+                    self.describe(),
+                    failed.len()
+                ));
             }
             tracing::warn!(count = failed.len(), error = %last, "Retrying messages the queue refused.");
             tokio::time::sleep(backoff.next_delay()).await;

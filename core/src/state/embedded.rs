@@ -39,7 +39,10 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
         })
     });
     Ok(ObjectRecord {
-        key: RecordKey { bucket: r.get(0)?, key: r.get(1)? },
+        key: RecordKey {
+            bucket: r.get(0)?,
+            key: r.get(1)?,
+        },
         status: Status::parse(&r.get::<_, String>(2)?).unwrap_or(Status::Failed),
         run: r.get(3)?,
         upload: upload.transpose()?,
@@ -56,7 +59,11 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
 
 fn load(c: &rusqlite::Connection, key: &RecordKey) -> rusqlite::Result<Option<ObjectRecord>> {
     let rec = c
-        .query_row(&format!("SELECT {COLS} FROM objects WHERE bucket=?1 AND key=?2"), params![key.bucket, key.key], row_to_record)
+        .query_row(
+            &format!("SELECT {COLS} FROM objects WHERE bucket=?1 AND key=?2"),
+            params![key.bucket, key.key],
+            row_to_record,
+        )
         .optional()?;
     let Some(mut rec) = rec else { return Ok(None) };
     if let Some(up) = &rec.upload {
@@ -65,7 +72,11 @@ fn load(c: &rusqlite::Connection, key: &RecordKey) -> rusqlite::Result<Option<Ob
         )?;
         rec.parts = st
             .query_map(params![key.bucket, key.key, up.upload_id], |r| {
-                Ok(PartInfo { number: r.get::<_, i64>(0)? as u32, etag: r.get(1)?, size: r.get::<_, i64>(2)? as u64 })
+                Ok(PartInfo {
+                    number: r.get::<_, i64>(0)? as u32,
+                    etag: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                })
             })?
             .collect::<rusqlite::Result<_>>()?;
     }
@@ -84,7 +95,11 @@ impl EmbeddedStateStore {
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let holder: Option<Option<String>> = tx
-                    .query_row("SELECT worker FROM objects WHERE bucket=?1 AND key=?2", params![k.bucket, k.key], |r| r.get(0))
+                    .query_row(
+                        "SELECT worker FROM objects WHERE bucket=?1 AND key=?2",
+                        params![k.bucket, k.key],
+                        |r| r.get(0),
+                    )
                     .optional()?;
                 match holder {
                     Some(Some(h)) if h == w => {
@@ -98,7 +113,11 @@ impl EmbeddedStateStore {
             .await?;
         match holder {
             None => Ok(()),
-            Some(holder) => Err(StateError::LeaseLost { bucket: key.bucket.clone(), key: key.key.clone(), holder }),
+            Some(holder) => Err(StateError::LeaseLost {
+                bucket: key.bucket.clone(),
+                key: key.key.clone(),
+                holder,
+            }),
         }
     }
 }
@@ -117,7 +136,10 @@ impl StateStore for EmbeddedStateStore {
                 if let Some(rec) = &before {
                     if let (Some(h), Some(until)) = (&rec.worker, rec.lease_until) {
                         if h != &w && until > now && !owner_is_dead(h) {
-                            return Ok(Claim::Busy { worker: h.clone(), until });
+                            return Ok(Claim::Busy {
+                                worker: h.clone(),
+                                until,
+                            });
                         }
                     }
                 }
@@ -151,8 +173,11 @@ impl StateStore for EmbeddedStateStore {
         let k = key.clone();
         let until = now_millis() + lease.as_millis() as i64;
         self.owned(key, worker, move |tx| {
-            tx.execute("UPDATE objects SET lease_until=?1 WHERE bucket=?2 AND key=?3", params![until, k.bucket, k.key])
-                .map(|_| ())
+            tx.execute(
+                "UPDATE objects SET lease_until=?1 WHERE bucket=?2 AND key=?3",
+                params![until, k.bucket, k.key],
+            )
+            .map(|_| ())
         })
         .await
     }
@@ -171,7 +196,13 @@ impl StateStore for EmbeddedStateStore {
         .await
     }
 
-    async fn part_done(&self, key: &RecordKey, worker: &str, upload_id: &str, part: &PartInfo) -> Result<(), StateError> {
+    async fn part_done(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        upload_id: &str,
+        part: &PartInfo,
+    ) -> Result<(), StateError> {
         let (k, id, p) = (key.clone(), upload_id.to_string(), part.clone());
         self.owned(key, worker, move |tx| {
             tx.execute(
@@ -209,7 +240,16 @@ impl StateStore for EmbeddedStateStore {
                  upload_id=CASE WHEN ?6 THEN NULL ELSE upload_id END, \
                  attempts=CASE WHEN ?6 THEN 0 ELSE attempts + 1 END \
                  WHERE bucket=?7 AND key=?8",
-                params![o.status.as_str(), o.src_etag, o.dest_etag, o.error, now_millis(), fin, k.bucket, k.key],
+                params![
+                    o.status.as_str(),
+                    o.src_etag,
+                    o.dest_etag,
+                    o.error,
+                    now_millis(),
+                    fin,
+                    k.bucket,
+                    k.key
+                ],
             )?;
             Ok(())
         })

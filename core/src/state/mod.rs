@@ -7,10 +7,10 @@
 //! their ETags — and every write after the claim is conditional on still
 //! holding the lease. Backends: [`EmbeddedStateStore`] (SQLite).
 
-mod embedded;
 #[cfg(any(test, feature = "testing"))]
 #[allow(missing_docs)]
 pub mod conformance;
+mod embedded;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -193,7 +193,13 @@ pub trait StateStore: Send + Sync + Debug {
     async fn begin_upload(&self, key: &RecordKey, worker: &str, upload: &UploadRecord) -> Result<(), StateError>;
 
     /// Records one finished part of the recorded upload.
-    async fn part_done(&self, key: &RecordKey, worker: &str, upload_id: &str, part: &PartInfo) -> Result<(), StateError>;
+    async fn part_done(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        upload_id: &str,
+        part: &PartInfo,
+    ) -> Result<(), StateError>;
 
     /// Forgets the recorded upload and its parts (after an abort).
     async fn clear_upload(&self, key: &RecordKey, worker: &str) -> Result<(), StateError>;

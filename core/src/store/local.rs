@@ -30,7 +30,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo};
+use super::{
+    GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
+    UploadInfo,
+};
 use crate::etag;
 
 const STAGING: &str = ".ferry-uploads";
@@ -44,7 +47,9 @@ pub struct LocalStore {
 impl LocalStore {
     /// A store rooted at `root`. The directory is created on first write.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: Arc::new(root.into()) }
+        Self {
+            root: Arc::new(root.into()),
+        }
     }
 
     /// The root directory.
@@ -53,7 +58,11 @@ impl LocalStore {
     }
 
     fn invalid(&self, key: &str, reason: impl Into<String>) -> StoreError {
-        StoreError::InvalidKey { store: self.describe(), key: key.into(), reason: reason.into() }
+        StoreError::InvalidKey {
+            store: self.describe(),
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The path of a key, or why the key cannot be a local file.
@@ -68,10 +77,17 @@ impl LocalStore {
         for (i, seg) in key.split('/').enumerate() {
             match seg {
                 "" => {
-                    return Err(self.invalid(key, "it has an empty path segment ('//' or a trailing '/' directory marker)"))
+                    return Err(self.invalid(
+                        key,
+                        "it has an empty path segment ('//' or a trailing '/' directory marker)",
+                    ))
                 }
-                "." | ".." => return Err(self.invalid(key, "'.' and '..' segments would escape the destination directory")),
-                STAGING if i == 0 => return Err(self.invalid(key, "'.ferry-uploads' is reserved for ferry's temporary files")),
+                "." | ".." => {
+                    return Err(self.invalid(key, "'.' and '..' segments would escape the destination directory"))
+                }
+                STAGING if i == 0 => {
+                    return Err(self.invalid(key, "'.ferry-uploads' is reserved for ferry's temporary files"))
+                }
                 s if s.contains('\0') => return Err(self.invalid(key, "it contains a NUL byte")),
                 s if s.len() > 255 => return Err(self.invalid(key, "a path segment is longer than 255 bytes")),
                 s => path.push(s),
@@ -96,14 +112,24 @@ impl LocalStore {
     }
 
     fn no_upload(&self, key: &str, upload_id: &str) -> StoreError {
-        StoreError::NoSuchUpload { store: self.describe(), key: key.into(), upload_id: upload_id.into() }
+        StoreError::NoSuchUpload {
+            store: self.describe(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        }
     }
 
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let me = self.clone();
         match tokio::task::spawn_blocking(move || f(&me)).await {
             Ok(r) => r,
-            Err(e) => Err(StoreError::Io { path: (*self.root).clone(), source: std::io::Error::other(e.to_string()) }),
+            Err(e) => Err(StoreError::Io {
+                path: (*self.root).clone(),
+                source: std::io::Error::other(e.to_string()),
+            }),
         }
     }
 
@@ -135,11 +161,13 @@ impl LocalStore {
         if let Some(parent) = path.parent() {
             if let Err(e) = fs::create_dir_all(parent) {
                 let _ = fs::remove_file(tmp);
-                return Err(if e.kind() == std::io::ErrorKind::NotADirectory || e.kind() == std::io::ErrorKind::AlreadyExists {
-                    self.invalid(key, "a parent path segment already exists as a file")
-                } else {
-                    io(parent)(e)
-                });
+                return Err(
+                    if e.kind() == std::io::ErrorKind::NotADirectory || e.kind() == std::io::ErrorKind::AlreadyExists {
+                        self.invalid(key, "a parent path segment already exists as a file")
+                    } else {
+                        io(parent)(e)
+                    },
+                );
             }
         }
         fs::rename(tmp, &path).map_err(|e| {
@@ -154,7 +182,10 @@ impl LocalStore {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn random_id() -> String {
@@ -177,7 +208,12 @@ fn file_meta(key: String, md: &fs::Metadata) -> ObjectMeta {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as i64);
-    ObjectMeta { key, size: md.len(), etag: Some(weak_etag(md)), last_modified: modified }
+    ObjectMeta {
+        key,
+        size: md.len(),
+        etag: Some(weak_etag(md)),
+        last_modified: modified,
+    }
 }
 
 struct Walk<'a> {
@@ -187,18 +223,24 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Reports an error to the consumer and ends the walk.
+    fn fail(&self, e: StoreError) -> bool {
+        let _ = self.tx.blocking_send(Err(e));
+        false
+    }
+
     /// Visits `dir` (whose keys start with `dir_key`); false when the consumer went away.
     fn dir(&self, dir: &Path, dir_key: &str) -> bool {
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir_key.is_empty() => return true,
-            Err(e) => return self.tx.blocking_send(Err(io(dir)(e))).is_ok() && false,
+            Err(e) => return self.fail(io(dir)(e)),
         };
         let mut entries = Vec::new();
         for ent in rd {
             let ent = match ent {
                 Ok(e) => e,
-                Err(e) => return self.tx.blocking_send(Err(io(dir)(e))).is_ok() && false,
+                Err(e) => return self.fail(io(dir)(e)),
             };
             let Some(name) = ent.file_name().to_str().map(str::to_owned) else {
                 tracing::warn!(path = %ent.path().display(), "Skipping a file whose name is not UTF-8.");
@@ -268,7 +310,11 @@ impl ObjectStore for LocalStore {
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
         tokio::task::spawn_blocking(move || {
-            let walk = Walk { prefix: &prefix, start_after: start_after.as_deref(), tx };
+            let walk = Walk {
+                prefix: &prefix,
+                start_after: start_after.as_deref(),
+                tx,
+            };
             walk.dir(&root, "");
         });
         stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
@@ -298,17 +344,27 @@ impl ObjectStore for LocalStore {
             let mut f = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
-                    return Err(StoreError::NotFound { store: s.describe(), key });
+                    return Err(StoreError::NotFound {
+                        store: s.describe(),
+                        key,
+                    });
                 }
                 Err(e) => return Err(io(&path)(e)),
             };
             let md = f.metadata().map_err(io(&path))?;
             if !md.is_file() {
-                return Err(StoreError::NotFound { store: s.describe(), key });
+                return Err(StoreError::NotFound {
+                    store: s.describe(),
+                    key,
+                });
             }
             if let Some(expected) = &opts.if_match {
                 if !etag::same(expected, &weak_etag(&md)) {
-                    return Err(StoreError::PreconditionFailed { store: s.describe(), key, expected: expected.clone() });
+                    return Err(StoreError::PreconditionFailed {
+                        store: s.describe(),
+                        key,
+                        expected: expected.clone(),
+                    });
                 }
             }
             let (start, end) = match &opts.range {
@@ -316,12 +372,20 @@ impl ObjectStore for LocalStore {
                 None => (0, md.len()),
             };
             let mut buf = vec![0u8; end.saturating_sub(start) as usize];
-            f.seek(SeekFrom::Start(start)).and_then(|_| f.read_exact(&mut buf)).map_err(io(&path))?;
+            f.seek(SeekFrom::Start(start))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(io(&path))?;
             let attributes = ObjectAttributes {
-                content_type: mime_guess::from_path(&path).first().map(|m| m.essence_str().to_string()),
+                content_type: mime_guess::from_path(&path)
+                    .first()
+                    .map(|m| m.essence_str().to_string()),
                 ..Default::default()
             };
-            Ok(GetResult { body: buf.into(), meta: file_meta(key, &md), attributes })
+            Ok(GetResult {
+                body: buf.into(),
+                meta: file_meta(key, &md),
+                attributes,
+            })
         })
         .await
     }
@@ -331,7 +395,10 @@ impl ObjectStore for LocalStore {
         self.blocking(move |s| {
             s.path_of(&key)?;
             if etag::md5(&body) != md5 {
-                return Err(StoreError::BadDigest { store: s.describe(), key });
+                return Err(StoreError::BadDigest {
+                    store: s.describe(),
+                    key,
+                });
             }
             let tmp = s.write_temp(&body)?;
             s.publish(&key, &tmp)?;
@@ -360,7 +427,10 @@ impl ObjectStore for LocalStore {
         self.blocking(move |s| {
             let dir = s.upload_dir(&key, &upload_id)?;
             if etag::md5(&body) != md5 {
-                return Err(StoreError::BadDigest { store: s.describe(), key });
+                return Err(StoreError::BadDigest {
+                    store: s.describe(),
+                    key,
+                });
             }
             let tmp = dir.join(format!("{number:05}.tmp-{}", random_id()));
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
@@ -383,7 +453,8 @@ impl ObjectStore for LocalStore {
 
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
         let (key, upload_id) = (key.to_string(), upload_id.to_string());
-        self.blocking(move |s| read_parts(&s.upload_dir(&key, &upload_id)?)).await
+        self.blocking(move |s| read_parts(&s.upload_dir(&key, &upload_id)?))
+            .await
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[PartInfo]) -> Result<Option<String>> {
@@ -444,7 +515,9 @@ impl ObjectStore for LocalStore {
             };
             let mut out = Vec::new();
             for ent in rd.flatten() {
-                let Ok(key) = fs::read_to_string(ent.path().join("key")) else { continue };
+                let Ok(key) = fs::read_to_string(ent.path().join("key")) else {
+                    continue;
+                };
                 if key.starts_with(&prefix) {
                     let initiated = ent
                         .metadata()
@@ -452,7 +525,11 @@ impl ObjectStore for LocalStore {
                         .and_then(|m| m.modified().ok())
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                         .map(|d| d.as_millis() as i64);
-                    out.push(UploadInfo { key, upload_id: ent.file_name().to_string_lossy().into_owned(), initiated });
+                    out.push(UploadInfo {
+                        key,
+                        upload_id: ent.file_name().to_string_lossy().into_owned(),
+                        initiated,
+                    });
                 }
             }
             out.sort_by(|a, b| a.key.cmp(&b.key).then(a.upload_id.cmp(&b.upload_id)));
@@ -484,9 +561,15 @@ fn read_parts(dir: &Path) -> Result<Vec<PartInfo>> {
     for ent in fs::read_dir(dir).map_err(io(dir))?.flatten() {
         let name = ent.file_name().to_string_lossy().into_owned();
         let Some((n, md5)) = name.split_once('.') else { continue };
-        let (Ok(number), true) = (n.parse::<u32>(), md5.len() == 32) else { continue };
+        let (Ok(number), true) = (n.parse::<u32>(), md5.len() == 32) else {
+            continue;
+        };
         let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
-        parts.push(PartInfo { number, etag: format!("\"{md5}\""), size });
+        parts.push(PartInfo {
+            number,
+            etag: format!("\"{md5}\""),
+            size,
+        });
     }
     parts.sort_by_key(|p| p.number);
     Ok(parts)
@@ -512,14 +595,26 @@ mod tests {
     async fn refuses_keys_that_escape_or_are_not_files() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path());
-        for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "dir/", "", ".ferry-uploads/x", "a/./b"] {
+        for key in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "dir/",
+            "",
+            ".ferry-uploads/x",
+            "a/./b",
+        ] {
             let body = Bytes::from_static(b"x");
             match s.put(key, body.clone(), etag::md5(&body), &PutOptions::default()).await {
                 Err(StoreError::InvalidKey { reason, .. }) => assert!(!reason.is_empty()),
                 other => panic!("{key:?} must be refused, got {other:?}"),
             }
         }
-        assert!(std::fs::read_dir(dir.path()).unwrap().flatten().all(|e| e.file_name() == ".ferry-uploads"));
+        assert!(std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .all(|e| e.file_name() == ".ferry-uploads"));
     }
 
     #[tokio::test]
@@ -528,7 +623,9 @@ mod tests {
         let s = LocalStore::new(dir.path());
         for k in ["a/x", "ab/y", "b/z", "a-b"] {
             let body = Bytes::from_static(b"1");
-            s.put(k, body.clone(), etag::md5(&body), &PutOptions::default()).await.unwrap();
+            s.put(k, body.clone(), etag::md5(&body), &PutOptions::default())
+                .await
+                .unwrap();
         }
         let got: Vec<String> = s.list("a", None).map_ok(|m| m.key).try_collect().await.unwrap();
         assert_eq!(got, vec!["a-b", "a/x", "ab/y"]);

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo};
+use super::{
+    GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
+    UploadInfo,
+};
 use crate::etag;
 
 #[derive(Debug, Clone)]
@@ -51,12 +54,20 @@ impl MemoryStore {
     }
 
     fn not_found(key: &str) -> StoreError {
-        StoreError::NotFound { store: "memory".into(), key: key.into() }
+        StoreError::NotFound {
+            store: "memory".into(),
+            key: key.into(),
+        }
     }
 }
 
 fn meta(key: &str, o: &Object) -> ObjectMeta {
-    ObjectMeta { key: key.to_string(), size: o.data.len() as u64, etag: Some(o.etag.clone()), last_modified: Some(o.modified) }
+    ObjectMeta {
+        key: key.to_string(),
+        size: o.data.len() as u64,
+        etag: Some(o.etag.clone()),
+        last_modified: Some(o.modified),
+    }
 }
 
 #[async_trait]
@@ -86,7 +97,11 @@ impl ObjectStore for MemoryStore {
         let o = inner.objects.get(key).ok_or_else(|| Self::not_found(key))?;
         if let Some(expected) = &opts.if_match {
             if !etag::same(expected, &o.etag) {
-                return Err(StoreError::PreconditionFailed { store: "memory".into(), key: key.into(), expected: expected.clone() });
+                return Err(StoreError::PreconditionFailed {
+                    store: "memory".into(),
+                    key: key.into(),
+                    expected: expected.clone(),
+                });
             }
         }
         let body = match &opts.range {
@@ -97,15 +112,27 @@ impl ObjectStore for MemoryStore {
             }
             None => o.data.clone(),
         };
-        Ok(GetResult { body, meta: meta(key, o), attributes: o.attributes.clone() })
+        Ok(GetResult {
+            body,
+            meta: meta(key, o),
+            attributes: o.attributes.clone(),
+        })
     }
 
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
         if etag::md5(&body) != md5 {
-            return Err(StoreError::BadDigest { store: "memory".into(), key: key.into() });
+            return Err(StoreError::BadDigest {
+                store: "memory".into(),
+                key: key.into(),
+            });
         }
         let tag = etag::single_part_etag(&md5);
-        let o = Object { data: body, etag: tag.clone(), attributes: opts.attributes.clone(), modified: crate::now_millis() };
+        let o = Object {
+            data: body,
+            etag: tag.clone(),
+            attributes: opts.attributes.clone(),
+            modified: crate::now_millis(),
+        };
         self.lock().objects.insert(key.to_string(), o);
         Ok(Some(tag))
     }
@@ -114,43 +141,71 @@ impl ObjectStore for MemoryStore {
         let mut inner = self.lock();
         inner.next_upload += 1;
         let id = format!("mem-{}", inner.next_upload);
-        let up = Upload { key: key.into(), parts: BTreeMap::new(), attributes: opts.attributes.clone(), initiated: crate::now_millis() };
+        let up = Upload {
+            key: key.into(),
+            parts: BTreeMap::new(),
+            attributes: opts.attributes.clone(),
+            initiated: crate::now_millis(),
+        };
         inner.uploads.insert(id.clone(), up);
         Ok(id)
     }
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
         if etag::md5(&body) != md5 {
-            return Err(StoreError::BadDigest { store: "memory".into(), key: key.into() });
+            return Err(StoreError::BadDigest {
+                store: "memory".into(),
+                key: key.into(),
+            });
         }
         let mut inner = self.lock();
-        let up = inner.uploads.get_mut(upload_id).filter(|u| u.key == key).ok_or_else(|| StoreError::NoSuchUpload {
-            store: "memory".into(),
-            key: key.into(),
-            upload_id: upload_id.into(),
-        })?;
+        let up = inner
+            .uploads
+            .get_mut(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| StoreError::NoSuchUpload {
+                store: "memory".into(),
+                key: key.into(),
+                upload_id: upload_id.into(),
+            })?;
         up.parts.insert(number, (body, md5));
         Ok(etag::single_part_etag(&md5))
     }
 
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
         let inner = self.lock();
-        let up = inner.uploads.get(upload_id).filter(|u| u.key == key).ok_or_else(|| StoreError::NoSuchUpload {
-            store: "memory".into(),
-            key: key.into(),
-            upload_id: upload_id.into(),
-        })?;
+        let up = inner
+            .uploads
+            .get(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| StoreError::NoSuchUpload {
+                store: "memory".into(),
+                key: key.into(),
+                upload_id: upload_id.into(),
+            })?;
         Ok(up
             .parts
             .iter()
-            .map(|(n, (b, m))| PartInfo { number: *n, etag: etag::single_part_etag(m), size: b.len() as u64 })
+            .map(|(n, (b, m))| PartInfo {
+                number: *n,
+                etag: etag::single_part_etag(m),
+                size: b.len() as u64,
+            })
             .collect())
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[PartInfo]) -> Result<Option<String>> {
         let mut inner = self.lock();
-        let no_upload = || StoreError::NoSuchUpload { store: "memory".into(), key: key.into(), upload_id: upload_id.into() };
-        let up = inner.uploads.get(upload_id).filter(|u| u.key == key).ok_or_else(no_upload)?;
+        let no_upload = || StoreError::NoSuchUpload {
+            store: "memory".into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        };
+        let up = inner
+            .uploads
+            .get(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(no_upload)?;
         let mut data = Vec::new();
         let mut md5s = Vec::new();
         for p in parts {
@@ -176,7 +231,12 @@ impl ObjectStore for MemoryStore {
         let tag = etag::multipart_etag(md5s.iter());
         let attributes = up.attributes.clone();
         inner.uploads.remove(upload_id);
-        let o = Object { data: data.into(), etag: tag.clone(), attributes, modified: crate::now_millis() };
+        let o = Object {
+            data: data.into(),
+            etag: tag.clone(),
+            attributes,
+            modified: crate::now_millis(),
+        };
         inner.objects.insert(key.to_string(), o);
         Ok(Some(tag))
     }
@@ -192,7 +252,11 @@ impl ObjectStore for MemoryStore {
             .uploads
             .iter()
             .filter(|(_, u)| u.key.starts_with(prefix))
-            .map(|(id, u)| UploadInfo { key: u.key.clone(), upload_id: id.clone(), initiated: Some(u.initiated) })
+            .map(|(id, u)| UploadInfo {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: Some(u.initiated),
+            })
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key).then(a.upload_id.cmp(&b.upload_id)));
         Ok(v)

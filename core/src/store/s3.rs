@@ -15,7 +15,9 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption, StorageClass};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption, StorageClass,
+};
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::retry::RetryConfig;
@@ -24,7 +26,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo};
+use super::{
+    GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
+    UploadInfo,
+};
 
 /// Where an [`S3Store`]'s credentials come from. Secrets never come from a
 /// command-line flag.
@@ -53,7 +58,9 @@ impl std::fmt::Debug for S3Credentials {
         match self {
             S3Credentials::Default => f.write_str("Default"),
             S3Credentials::Profile(p) => write!(f, "Profile({p:?})"),
-            S3Credentials::Static { access_key_id, .. } => write!(f, "Static({}…)", &access_key_id.get(..4).unwrap_or("")),
+            S3Credentials::Static { access_key_id, .. } => {
+                write!(f, "Static({}…)", &access_key_id.get(..4).unwrap_or(""))
+            }
             S3Credentials::Anonymous => f.write_str("Anonymous"),
         }
     }
@@ -93,7 +100,11 @@ impl S3Store {
         match &cfg.credentials {
             S3Credentials::Default => {}
             S3Credentials::Profile(p) => loader = loader.profile_name(p),
-            S3Credentials::Static { access_key_id, secret_access_key, session_token } => {
+            S3Credentials::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
                 loader = loader.credentials_provider(Credentials::new(
                     access_key_id,
                     secret_access_key,
@@ -129,7 +140,12 @@ impl S3Store {
             Some(ep) => format!("s3://{} at {}", cfg.bucket, ep),
             None => format!("s3://{}", cfg.bucket),
         };
-        Self { client: Client::from_conf(b.build()), bucket: cfg.bucket, requester_pays: cfg.requester_pays, desc }
+        Self {
+            client: Client::from_conf(b.build()),
+            bucket: cfg.bucket,
+            requester_pays: cfg.requester_pays,
+            desc,
+        }
     }
 
     /// The underlying SDK client (for tools built on ferry-core).
@@ -152,9 +168,17 @@ impl S3Store {
                 se.err().code().unwrap_or("").to_string(),
                 se.err().message().unwrap_or("").to_string(),
             ),
-            SdkError::ResponseError(r) => (r.raw().status().as_u16(), String::new(), DisplayErrorContext(&e).to_string()),
+            SdkError::ResponseError(r) => (
+                r.raw().status().as_u16(),
+                String::new(),
+                DisplayErrorContext(&e).to_string(),
+            ),
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-                return StoreError::Unreachable { store, operation, message: DisplayErrorContext(&e).to_string() }
+                return StoreError::Unreachable {
+                    store,
+                    operation,
+                    message: DisplayErrorContext(&e).to_string(),
+                }
             }
             _ => {
                 return StoreError::Backend {
@@ -169,20 +193,43 @@ impl S3Store {
         let key = key.to_string();
         match (status, code.as_str()) {
             (_, "NoSuchKey") | (404, "NotFound") | (404, "") => StoreError::NotFound { store, key },
-            (_, "NoSuchBucket") => StoreError::NoSuchBucket { store, bucket: self.bucket.clone() },
-            (_, "NoSuchUpload") => StoreError::NoSuchUpload { store, key, upload_id: String::new() },
-            (412, _) | (_, "PreconditionFailed") => StoreError::PreconditionFailed { store, key, expected: String::new() },
+            (_, "NoSuchBucket") => StoreError::NoSuchBucket {
+                store,
+                bucket: self.bucket.clone(),
+            },
+            (_, "NoSuchUpload") => StoreError::NoSuchUpload {
+                store,
+                key,
+                upload_id: String::new(),
+            },
+            (412, _) | (_, "PreconditionFailed") => StoreError::PreconditionFailed {
+                store,
+                key,
+                expected: String::new(),
+            },
             (_, "BadDigest") | (_, "InvalidDigest") => StoreError::BadDigest { store, key },
             (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken")
-            | (401 | 403, _) => StoreError::AccessDenied { store, operation, code: if code.is_empty() { status.to_string() } else { code } },
+            | (401 | 403, _) => StoreError::AccessDenied {
+                store,
+                operation,
+                code: if code.is_empty() { status.to_string() } else { code },
+            },
             (429, _) | (503, _) | (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
-                StoreError::Throttled { store, operation, code: if code.is_empty() { status.to_string() } else { code } }
+                StoreError::Throttled {
+                    store,
+                    operation,
+                    code: if code.is_empty() { status.to_string() } else { code },
+                }
             }
             _ => StoreError::Backend {
                 store,
                 operation,
                 retryable: status >= 500 || status == 408 || code == "RequestTimeout" || code.is_empty(),
-                code: if code.is_empty() { format!("HTTP {status}") } else { code },
+                code: if code.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    code
+                },
                 message,
             },
         }
@@ -285,7 +332,14 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        let r = self.client.head_object().bucket(&self.bucket).key(key).set_request_payer(self.payer()).send().await;
+        let r = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_request_payer(self.payer())
+            .send()
+            .await;
         match r {
             Ok(o) => Ok(Some(ObjectMeta {
                 key: key.to_string(),
@@ -301,7 +355,10 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
-        let range = opts.range.as_ref().map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
+        let range = opts
+            .range
+            .as_ref()
+            .map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
         let r = self
             .client
             .get_object()
@@ -314,12 +371,18 @@ impl ObjectStore for S3Store {
             .send()
             .await;
         let o = r.map_err(|e| match self.err("GetObject", key, e) {
-            StoreError::PreconditionFailed { store, key, .. } => {
-                StoreError::PreconditionFailed { store, key, expected: opts.if_match.clone().unwrap_or_default() }
-            }
+            StoreError::PreconditionFailed { store, key, .. } => StoreError::PreconditionFailed {
+                store,
+                key,
+                expected: opts.if_match.clone().unwrap_or_default(),
+            },
             other => other,
         })?;
-        let total = match o.content_range().and_then(|cr| cr.rsplit_once('/')).and_then(|(_, t)| t.parse::<u64>().ok()) {
+        let total = match o
+            .content_range()
+            .and_then(|cr| cr.rsplit_once('/'))
+            .and_then(|(_, t)| t.parse::<u64>().ok())
+        {
             Some(t) => t,
             None => o.content_length().unwrap_or(0).max(0) as u64,
         };
@@ -335,14 +398,21 @@ impl ObjectStore for S3Store {
             content_disposition: o.content_disposition().map(str::to_string),
             content_language: o.content_language().map(str::to_string),
             cache_control: o.cache_control().map(str::to_string),
-            user: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            user: o
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
         };
         let body = o.body.collect().await.map_err(|e| StoreError::Unreachable {
             store: self.desc.clone(),
             operation: "GetObject",
             message: format!("reading the body of {key:?}: {}", DisplayErrorContext(&e)),
         })?;
-        Ok(GetResult { body: body.into_bytes(), meta, attributes })
+        Ok(GetResult {
+            body: body.into_bytes(),
+            meta,
+            attributes,
+        })
     }
 
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
@@ -356,13 +426,24 @@ impl ObjectStore for S3Store {
             .content_md5(md5_header(&md5))
             .body(ByteStream::from(body))
             .set_request_payer(self.payer());
-        let r = with_put_options!(req, opts).send().await.map_err(|e| self.err("PutObject", key, e))?;
+        let r = with_put_options!(req, opts)
+            .send()
+            .await
+            .map_err(|e| self.err("PutObject", key, e))?;
         Ok(nonempty(r.e_tag()))
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
-        let req = self.client.create_multipart_upload().bucket(&self.bucket).key(key).set_request_payer(self.payer());
-        let r = with_put_options!(req, opts).send().await.map_err(|e| self.err("CreateMultipartUpload", key, e))?;
+        let req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_request_payer(self.payer());
+        let r = with_put_options!(req, opts)
+            .send()
+            .await
+            .map_err(|e| self.err("CreateMultipartUpload", key, e))?;
         r.upload_id().map(str::to_string).ok_or_else(|| StoreError::Backend {
             store: self.desc.clone(),
             operation: "CreateMultipartUpload",
@@ -414,9 +495,11 @@ impl ObjectStore for S3Store {
                 .map_err(|e| match self.upload_err("ListParts", key, upload_id, e) {
                     // An upload id that does not belong to this key is "no such upload" for this
                     // key; Ceph-based stores answer NoSuchKey there.
-                    StoreError::NotFound { store, key } => {
-                        StoreError::NoSuchUpload { store, key, upload_id: upload_id.to_string() }
-                    }
+                    StoreError::NotFound { store, key } => StoreError::NoSuchUpload {
+                        store,
+                        key,
+                        upload_id: upload_id.to_string(),
+                    },
                     other => other,
                 })?;
             for p in r.parts() {
@@ -438,7 +521,12 @@ impl ObjectStore for S3Store {
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[PartInfo]) -> Result<Option<String>> {
         let parts: Vec<CompletedPart> = parts
             .iter()
-            .map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build())
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(&p.etag)
+                    .build()
+            })
             .collect();
         let r = self
             .client
@@ -490,7 +578,11 @@ impl ObjectStore for S3Store {
                 .map_err(|e| self.err("ListMultipartUploads", prefix, e))?;
             for u in r.uploads() {
                 if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
-                    out.push(UploadInfo { key: k.into(), upload_id: id.into(), initiated: millis(u.initiated()) });
+                    out.push(UploadInfo {
+                        key: k.into(),
+                        upload_id: id.into(),
+                        initiated: millis(u.initiated()),
+                    });
                 }
             }
             key_marker = nonempty(r.next_key_marker());
@@ -516,12 +608,22 @@ impl ObjectStore for S3Store {
 }
 
 impl S3Store {
-    fn upload_err<E>(&self, operation: &'static str, key: &str, upload_id: &str, e: SdkError<E, HttpResponse>) -> StoreError
+    fn upload_err<E>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        upload_id: &str,
+        e: SdkError<E, HttpResponse>,
+    ) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         match self.err(operation, key, e) {
-            StoreError::NoSuchUpload { store, key, .. } => StoreError::NoSuchUpload { store, key, upload_id: upload_id.into() },
+            StoreError::NoSuchUpload { store, key, .. } => StoreError::NoSuchUpload {
+                store,
+                key,
+                upload_id: upload_id.into(),
+            },
             other => other,
         }
     }

@@ -118,8 +118,14 @@ mod tests {
 
     #[test]
     fn presets() {
-        assert_eq!(Vendor::AliyunOss.endpoint("cn-hangzhou").unwrap(), "https://oss-cn-hangzhou.aliyuncs.com");
-        assert_eq!(Vendor::AliyunOss.endpoint("oss-cn-hangzhou").unwrap(), "https://oss-cn-hangzhou.aliyuncs.com");
+        assert_eq!(
+            Vendor::AliyunOss.endpoint("cn-hangzhou").unwrap(),
+            "https://oss-cn-hangzhou.aliyuncs.com"
+        );
+        assert_eq!(
+            Vendor::AliyunOss.endpoint("oss-cn-hangzhou").unwrap(),
+            "https://oss-cn-hangzhou.aliyuncs.com"
+        );
         assert!(!Vendor::AliyunOss.path_style());
         assert!(Vendor::AliyunOss.needs_region());
         assert!(!Vendor::GoogleGcs.needs_region());
