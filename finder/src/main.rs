@@ -128,9 +128,6 @@ async fn run() -> anyhow::Result<u8> {
         workers: job.raw.transfer.workers,
         progress: !cli.no_progress && ferry_finder::is_tty(),
     };
-    if cli.workers == Some(0) {
-        return finish(ferry_finder::run(&job, &FinderOptions { workers: 0, ..opts }, stop_rx).await);
-    }
     finish(ferry_finder::run(&job, &opts, stop_rx).await)
 }
 

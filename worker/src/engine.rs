@@ -223,23 +223,11 @@ impl Engine {
         match &result {
             Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) => {}
             Ok(JobOutcome::SourceGone) => {
-                let o = Outcome {
-                    status: Status::SourceGone,
-                    src_etag: None,
-                    dest_etag: None,
-                    error: None,
-                };
-                self.state.finish(&rk, worker, &o).await?;
+                self.state
+                    .finish(&rk, worker, &Outcome::bare(Status::SourceGone))
+                    .await?
             }
-            Ok(JobOutcome::Deleted) => {
-                let o = Outcome {
-                    status: Status::Deleted,
-                    src_etag: None,
-                    dest_etag: None,
-                    error: None,
-                };
-                self.state.finish(&rk, worker, &o).await?;
-            }
+            Ok(JobOutcome::Deleted) => self.state.finish(&rk, worker, &Outcome::bare(Status::Deleted)).await?,
             Ok(JobOutcome::Busy { .. }) => {}
             Err(e) => {
                 if let Err(se) = self.state.release(&rk, worker, Some(&e.to_string())).await {

@@ -161,6 +161,18 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+impl Outcome {
+    /// An outcome with a status and nothing else.
+    pub fn bare(status: Status) -> Self {
+        Outcome {
+            status,
+            src_etag: None,
+            dest_etag: None,
+            error: None,
+        }
+    }
+}
+
 /// Counters of one run; deltas are added atomically.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunCounters {

@@ -61,6 +61,18 @@ impl MemoryStore {
     }
 }
 
+fn upload_of<'a>(inner: &'a mut Inner, key: &str, upload_id: &str) -> Result<&'a mut Upload> {
+    inner
+        .uploads
+        .get_mut(upload_id)
+        .filter(|u| u.key == key)
+        .ok_or_else(|| StoreError::NoSuchUpload {
+            store: "memory".into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        })
+}
+
 fn meta(key: &str, o: &Object) -> ObjectMeta {
     ObjectMeta {
         key: key.to_string(),
@@ -159,31 +171,13 @@ impl ObjectStore for MemoryStore {
             });
         }
         let mut inner = self.lock();
-        let up = inner
-            .uploads
-            .get_mut(upload_id)
-            .filter(|u| u.key == key)
-            .ok_or_else(|| StoreError::NoSuchUpload {
-                store: "memory".into(),
-                key: key.into(),
-                upload_id: upload_id.into(),
-            })?;
-        up.parts.insert(number, (body, md5));
+        upload_of(&mut inner, key, upload_id)?.parts.insert(number, (body, md5));
         Ok(etag::single_part_etag(&md5))
     }
 
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
-        let inner = self.lock();
-        let up = inner
-            .uploads
-            .get(upload_id)
-            .filter(|u| u.key == key)
-            .ok_or_else(|| StoreError::NoSuchUpload {
-                store: "memory".into(),
-                key: key.into(),
-                upload_id: upload_id.into(),
-            })?;
-        Ok(up
+        let mut inner = self.lock();
+        Ok(upload_of(&mut inner, key, upload_id)?
             .parts
             .iter()
             .map(|(n, (b, m))| PartInfo {
