@@ -119,7 +119,12 @@ async fn run() -> anyhow::Result<u8> {
     let job = cfg.build().context("invalid job settings")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
         eprintln!("ferry-finder: stopping; run the same command again to resume.");
         let _ = stop_tx.send(true);
     });

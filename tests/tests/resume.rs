@@ -105,3 +105,53 @@ async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
     assert!(got["big.bin"] == body, "resumed object differs");
     assert_eq!(rgw.uploads(&bucket).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_cleanly_and_the_next_run_resumes() {
+    let rgw = rgw();
+    let log = std::env::var("FERRY_TEST_RGW_LOG").expect("FERRY_TEST_RGW_LOG: run with tests/run.sh");
+    let bucket = rgw.bucket("sigint").await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let body = data(60 * MIB, 7);
+    std::fs::write(src.join("mid.bin"), &body).unwrap();
+    let state = work.path().join("state.sqlite");
+    let mut args = vec![
+        src.display().to_string(),
+        format!("s3://{bucket}/"),
+        "--state".into(),
+        state.display().to_string(),
+    ];
+    args.extend(rgw.flags("dest"));
+    args.extend(
+        ["--part-size", "5MiB", "--concurrency", "1", "--workers", "1"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let log_start = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
+    let child = finder(&args, &rgw.envs("dest"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while uploaded_parts(&log, log_start, &bucket, "mid.bin").len() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the transfer did not progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "interrupted runs exit 130: {stdout}");
+    assert!(stdout.contains("run the same command again to resume"), "{stdout}");
+    assert_eq!(rgw.read_all(&bucket, "").await.len(), 0, "no partial object is visible");
+    let out = run(finder(&args, &rgw.envs("dest")));
+    assert!(out.status.success());
+    assert!(rgw.read_all(&bucket, "").await["mid.bin"] == body);
+    assert_eq!(rgw.uploads(&bucket).await, 0);
+}
