@@ -10,6 +10,14 @@
 
 pub mod progress;
 
+/// Prints a line to stdout; a closed stdout (`| head`) is not an error.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -325,20 +333,20 @@ async fn walk(
 
 fn print_plan(plan: &Plan) {
     let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
-    println!("Plan (dry run, nothing copied):");
-    println!("  new:       {:>8} objects, {}", plan.new.0, b(plan.new.1));
-    println!("  changed:   {:>8} objects, {}", plan.changed.0, b(plan.changed.1));
-    println!("  identical: {:>8} objects", plan.identical);
-    println!("  only at destination (kept): {}", plan.extra.0);
+    out!("Plan (dry run, nothing copied):");
+    out!("  new:       {:>8} objects, {}", plan.new.0, b(plan.new.1));
+    out!("  changed:   {:>8} objects, {}", plan.changed.0, b(plan.changed.1));
+    out!("  identical: {:>8} objects", plan.identical);
+    out!("  only at destination (kept): {}", plan.extra.0);
     for (label, keys) in [
         ("new", &plan.new.2),
         ("changed", &plan.changed.2),
         ("only at destination", &plan.extra.1),
     ] {
         if !keys.is_empty() {
-            println!("  first {label}:");
+            out!("  first {label}:");
             for k in keys {
-                println!("    {k}");
+                out!("    {k}");
             }
         }
     }
@@ -348,44 +356,44 @@ fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: s
     let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
     let c = &r.counters;
     let secs = elapsed.as_secs_f64().max(0.001);
-    println!("Run {} finished in {:.1}s", r.run, secs);
-    println!("  found:       {:>8} objects", c.found);
-    println!("  identical:   {:>8} objects", c.identical);
-    println!("  queued:      {:>8} objects, {}", c.enqueued, b(r.planned_bytes));
+    out!("Run {} finished in {:.1}s", r.run, secs);
+    out!("  found:       {:>8} objects", c.found);
+    out!("  identical:   {:>8} objects", c.identical);
+    out!("  queued:      {:>8} objects, {}", c.enqueued, b(r.planned_bytes));
     if opts.workers > 0 {
-        println!(
+        out!(
             "  transferred: {:>8} objects, {} ({}/s)",
             c.done,
             b(c.bytes),
             b((c.bytes as f64 / secs) as u64)
         );
-        println!("  failed:      {:>8} objects", c.failed);
+        out!("  failed:      {:>8} objects", c.failed);
     }
     if r.source_gone > 0 {
-        println!(
+        out!(
             "  source gone: {:>8} objects (deleted at the source during the run)",
             r.source_gone
         );
     }
     if r.skipped_markers > 0 {
-        println!(
+        out!(
             "  skipped:     {:>8} directory markers (keys ending in '/', not files)",
             r.skipped_markers
         );
     }
     for (k, e) in &r.failures {
-        println!("  FAILED {k}: {e}");
+        out!("  FAILED {k}: {e}");
     }
     if c.enqueued == 0 && c.failed == 0 {
-        println!("Nothing to transfer: the destination is up to date.");
+        out!("Nothing to transfer: the destination is up to date.");
     }
     if r.interrupted {
-        println!(
+        out!(
             "Interrupted: run the same command again to resume (state: {}).",
             job.state_path.display()
         );
     } else if opts.workers == 0 {
-        println!(
+        out!(
             "Jobs queued in {}; run ferry-worker --state {} to transfer them.",
             job.state_path.display(),
             job.state_path.display()

@@ -2,6 +2,14 @@
 
 use std::time::Duration;
 
+/// Prints a line to stdout; a closed stdout (`| head`) is not an error.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_finder::FinderOptions;
@@ -160,17 +168,17 @@ async fn clean_uploads(location: &str, older_than: Duration, dry_run: bool, job:
     let mut n = 0;
     for u in uploads.iter().filter(|u| u.initiated.is_none_or(|t| t <= cutoff)) {
         if dry_run {
-            println!("would abort {} (upload {})", u.key, u.upload_id);
+            out!("would abort {} (upload {})", u.key, u.upload_id);
         } else {
             store
                 .abort_multipart(&u.key, &u.upload_id)
                 .await
                 .with_context(|| format!("aborting the upload of {:?}", u.key))?;
-            println!("aborted {} (upload {})", u.key, u.upload_id);
+            out!("aborted {} (upload {})", u.key, u.upload_id);
         }
         n += 1;
     }
-    println!(
+    out!(
         "{n} unfinished upload(s) {} ({} newer ones kept)",
         if dry_run { "found" } else { "aborted" },
         uploads.len() - n
