@@ -127,12 +127,7 @@ async fn run() -> anyhow::Result<u8> {
     let job = cfg.build().context("invalid job settings")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        cli::shutdown_signal().await;
         eprintln!("ferry-finder: stopping; run the same command again to resume.");
         let _ = stop_tx.send(true);
     });

@@ -26,16 +26,21 @@ fn uploaded_parts(log: &str, from: usize, bucket: &str, key: &str) -> Vec<u32> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
-    let rgw = rgw();
-    let log = std::env::var("FERRY_TEST_RGW_LOG").expect("FERRY_TEST_RGW_LOG: run with tests/run.sh");
-    let bucket = rgw.bucket("resume").await;
+/// A bucket, a local source with one file of `mib` MiB, and the finder arguments
+/// for a 5 MiB-part transfer with `concurrency` parts in flight.
+async fn setup(
+    rgw: &Server,
+    hint: &str,
+    name: &str,
+    mib: usize,
+    concurrency: &str,
+) -> (tempfile::TempDir, String, Vec<String>, Vec<u8>) {
+    let bucket = rgw.bucket(hint).await;
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let body = data(200 * MIB, 42);
-    std::fs::write(src.join("big.bin"), &body).unwrap();
+    let body = data(mib * MIB, mib as u64);
+    std::fs::write(src.join(name), &body).unwrap();
     let state = work.path().join("state.sqlite");
     let mut args = vec![
         src.display().to_string(),
@@ -45,10 +50,19 @@ async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
     ];
     args.extend(rgw.flags("dest"));
     args.extend(
-        ["--part-size", "5MiB", "--concurrency", "2", "--workers", "1"]
+        ["--part-size", "5MiB", "--concurrency", concurrency, "--workers", "1"]
             .iter()
             .map(|s| s.to_string()),
     );
+    (work, bucket, args, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
+    let rgw = rgw();
+    let log = std::env::var("FERRY_TEST_RGW_LOG").expect("FERRY_TEST_RGW_LOG: run with tests/run.sh");
+    let (work, bucket, args, body) = setup(&rgw, "resume", "big.bin", 200, "2").await;
+    let state = work.path().join("state.sqlite");
 
     let log_start = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
     let mut child = finder(&args, &rgw.envs("dest"))
@@ -110,25 +124,7 @@ async fn kill_nine_mid_transfer_then_resume_sends_no_recorded_part_again() {
 async fn ctrl_c_stops_cleanly_and_the_next_run_resumes() {
     let rgw = rgw();
     let log = std::env::var("FERRY_TEST_RGW_LOG").expect("FERRY_TEST_RGW_LOG: run with tests/run.sh");
-    let bucket = rgw.bucket("sigint").await;
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    let body = data(60 * MIB, 7);
-    std::fs::write(src.join("mid.bin"), &body).unwrap();
-    let state = work.path().join("state.sqlite");
-    let mut args = vec![
-        src.display().to_string(),
-        format!("s3://{bucket}/"),
-        "--state".into(),
-        state.display().to_string(),
-    ];
-    args.extend(rgw.flags("dest"));
-    args.extend(
-        ["--part-size", "5MiB", "--concurrency", "1", "--workers", "1"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    let (_work, bucket, args, body) = setup(&rgw, "sigint", "mid.bin", 60, "1").await;
     let log_start = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
     let child = finder(&args, &rgw.envs("dest"))
         .stdout(std::process::Stdio::piped())

@@ -260,3 +260,18 @@ pub fn init_logging(default: &str) {
         .with_target(false)
         .try_init();
 }
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what ECS and Auto Scaling send).
+pub async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

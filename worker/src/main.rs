@@ -45,7 +45,7 @@ async fn run() -> anyhow::Result<()> {
     let rt = cli::open(&job).await.context("opening the embedded state file")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        cli::shutdown_signal().await;
         tracing::info!("Stopping: unfinished jobs resume on the next run.");
         let _ = stop_tx.send(true);
     });
@@ -70,12 +70,4 @@ async fn run() -> anyhow::Result<()> {
         "Worker stopped."
     );
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
