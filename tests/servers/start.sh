@@ -4,12 +4,18 @@
 #   * moto server — SQS, DynamoDB, Secrets Manager and a second S3.
 # Writes the endpoints to $FERRY_TEST_DIR/servers.env (source it) and the
 # process ids to $FERRY_TEST_DIR/pids. Stop with tests/servers/stop.sh.
+#
+# FERRY_OSD_STORE=memstore (default, for tests: 6 GiB held in RAM) or
+# bluestore (for benchmarks: a sparse block file of FERRY_OSD_BLOCK_BYTES,
+# default 96 GiB, under $FERRY_TEST_DIR, so multi-GiB data sets stay on disk).
 set -euo pipefail
 
 DIR=${FERRY_TEST_DIR:-/tmp/ferry-test-servers}
 RGW_PORT=${FERRY_RGW_PORT:-7480}
 MOTO_PORT=${FERRY_MOTO_PORT:-5055}
 MOTO_VENV=${FERRY_MOTO_VENV:-/opt/ferry-moto}
+OSD_STORE=${FERRY_OSD_STORE:-memstore}
+OSD_BLOCK_BYTES=${FERRY_OSD_BLOCK_BYTES:-103079215104}
 AK=ferrytestaccess
 SK=ferrytestsecretkey0123456789
 log() { echo "[servers] $*" >&2; }
@@ -36,6 +42,18 @@ wait_http() {
   done
   log "$name did not answer at $url; its log:"; tail -n 30 "$DIR/$name.log" >&2 || true
   return 1
+}
+
+osd_store_conf() {
+  case "$OSD_STORE" in
+    memstore) printf 'osd_objectstore = memstore\nmemstore_device_bytes = 6442450944\n' ;;
+    bluestore)
+      printf 'osd_objectstore = bluestore\nbluestore_block_path = %s/bluestore.img\n' "$DIR"
+      printf 'bluestore_block_create = true\nbluestore_block_size = %s\n' "$OSD_BLOCK_BYTES"
+      printf 'bluestore_block_db_create = false\nbluestore_block_wal_create = false\n'
+      printf 'osd_memory_target = 2147483648\nbluestore_cache_autotune = true\n' ;;
+    *) log "FERRY_OSD_STORE must be memstore or bluestore, not '$OSD_STORE'"; exit 2 ;;
+  esac
 }
 
 install
@@ -68,10 +86,9 @@ keyring = $DIR/keyring
 [mon.a]
 mon_data = $DIR/mon
 [osd]
-osd_objectstore = memstore
-memstore_device_bytes = 6442450944
 osd_data = $DIR/osd
 osd_max_object_size = 1073741824
+$(osd_store_conf)
 [client.rgw.a]
 rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw_dns_name = localhost

@@ -84,6 +84,16 @@ pub async fn run(
             }
             continue;
         }
+        let producer_done = control.producer_done.as_ref().is_some_and(|d| d.load(Ordering::SeqCst));
+        if producer_done && tasks.is_empty() {
+            // Everything was queued and nothing runs here: end as soon as no
+            // job is left, without waiting out a receive.
+            match queue.stats().await {
+                Ok(s) if s.live() == 0 => break,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "Could not read the queue's counts."),
+            }
+        }
         let wait = if tasks.is_empty() {
             Duration::from_millis(500)
         } else {
@@ -103,15 +113,6 @@ pub async fn run(
                 }
             }
             Ok(_) => {
-                if let Some(done) = &control.producer_done {
-                    if done.load(Ordering::SeqCst) && tasks.is_empty() {
-                        match queue.stats().await {
-                            Ok(s) if s.live() == 0 => break,
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "Could not read the queue's counts."),
-                        }
-                    }
-                }
                 if !tasks.is_empty() {
                     tokio::select! {
                         r = tasks.join_next() => if let Some(r) = r { account(&mut summary, r) },

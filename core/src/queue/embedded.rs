@@ -8,6 +8,7 @@
 //! once, so a crashed process's jobs need not wait for their lease. A row
 //! received `max_receives` times without acknowledgement becomes `dead`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,9 @@ use crate::now_millis;
 pub struct EmbeddedQueue {
     db: Db,
     max_receives: u32,
+    /// Wakes receivers of this process when jobs are sent or released here;
+    /// other processes' sends are seen by polling.
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl EmbeddedQueue {
@@ -30,6 +34,7 @@ impl EmbeddedQueue {
         Self {
             db,
             max_receives: max_receives.max(1),
+            arrived: Arc::default(),
         }
     }
 
@@ -155,6 +160,7 @@ impl JobQueue for EmbeddedQueue {
                 tx.commit()
             })
             .await?;
+        self.arrived.notify_waiters();
         Ok(vec![Ok(()); n])
     }
 
@@ -165,7 +171,11 @@ impl JobQueue for EmbeddedQueue {
             if !got.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(got);
             }
-            tokio::time::sleep(Duration::from_millis(50).min(deadline - tokio::time::Instant::now())).await;
+            let nap = Duration::from_millis(50).min(deadline - tokio::time::Instant::now());
+            tokio::select! {
+                _ = self.arrived.notified() => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
         }
     }
 
