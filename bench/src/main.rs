@@ -72,6 +72,12 @@ enum Cmd {
         from: String,
         to: String,
     },
+    /// Delete every object and unfinished upload under s3://bucket/prefix
+    Clear {
+        #[command(flatten)]
+        ep: EndpointArgs,
+        target: String,
+    },
     /// Diff N synthetic keys (1 % missing, 1 % changed); prints copies and seconds
     DiffScale { keys: usize },
     /// Run the benchmark session and write RESULTS.md
@@ -204,6 +210,13 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("moving {from} to {to}"))?;
             println!("{n} objects, {bytes} bytes");
+        }
+        Cmd::Clear { ep, target } => {
+            let Side::Bucket { client, bucket, prefix } = side(&ep.endpoint(), &target)? else {
+                bail!("clear takes s3://bucket/prefix, not {target:?}");
+            };
+            let n = raw::clear(&client, &bucket, &prefix).await?;
+            println!("deleted {n} objects");
         }
         Cmd::DiffScale { keys } => {
             let (copies, secs) = scale::synthetic(keys).await?;

@@ -50,6 +50,10 @@ pub struct SideConfig {
     pub anonymous: bool,
     /// Send `x-amz-request-payer: requester`. Default false.
     pub requester_pays: bool,
+    /// Sign request bodies with SHA-256 as well as Content-MD5, for stores
+    /// that refuse unsigned payloads. Default false (bodies are bound to the
+    /// signature by their signed Content-MD5 header).
+    pub sign_payload: bool,
     /// Static access key id (or env `FERRY_SRC_ACCESS_KEY_ID` / `FERRY_DEST_ACCESS_KEY_ID`).
     pub access_key_id: Option<Secret>,
     /// Static secret key (or env `FERRY_SRC_SECRET_ACCESS_KEY` / `FERRY_DEST_SECRET_ACCESS_KEY`).
@@ -324,6 +328,7 @@ impl SideConfig {
                     path_style: self.path_style.unwrap_or(vendor.path_style()),
                     credentials,
                     requester_pays: self.requester_pays,
+                    sign_payload: self.sign_payload,
                 })
             }
         };

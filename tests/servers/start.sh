@@ -7,7 +7,7 @@
 #
 # FERRY_OSD_STORE=memstore (default, for tests: 6 GiB held in RAM) or
 # bluestore (for benchmarks: a sparse block file of FERRY_OSD_BLOCK_BYTES,
-# default 96 GiB, under $FERRY_TEST_DIR, so multi-GiB data sets stay on disk).
+# default 40 GiB, under $FERRY_TEST_DIR, so multi-GiB data sets stay on disk).
 set -euo pipefail
 
 DIR=${FERRY_TEST_DIR:-/tmp/ferry-test-servers}
@@ -15,7 +15,7 @@ RGW_PORT=${FERRY_RGW_PORT:-7480}
 MOTO_PORT=${FERRY_MOTO_PORT:-5055}
 MOTO_VENV=${FERRY_MOTO_VENV:-/opt/ferry-moto}
 OSD_STORE=${FERRY_OSD_STORE:-memstore}
-OSD_BLOCK_BYTES=${FERRY_OSD_BLOCK_BYTES:-103079215104}
+OSD_BLOCK_BYTES=${FERRY_OSD_BLOCK_BYTES:-42949672960}
 AK=ferrytestaccess
 SK=ferrytestsecretkey0123456789
 log() { echo "[servers] $*" >&2; }

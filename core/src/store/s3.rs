@@ -82,6 +82,9 @@ pub struct S3StoreConfig {
     pub credentials: S3Credentials,
     /// Send `x-amz-request-payer: requester`.
     pub requester_pays: bool,
+    /// Sign request bodies with SHA-256 too, for stores that refuse
+    /// `UNSIGNED-PAYLOAD` (see [`S3Store`]).
+    pub sign_payload: bool,
 }
 
 /// An S3 bucket as an object store.
@@ -90,8 +93,15 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     requester_pays: bool,
+    /// PUT and UploadPart bodies are sent as `UNSIGNED-PAYLOAD`. Each carries
+    /// Content-MD5, and that header is signed: the store rejects a body that
+    /// does not match it, and nobody in between can change body and header
+    /// together without breaking the signature. A SHA-256 pass over every byte
+    /// would prove nothing more, so it is skipped unless the side asks for it.
+    unsigned_payload: bool,
     desc: String,
 }
+
 
 impl S3Store {
     /// Builds the client. Nothing is sent until the first call.
@@ -144,6 +154,7 @@ impl S3Store {
             client: Client::from_conf(b.build()),
             bucket: cfg.bucket,
             requester_pays: cfg.requester_pays,
+            unsigned_payload: !cfg.sign_payload,
             desc,
         }
     }
@@ -403,13 +414,21 @@ impl ObjectStore for S3Store {
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
         };
-        let body = o.body.collect().await.map_err(|e| StoreError::Unreachable {
-            store: self.desc.clone(),
-            operation: "GetObject",
-            message: format!("reading the body of {key:?}: {}", DisplayErrorContext(&e)),
-        })?;
+        // One buffer of the announced length, filled as the chunks arrive: the
+        // body is copied once and never held twice.
+        let expected = o.content_length().unwrap_or(0).max(0) as usize;
+        let mut buf = bytes::BytesMut::with_capacity(expected);
+        let mut stream = o.body;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Unreachable {
+                store: self.desc.clone(),
+                operation: "GetObject",
+                message: format!("reading the body of {key:?}: {}", DisplayErrorContext(&e)),
+            })?;
+            buf.extend_from_slice(&chunk);
+        }
         Ok(GetResult {
-            body: body.into_bytes(),
+            body: buf.freeze(),
             meta,
             attributes,
         })
@@ -426,10 +445,9 @@ impl ObjectStore for S3Store {
             .content_md5(md5_header(&md5))
             .body(ByteStream::from(body))
             .set_request_payer(self.payer());
-        let r = with_put_options!(req, opts)
-            .send()
-            .await
-            .map_err(|e| self.err("PutObject", key, e))?;
+        let req = with_put_options!(req, opts).customize();
+        let req = if self.unsigned_payload { req.disable_payload_signing() } else { req };
+        let r = req.send().await.map_err(|e| self.err("PutObject", key, e))?;
         Ok(nonempty(r.e_tag()))
     }
 
@@ -455,7 +473,7 @@ impl ObjectStore for S3Store {
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
         let len = body.len() as i64;
-        let r = self
+        let req = self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -466,6 +484,9 @@ impl ObjectStore for S3Store {
             .content_md5(md5_header(&md5))
             .body(ByteStream::from(body))
             .set_request_payer(self.payer())
+            .customize();
+        let req = if self.unsigned_payload { req.disable_payload_signing() } else { req };
+        let r = req
             .send()
             .await
             .map_err(|e| self.upload_err("UploadPart", key, upload_id, e))?;
