@@ -44,18 +44,45 @@ impl SetSpec {
     /// The set `name` at full size, or at smoke size (tiny, for CI).
     pub fn named(name: &str, smoke: bool) -> Result<SetSpec> {
         Ok(match (name, smoke) {
-            ("A", false) => SetSpec { name: "A", count: 1, sizes: Sizes::Fixed(2 * GIB) },
-            ("B", false) => SetSpec { name: "B", count: 5000, sizes: Sizes::Fixed(16 * KIB) },
-            ("C", false) => SetSpec { name: "C", count: 1000, sizes: Sizes::LogUniform(KIB, 64 * MIB) },
-            ("A", true) => SetSpec { name: "A", count: 1, sizes: Sizes::Fixed(24 * MIB) },
-            ("B", true) => SetSpec { name: "B", count: 40, sizes: Sizes::Fixed(16 * KIB) },
-            ("C", true) => SetSpec { name: "C", count: 12, sizes: Sizes::LogUniform(KIB, 12 * MIB) },
+            ("A", false) => SetSpec {
+                name: "A",
+                count: 1,
+                sizes: Sizes::Fixed(2 * GIB),
+            },
+            ("B", false) => SetSpec {
+                name: "B",
+                count: 5000,
+                sizes: Sizes::Fixed(16 * KIB),
+            },
+            ("C", false) => SetSpec {
+                name: "C",
+                count: 1000,
+                sizes: Sizes::LogUniform(KIB, 64 * MIB),
+            },
+            ("A", true) => SetSpec {
+                name: "A",
+                count: 1,
+                sizes: Sizes::Fixed(24 * MIB),
+            },
+            ("B", true) => SetSpec {
+                name: "B",
+                count: 40,
+                sizes: Sizes::Fixed(16 * KIB),
+            },
+            ("C", true) => SetSpec {
+                name: "C",
+                count: 12,
+                sizes: Sizes::LogUniform(KIB, 12 * MIB),
+            },
             _ => bail!("unknown data set {name:?}; the sets are A, B and C"),
         })
     }
 
     fn header(&self, seed: u64) -> String {
-        format!("# set {} count {} sizes {:?} seed {seed}", self.name, self.count, self.sizes)
+        format!(
+            "# set {} count {} sizes {:?} seed {seed}",
+            self.name, self.count, self.sizes
+        )
     }
 
     /// Key of object `i`, relative to the set's root.
@@ -116,8 +143,14 @@ impl Manifest {
             let (Some(key), Some(size), Some(md5)) = (f.next(), f.next(), f.next()) else {
                 bail!("{}:{}: expected key<TAB>size<TAB>md5", path.display(), n + 1);
             };
-            let size = size.parse().with_context(|| format!("{}:{}: bad size", path.display(), n + 1))?;
-            items.push(Item { key: key.into(), size, md5: md5.into() });
+            let size = size
+                .parse()
+                .with_context(|| format!("{}:{}: bad size", path.display(), n + 1))?;
+            items.push(Item {
+                key: key.into(),
+                size,
+                md5: md5.into(),
+            });
         }
         Ok(Manifest { items })
     }
@@ -139,7 +172,11 @@ fn write_object(path: &Path, seed: u64, set: &str, i: usize, size: u64) -> Resul
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let set_bits = set.bytes().next().unwrap_or(0) as u64;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(set_bits << 40).wrapping_add(i as u64));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        seed.wrapping_mul(31)
+            .wrapping_add(set_bits << 40)
+            .wrapping_add(i as u64),
+    );
     let mut f =
         std::io::BufWriter::new(fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
     let mut buf = vec![0u8; MIB as usize];
@@ -149,7 +186,8 @@ fn write_object(path: &Path, seed: u64, set: &str, i: usize, size: u64) -> Resul
         let n = left.min(MIB) as usize;
         rng.fill_bytes(&mut buf[..n]);
         md5.update(&buf[..n]);
-        f.write_all(&buf[..n]).with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(&buf[..n])
+            .with_context(|| format!("writing {}", path.display()))?;
         left -= n as u64;
     }
     f.flush().with_context(|| format!("writing {}", path.display()))?;
@@ -169,7 +207,12 @@ pub fn generate(dir: &Path, spec: &SetSpec, seed: u64) -> Result<Manifest> {
     if root.exists() {
         fs::remove_dir_all(&root).with_context(|| format!("removing the stale set {}", root.display()))?;
     }
-    eprintln!("[bench] generating data set {} ({} objects) in {}", spec.name, spec.count, root.display());
+    eprintln!(
+        "[bench] generating data set {} ({} objects) in {}",
+        spec.name,
+        spec.count,
+        root.display()
+    );
     let mut items: Vec<Item> = std::thread::scope(|s| {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let handles: Vec<_> = (0..threads)

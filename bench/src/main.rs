@@ -18,7 +18,10 @@ use clap::{Parser, Subcommand};
 use crate::raw::{Endpoint, Side};
 
 #[derive(Parser)]
-#[command(version, about = "Benchmark harness for ferry: data sets, raw ceiling client, peers, results")]
+#[command(
+    version,
+    about = "Benchmark harness for ferry: data sets, raw ceiling client, peers, results"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -39,7 +42,11 @@ struct EndpointArgs {
 
 impl EndpointArgs {
     fn endpoint(&self) -> Endpoint {
-        Endpoint { url: self.endpoint.clone(), access_key: self.access_key.clone(), secret_key: self.secret_key.clone() }
+        Endpoint {
+            url: self.endpoint.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+        }
     }
 }
 
@@ -140,7 +147,11 @@ fn side(ep: &Endpoint, s: &str) -> Result<Side> {
         if bucket.is_empty() {
             bail!("{s:?} names no bucket");
         }
-        return Ok(Side::Bucket { client: ep.client(), bucket: bucket.into(), prefix: prefix.into() });
+        return Ok(Side::Bucket {
+            client: ep.client(),
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        });
     }
     Ok(Side::Dir(PathBuf::from(s)))
 }
@@ -162,14 +173,22 @@ fn version(program: &str, args: &[&str]) -> String {
 fn header(smoke: bool, args: &str) -> String {
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        })
         .and_then(|k| k.parse::<u64>().ok())
         .map(|k| format!("{:.1} GiB", k as f64 / 1048576.0))
         .unwrap_or_default();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     format!(
         "# Benchmark results{}\n\n\
@@ -181,7 +200,11 @@ fn header(smoke: bool, args: &str) -> String {
          (the warm-up round is not counted); MiB/s is the set's size over the median wall time. \
          \"× ferry\" is the peer's wall time over ferry's at the same setting: above 1 ferry is faster. \
          Every run's output was checked against the set's manifest before it counted.\n",
-        if smoke { " (smoke run: tiny data, not a measurement)" } else { "" },
+        if smoke {
+            " (smoke run: tiny data, not a measurement)"
+        } else {
+            ""
+        },
         if smoke { " --smoke" } else { "" },
         version("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         version("uname", &["-sr"]),
@@ -204,11 +227,22 @@ async fn main() -> Result<()> {
                 println!("{}: {} objects, {} bytes", s, m.items.len(), m.bytes());
             }
         }
-        Cmd::Raw { ep, concurrency, part_size, from, to } => {
+        Cmd::Raw {
+            ep,
+            concurrency,
+            part_size,
+            from,
+            to,
+        } => {
             let ep = ep.endpoint();
-            let (n, bytes) = raw::transfer(&side(&ep, &from)?, &side(&ep, &to)?, concurrency.max(1), part_size.max(1))
-                .await
-                .with_context(|| format!("moving {from} to {to}"))?;
+            let (n, bytes) = raw::transfer(
+                &side(&ep, &from)?,
+                &side(&ep, &to)?,
+                concurrency.max(1),
+                part_size.max(1),
+            )
+            .await
+            .with_context(|| format!("moving {from} to {to}"))?;
             println!("{n} objects, {bytes} bytes");
         }
         Cmd::Clear { ep, target } => {
@@ -253,9 +287,15 @@ async fn main() -> Result<()> {
             }
             let dirs = dirs
                 .iter()
-                .map(|d| tools::Direction::parse(d).with_context(|| format!("unknown direction {d:?}; use local-s3, s3-s3 or s3-local")))
+                .map(|d| {
+                    tools::Direction::parse(d)
+                        .with_context(|| format!("unknown direction {d:?}; use local-s3, s3-s3 or s3-local"))
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let sets = sets.iter().map(|s| data::SetSpec::named(s, smoke)).collect::<Result<Vec<_>>>()?;
+            let sets = sets
+                .iter()
+                .map(|s| data::SetSpec::named(s, smoke))
+                .collect::<Result<Vec<_>>>()?;
             std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
             let results = work.join("results.jsonl");
             if !append {

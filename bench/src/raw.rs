@@ -42,7 +42,13 @@ impl Endpoint {
             .region(Region::new("us-east-1"))
             .endpoint_url(&self.url)
             .force_path_style(true)
-            .credentials_provider(Credentials::new(&self.access_key, &self.secret_key, None, None, "bench"))
+            .credentials_provider(Credentials::new(
+                &self.access_key,
+                &self.secret_key,
+                None,
+                None,
+                "bench",
+            ))
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(3))
@@ -61,7 +67,9 @@ struct Obj {
 /// Byte ranges of an object of `size` in parts of `part` bytes.
 fn ranges(size: u64, part: u64) -> Vec<(i32, u64, u64)> {
     let n = size.div_ceil(part).max(1);
-    (0..n).map(|i| ((i + 1) as i32, i * part, ((i + 1) * part).min(size))).collect()
+    (0..n)
+        .map(|i| ((i + 1) as i32, i * part, ((i + 1) * part).min(size)))
+        .collect()
 }
 
 /// Creates `bucket` unless it exists.
@@ -69,17 +77,29 @@ pub async fn ensure_bucket(c: &Client, bucket: &str) -> Result<()> {
     if c.head_bucket().bucket(bucket).send().await.is_ok() {
         return Ok(());
     }
-    c.create_bucket().bucket(bucket).send().await.with_context(|| format!("creating bucket {bucket}"))?;
+    c.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .with_context(|| format!("creating bucket {bucket}"))?;
     Ok(())
 }
 
 async fn list(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<Obj>> {
     let mut out = Vec::new();
-    let mut pages = c.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    let mut pages = c
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
         for o in page.contents() {
-            out.push(Obj { key: o.key().unwrap_or_default().to_string(), size: o.size().unwrap_or(0) as u64 });
+            out.push(Obj {
+                key: o.key().unwrap_or_default().to_string(),
+                size: o.size().unwrap_or(0) as u64,
+            });
         }
     }
     Ok(out)
@@ -95,7 +115,12 @@ pub async fn clear(c: &Client, bucket: &str, prefix: &str) -> Result<usize> {
             .map(|o| ObjectIdentifier::builder().key(&o.key).build())
             .collect::<Result<Vec<_>, _>>()?;
         let del = Delete::builder().set_objects(Some(ids)).quiet(true).build()?;
-        c.delete_objects().bucket(bucket).delete(del).send().await.with_context(|| format!("deleting in {bucket}"))?;
+        c.delete_objects()
+            .bucket(bucket)
+            .delete(del)
+            .send()
+            .await
+            .with_context(|| format!("deleting in {bucket}"))?;
     }
     let ups = c.list_multipart_uploads().bucket(bucket).prefix(prefix).send().await?;
     for u in ups.uploads() {
@@ -114,7 +139,8 @@ fn read_range(path: PathBuf, start: u64, end: u64) -> Result<Bytes> {
     let mut f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     f.seek(SeekFrom::Start(start))?;
     let mut buf = vec![0u8; (end - start) as usize];
-    f.read_exact(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+    f.read_exact(&mut buf)
+        .with_context(|| format!("reading {}", path.display()))?;
     Ok(Bytes::from(buf))
 }
 
@@ -127,7 +153,8 @@ fn write_range(path: PathBuf, start: u64, data: Bytes) -> Result<()> {
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     f.seek(SeekFrom::Start(start))?;
-    f.write_all(&data).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(&data)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -177,7 +204,10 @@ impl Side {
             Side::Bucket { client, bucket, prefix } => Ok(list(client, bucket, prefix)
                 .await?
                 .into_iter()
-                .map(|o| Obj { key: o.key[prefix.len()..].to_string(), size: o.size })
+                .map(|o| Obj {
+                    key: o.key[prefix.len()..].to_string(),
+                    size: o.size,
+                })
                 .collect()),
         }
     }
@@ -194,7 +224,10 @@ fn walk(root: &Path) -> Result<Vec<Obj>> {
                 stack.push(e.path());
             } else if t.is_file() {
                 let rel = e.path().strip_prefix(root)?.to_string_lossy().replace('\\', "/");
-                out.push(Obj { key: rel, size: e.metadata()?.len() });
+                out.push(Obj {
+                    key: rel,
+                    size: e.metadata()?.len(),
+                });
             }
         }
     }
@@ -309,7 +342,10 @@ pub async fn verify(side: &Side, manifest: &Manifest, content: bool, concurrency
     if want != got {
         let missing = want.iter().filter(|w| !got.contains(w)).count();
         let extra = got.iter().filter(|g| !want.contains(g)).count();
-        let first = want.iter().find(|w| !got.contains(w)).or_else(|| got.iter().find(|g| !want.contains(g)));
+        let first = want
+            .iter()
+            .find(|w| !got.contains(w))
+            .or_else(|| got.iter().find(|g| !want.contains(g)));
         bail!("{missing} objects missing or of another size, {extra} unexpected; first: {first:?}");
     }
     if !content {

@@ -60,7 +60,10 @@ fn tool_rank(t: &str) -> usize {
 pub fn rows(records: &[RunRecord]) -> BTreeMap<(String, String), Vec<Row>> {
     let mut groups: BTreeMap<(String, String, String, String), Vec<&RunRecord>> = BTreeMap::new();
     for r in records.iter().filter(|r| !r.warmup) {
-        groups.entry((r.set.clone(), r.dir.clone(), r.tool.clone(), r.setting.clone())).or_default().push(r);
+        groups
+            .entry((r.set.clone(), r.dir.clone(), r.tool.clone(), r.setting.clone()))
+            .or_default()
+            .push(r);
     }
     let mut out: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
     for ((set, dir, tool, setting), runs) in groups {
@@ -81,13 +84,19 @@ pub fn rows(records: &[RunRecord]) -> BTreeMap<(String, String), Vec<Row>> {
         });
     }
     for v in out.values_mut() {
-        v.sort_by(|a, b| tool_rank(&a.tool).cmp(&tool_rank(&b.tool)).then(a.setting.cmp(&b.setting)));
+        v.sort_by(|a, b| {
+            tool_rank(&a.tool)
+                .cmp(&tool_rank(&b.tool))
+                .then(a.setting.cmp(&b.setting))
+        });
     }
     out
 }
 
 fn ferry_wall(rows: &[Row], setting: &str) -> Option<f64> {
-    rows.iter().find(|r| r.tool == "ferry" && r.setting == setting && r.ok > 0).map(|r| r.wall)
+    rows.iter()
+        .find(|r| r.tool == "ferry" && r.setting == setting && r.ok > 0)
+        .map(|r| r.wall)
 }
 
 /// The Markdown tables (without the header the caller writes).
@@ -113,7 +122,10 @@ pub fn tables(records: &[RunRecord]) -> String {
                     _ => String::new(),
                 }
             } else {
-                match (r.tool.as_str(), ferry_wall(&rows, &r.setting).or(ferry_wall(&rows, "default"))) {
+                match (
+                    r.tool.as_str(),
+                    ferry_wall(&rows, &r.setting).or(ferry_wall(&rows, "default")),
+                ) {
                     ("ferry", _) => "1.00".into(),
                     ("ceiling", Some(f)) => format!("ferry at {:.0} % of it", 100.0 * r.wall / f),
                     (_, Some(f)) if r.ok > 0 => format!("{:.2}", r.wall / f),
@@ -155,7 +167,15 @@ pub fn tables(records: &[RunRecord]) -> String {
                 let _ = writeln!(s, "\n¹ {}: {n}.", r.tool);
             }
             if let Some(e) = &r.error {
-                let _ = writeln!(s, "\n² {} {}: {} of {} runs failed; first error: {}", r.tool, r.setting, r.runs - r.ok, r.runs, e.replace('\n', " "));
+                let _ = writeln!(
+                    s,
+                    "\n² {} {}: {} of {} runs failed; first error: {}",
+                    r.tool,
+                    r.setting,
+                    r.runs - r.ok,
+                    r.runs,
+                    e.replace('\n', " ")
+                );
             }
         }
     }
@@ -166,7 +186,10 @@ pub fn tables(records: &[RunRecord]) -> String {
 pub fn commands(records: &[RunRecord]) -> String {
     let mut seen = BTreeMap::new();
     for r in records {
-        seen.insert((r.set.clone(), r.dir.clone(), r.tool.clone(), r.setting.clone()), r.command.clone());
+        seen.insert(
+            (r.set.clone(), r.dir.clone(), r.tool.clone(), r.setting.clone()),
+            r.command.clone(),
+        );
     }
     let mut s = String::from("```sh\n");
     for ((set, dir, tool, setting), c) in seen {

@@ -42,7 +42,12 @@ pub fn expected_copies(n: usize) -> usize {
 fn entry(i: usize, size: u64) -> Result<Entry, ferry_core::store::StoreError> {
     let rel = key(i);
     Ok(Entry {
-        meta: ObjectMeta { key: rel.clone(), size, etag: None, last_modified: None },
+        meta: ObjectMeta {
+            key: rel.clone(),
+            size,
+            etag: None,
+            last_modified: None,
+        },
         rel,
     })
 }
@@ -51,9 +56,16 @@ fn entry(i: usize, size: u64) -> Result<Entry, ferry_core::store::StoreError> {
 pub async fn synthetic(n: usize) -> Result<(usize, f64)> {
     let t = Instant::now();
     let src = stream::iter(0..n).map(|i| entry(i, shape(i).1));
-    let dst = stream::iter(0..n).filter(|i| std::future::ready(shape(*i).0)).map(|i| entry(i, shape(i).2));
+    let dst = stream::iter(0..n)
+        .filter(|i| std::future::ready(shape(*i).0))
+        .map(|i| entry(i, shape(i).2));
     let copies = diff(Box::pin(src), Box::pin(dst), CompareMode::Size)
-        .try_fold(0usize, |n, d| std::future::ready(Ok(n + usize::from(matches!(d, Decision::New(_) | Decision::Changed { .. })))))
+        .try_fold(0usize, |n, d| {
+            std::future::ready(Ok(n + usize::from(matches!(
+                d,
+                Decision::New(_) | Decision::Changed { .. }
+            ))))
+        })
         .await?;
     Ok((copies, t.elapsed().as_secs_f64()))
 }
@@ -99,9 +111,21 @@ pub async fn seed_buckets(c: &Client, src_bucket: &str, dst_bucket: &str, n: usi
             let k = format!("scale/{}", key(i));
             let body = |size: u64| ByteStream::from(vec![b'x'; size as usize + 1]);
             if in_dst {
-                c.put_object().bucket(dst_bucket).key(&k).body(body(d)).send().await.with_context(|| k.clone())?;
+                c.put_object()
+                    .bucket(dst_bucket)
+                    .key(&k)
+                    .body(body(d))
+                    .send()
+                    .await
+                    .with_context(|| k.clone())?;
             }
-            c.put_object().bucket(src_bucket).key(&k).body(body(s)).send().await.with_context(|| k.clone())?;
+            c.put_object()
+                .bucket(src_bucket)
+                .key(&k)
+                .body(body(s))
+                .send()
+                .await
+                .with_context(|| k.clone())?;
             Ok::<_, anyhow::Error>(())
         })
         .buffer_unordered(64)

@@ -96,7 +96,12 @@ fn parse_time(text: &str) -> Option<(f64, f64, f64, u64)> {
     if f.len() != 4 {
         return None;
     }
-    Some((f[0].parse().ok()?, f[1].parse().ok()?, f[2].parse().ok()?, f[3].parse().ok()?))
+    Some((
+        f[0].parse().ok()?,
+        f[1].parse().ok()?,
+        f[2].parse().ok()?,
+        f[3].parse().ok()?,
+    ))
 }
 
 /// Runs `cmd` under GNU time; its output goes to `log`. Returns
@@ -107,13 +112,18 @@ pub fn measure(cmd: &Cmd, log: &Path) -> Result<(f64, f64, f64, u64, bool)> {
     let timefile = log.with_extension("time");
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut c = std::process::Command::new("/usr/bin/time");
-    c.args(["-f", "%e %U %S %M", "-o"]).arg(&timefile).arg(&cmd.program).args(&cmd.args);
+    c.args(["-f", "%e %U %S %M", "-o"])
+        .arg(&timefile)
+        .arg(&cmd.program)
+        .args(&cmd.args);
     for u in &cmd.unset {
         c.env_remove(u);
     }
     c.envs(cmd.env.iter().map(|(k, v)| (k, v)));
     c.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-    let status = c.status().with_context(|| "starting /usr/bin/time (Debian package `time`)".to_string())?;
+    let status = c
+        .status()
+        .with_context(|| "starting /usr/bin/time (Debian package `time`)".to_string())?;
     let text = std::fs::read_to_string(&timefile).unwrap_or_default();
     let (w, u, s, m) =
         parse_time(&text).with_context(|| format!("no timing from GNU time in {}: {text:?}", timefile.display()))?;
@@ -160,7 +170,11 @@ pub async fn run(cfg: &SuiteConfig) -> Result<()> {
         for (spec, m) in cfg.sets.iter().zip(&manifests) {
             for &dir in &cfg.dirs {
                 for tool in &cfg.tools {
-                    let settings: &[String] = if tool == "ceiling" { &cfg.settings[..1] } else { &cfg.settings };
+                    let settings: &[String] = if tool == "ceiling" {
+                        &cfg.settings[..1]
+                    } else {
+                        &cfg.settings
+                    };
                     for setting in settings {
                         run_no += 1;
                         let rec = one(cfg, round, spec.name, m, dir, tool, setting, run_no).await?;
@@ -187,19 +201,29 @@ pub async fn run(cfg: &SuiteConfig) -> Result<()> {
 /// Puts a set into the source bucket once (checked by keys and sizes).
 async fn seed_source(cfg: &SuiteConfig, set: &str, m: &Manifest) -> Result<()> {
     let l = &cfg.layout;
-    let side = Side::Bucket { client: l.endpoint.client(), bucket: l.src_bucket.clone(), prefix: format!("{set}/") };
+    let side = Side::Bucket {
+        client: l.endpoint.client(),
+        bucket: l.src_bucket.clone(),
+        prefix: format!("{set}/"),
+    };
     if raw::verify(&side, m, false, 8).await.is_ok() {
         return Ok(());
     }
     eprintln!("[bench] putting data set {set} into {}", l.src_bucket);
     raw::clear(&l.endpoint.client(), &l.src_bucket, &format!("{set}/")).await?;
     raw::transfer(&Side::Dir(l.data.join(set)), &side, 16, 8 << 20).await?;
-    raw::verify(&side, m, true, 8).await.with_context(|| format!("checking data set {set} in the source bucket"))
+    raw::verify(&side, m, true, 8)
+        .await
+        .with_context(|| format!("checking data set {set} in the source bucket"))
 }
 
 fn dest_side(l: &Layout, dir: Direction, set: &str) -> Side {
-    if dir.to_s3() {
-        Side::Bucket { client: l.endpoint.client(), bucket: l.dst_bucket.clone(), prefix: format!("{set}/") }
+    if dir.dst_is_s3() {
+        Side::Bucket {
+            client: l.endpoint.client(),
+            bucket: l.dst_bucket.clone(),
+            prefix: format!("{set}/"),
+        }
     } else {
         Side::Dir(l.out.join(set))
     }
@@ -218,7 +242,7 @@ async fn one(
 ) -> Result<RunRecord> {
     let l = &cfg.layout;
     // A clean destination and no state from earlier runs.
-    if dir.to_s3() {
+    if dir.dst_is_s3() {
         raw::clear(&l.endpoint.client(), &l.dst_bucket, &format!("{set}/")).await?;
     } else {
         let d = l.out.join(set);
@@ -303,21 +327,38 @@ async fn finder_scale(cfg: &SuiteConfig) -> Result<()> {
         })
         .await??;
         let set = format!("{n} keys, synthetic");
-        let c = Cmd { program: bench.clone(), args: vec!["diff-scale".into(), n.to_string()], ..Default::default() };
+        let c = Cmd {
+            program: bench.clone(),
+            args: vec!["diff-scale".into(), n.to_string()],
+            ..Default::default()
+        };
         cases.push((set, "ferry diff".into(), n, c));
         let set = format!("{n} keys, local trees");
-        let (src, dst) = (root.join("src").display().to_string(), root.join("dst").display().to_string());
+        let (src, dst) = (
+            root.join("src").display().to_string(),
+            root.join("dst").display().to_string(),
+        );
         let state = l.scratch.join("state/scale.db").display().to_string();
         let c = Cmd {
             program: finder.clone(),
-            args: vec![src.clone(), dst.clone(), "--workers".into(), "0".into(), "--state".into(), state],
+            args: vec![
+                src.clone(),
+                dst.clone(),
+                "--workers".into(),
+                "0".into(),
+                "--state".into(),
+                state,
+            ],
             ..Default::default()
         };
         cases.push((set.clone(), "ferry".into(), n, c));
         let c = Cmd {
             program: "rclone".into(),
             args: vec!["copy".into(), "--dry-run".into(), "--size-only".into(), src, dst],
-            env: vec![("RCLONE_CONFIG".into(), l.scratch.join("rclone.conf").display().to_string())],
+            env: vec![(
+                "RCLONE_CONFIG".into(),
+                l.scratch.join("rclone.conf").display().to_string(),
+            )],
             unset: vec!["AWS_CA_BUNDLE".into()],
             note: None,
         };
@@ -354,12 +395,14 @@ async fn finder_scale(cfg: &SuiteConfig) -> Result<()> {
         ];
         cases.push((set, "rclone".into(), n, c));
     }
-    let rounds = cfg.runs.min(3).max(1);
+    let rounds = cfg.runs.clamp(1, 3);
     for round in 0..rounds {
         for (set, tool, n, cmd) in &cases {
             let _ = std::fs::remove_dir_all(l.scratch.join("state"));
             std::fs::create_dir_all(l.scratch.join("state"))?;
-            let log = l.scratch.join(format!("logs/scale-{round}-{}.log", tool.replace(' ', "-")));
+            let log = l
+                .scratch
+                .join(format!("logs/scale-{round}-{}.log", tool.replace(' ', "-")));
             let (wall, user, sys, rss_kib, success) = tokio::task::spawn_blocking({
                 let (cmd, log) = (cmd.clone(), log.clone());
                 move || measure(&cmd, &log)
@@ -396,7 +439,11 @@ async fn finder_scale(cfg: &SuiteConfig) -> Result<()> {
                 command: cmd.display(),
                 note: None,
             };
-            eprintln!("[bench] finder {set} {tool}: {wall:.2}s {} MiB {}", rss_kib / 1024, rec.error.as_deref().unwrap_or("ok"));
+            eprintln!(
+                "[bench] finder {set} {tool}: {wall:.2}s {} MiB {}",
+                rss_kib / 1024,
+                rec.error.as_deref().unwrap_or("ok")
+            );
             append(&cfg.results, &rec)?;
         }
     }

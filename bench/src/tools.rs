@@ -44,12 +44,12 @@ impl Direction {
     }
 
     /// Whether the source is a bucket.
-    pub fn from_s3(self) -> bool {
+    pub fn src_is_s3(self) -> bool {
         self != Direction::LocalToS3
     }
 
     /// Whether the destination is a bucket.
-    pub fn to_s3(self) -> bool {
+    pub fn dst_is_s3(self) -> bool {
         self != Direction::S3ToLocal
     }
 }
@@ -90,7 +90,10 @@ pub struct Cmd {
 
 impl Cmd {
     fn new(program: impl Into<String>) -> Cmd {
-        Cmd { program: program.into(), ..Default::default() }
+        Cmd {
+            program: program.into(),
+            ..Default::default()
+        }
     }
     fn arg(mut self, a: impl Into<String>) -> Cmd {
         self.args.push(a.into());
@@ -153,28 +156,52 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
     let ep = &l.endpoint;
     match tool {
         "ceiling" => {
-            let from = if dir.from_s3() { s3_url(&l.src_bucket, set) } else { dir_arg(&local_src) };
-            let to = if dir.to_s3() { s3_url(&l.dst_bucket, set) } else { dir_arg(&local_dst) };
+            let from = if dir.src_is_s3() {
+                s3_url(&l.src_bucket, set)
+            } else {
+                dir_arg(&local_src)
+            };
+            let to = if dir.dst_is_s3() {
+                s3_url(&l.dst_bucket, set)
+            } else {
+                dir_arg(&local_dst)
+            };
             Cmd::new(l.bins.join("ferry-bench").display().to_string())
-                .args(["raw", "--endpoint", &ep.url, "--concurrency", "16", "--part-size", "8388608"])
+                .args([
+                    "raw",
+                    "--endpoint",
+                    &ep.url,
+                    "--concurrency",
+                    "16",
+                    "--part-size",
+                    "8388608",
+                ])
                 .args([from, to])
                 .env("AWS_ACCESS_KEY_ID", &ep.access_key)
                 .env("AWS_SECRET_ACCESS_KEY", &ep.secret_key)
         }
         "ferry" => {
-            let src = if dir.from_s3() { s3_url(&l.src_bucket, set) } else { dir_arg(&local_src) };
-            let dst = if dir.to_s3() { s3_url(&l.dst_bucket, set) } else { dir_arg(&local_dst) };
+            let src = if dir.src_is_s3() {
+                s3_url(&l.src_bucket, set)
+            } else {
+                dir_arg(&local_src)
+            };
+            let dst = if dir.dst_is_s3() {
+                s3_url(&l.dst_bucket, set)
+            } else {
+                dir_arg(&local_dst)
+            };
             let state = l.scratch.join(format!("state/run-{run}.db"));
             let mut c = Cmd::new(l.bins.join("ferry-finder").display().to_string())
                 .args([src, dst])
                 .args(["--state".to_string(), state.display().to_string()]);
-            if dir.from_s3() {
+            if dir.src_is_s3() {
                 c = c
                     .args(["--src-endpoint", &ep.url, "--src-path-style"])
                     .env("FERRY_SRC_ACCESS_KEY_ID", &ep.access_key)
                     .env("FERRY_SRC_SECRET_ACCESS_KEY", &ep.secret_key);
             }
-            if dir.to_s3() {
+            if dir.dst_is_s3() {
                 c = c
                     .args(["--dest-endpoint", &ep.url, "--dest-path-style"])
                     .env("FERRY_DEST_ACCESS_KEY_ID", &ep.access_key)
@@ -195,8 +222,16 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             c
         }
         "rclone" => {
-            let src = if dir.from_s3() { format!("src:{}/{set}", l.src_bucket) } else { local_src.display().to_string() };
-            let dst = if dir.to_s3() { format!("dst:{}/{set}", l.dst_bucket) } else { local_dst.display().to_string() };
+            let src = if dir.src_is_s3() {
+                format!("src:{}/{set}", l.src_bucket)
+            } else {
+                local_src.display().to_string()
+            };
+            let dst = if dir.dst_is_s3() {
+                format!("dst:{}/{set}", l.dst_bucket)
+            } else {
+                local_dst.display().to_string()
+            };
             let mut c = Cmd::new("rclone").arg("copy").args([src, dst]);
             c.unset.push("AWS_CA_BUNDLE".into());
             c = c.env("RCLONE_CONFIG", l.scratch.join("rclone.conf").display().to_string());
@@ -229,10 +264,18 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             c
         }
         "s3sync" => {
-            let src = if dir.from_s3() { s3_url(&l.src_bucket, set) } else { dir_arg(&local_src) };
-            let dst = if dir.to_s3() { s3_url(&l.dst_bucket, set) } else { dir_arg(&local_dst) };
+            let src = if dir.src_is_s3() {
+                s3_url(&l.src_bucket, set)
+            } else {
+                dir_arg(&local_src)
+            };
+            let dst = if dir.dst_is_s3() {
+                s3_url(&l.dst_bucket, set)
+            } else {
+                dir_arg(&local_dst)
+            };
             let mut c = Cmd::new("s3sync");
-            if dir.from_s3() {
+            if dir.src_is_s3() {
                 c = c.args([
                     "--source-endpoint-url",
                     &ep.url,
@@ -245,7 +288,7 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
                     &ep.secret_key,
                 ]);
             }
-            if dir.to_s3() {
+            if dir.dst_is_s3() {
                 c = c.args([
                     "--target-endpoint-url",
                     &ep.url,
@@ -273,11 +316,27 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             c.args([src, dst])
         }
         "aws-cli" => {
-            let src = if dir.from_s3() { s3_url(&l.src_bucket, set) } else { dir_arg(&local_src) };
-            let dst = if dir.to_s3() { s3_url(&l.dst_bucket, set) } else { dir_arg(&local_dst) };
+            let src = if dir.src_is_s3() {
+                s3_url(&l.src_bucket, set)
+            } else {
+                dir_arg(&local_src)
+            };
+            let dst = if dir.dst_is_s3() {
+                s3_url(&l.dst_bucket, set)
+            } else {
+                dir_arg(&local_dst)
+            };
             let config = l.scratch.join(format!("aws-{setting}.config"));
             let mut c = Cmd::new("/usr/bin/aws")
-                .args(["s3", "cp", "--recursive", "--only-show-errors", "--no-progress", "--endpoint-url", &ep.url])
+                .args([
+                    "s3",
+                    "cp",
+                    "--recursive",
+                    "--only-show-errors",
+                    "--no-progress",
+                    "--endpoint-url",
+                    &ep.url,
+                ])
                 .args([src, dst])
                 .env("AWS_CONFIG_FILE", config.display().to_string())
                 .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -299,7 +358,10 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
 pub fn write_configs(l: &Layout) -> std::io::Result<()> {
     std::fs::create_dir_all(l.scratch.join("state"))?;
     std::fs::write(l.scratch.join("rclone.conf"), "")?;
-    std::fs::write(l.scratch.join("aws-default.config"), "[default]\ns3 =\n  addressing_style = path\n")?;
+    std::fs::write(
+        l.scratch.join("aws-default.config"),
+        "[default]\ns3 =\n  addressing_style = path\n",
+    )?;
     std::fs::write(
         l.scratch.join("aws-matched.config"),
         "[default]\ns3 =\n  addressing_style = path\n  max_concurrent_requests = 16\n  \

@@ -102,7 +102,6 @@ pub struct S3Store {
     desc: String,
 }
 
-
 impl S3Store {
     /// Builds the client. Nothing is sent until the first call.
     pub async fn new(cfg: S3StoreConfig) -> Self {
@@ -446,7 +445,11 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .set_request_payer(self.payer());
         let req = with_put_options!(req, opts).customize();
-        let req = if self.unsigned_payload { req.disable_payload_signing() } else { req };
+        let req = if self.unsigned_payload {
+            req.disable_payload_signing()
+        } else {
+            req
+        };
         let r = req.send().await.map_err(|e| self.err("PutObject", key, e))?;
         Ok(nonempty(r.e_tag()))
     }
@@ -485,7 +488,11 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .set_request_payer(self.payer())
             .customize();
-        let req = if self.unsigned_payload { req.disable_payload_signing() } else { req };
+        let req = if self.unsigned_payload {
+            req.disable_payload_signing()
+        } else {
+            req
+        };
         let r = req
             .send()
             .await
