@@ -52,6 +52,7 @@ fi
 
 export FERRY_TEST_DIR=${FERRY_BENCH_SERVERS:-/tmp/ferry-bench-servers}
 export FERRY_OSD_STORE=bluestore FERRY_RGW_PORT=${FERRY_BENCH_RGW_PORT:-7490} FERRY_MOTO_PORT=${FERRY_BENCH_MOTO_PORT:-5065}
+export FERRY_MON_PORT=${FERRY_BENCH_MON_PORT:-3310} FERRY_MON_V1_PORT=${FERRY_BENCH_MON_V1_PORT:-6799}
 tests/servers/start.sh
 trap 'tests/servers/stop.sh' EXIT
 # shellcheck disable=SC1091

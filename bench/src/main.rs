@@ -71,11 +71,14 @@ enum Cmd {
         #[command(flatten)]
         ep: EndpointArgs,
         /// Requests in flight
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 32)]
         concurrency: usize,
         /// Part size, bytes
-        #[arg(long, default_value_t = 8 << 20)]
+        #[arg(long, default_value_t = 16 << 20)]
         part_size: u64,
+        /// Largest object sent in one PUT, bytes
+        #[arg(long, default_value_t = 64 << 20)]
+        threshold: u64,
         from: String,
         to: String,
     },
@@ -231,6 +234,7 @@ async fn main() -> Result<()> {
             ep,
             concurrency,
             part_size,
+            threshold,
             from,
             to,
         } => {
@@ -240,6 +244,7 @@ async fn main() -> Result<()> {
                 &side(&ep, &to)?,
                 concurrency.max(1),
                 part_size.max(1),
+                threshold,
             )
             .await
             .with_context(|| format!("moving {from} to {to}"))?;

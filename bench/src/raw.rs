@@ -234,9 +234,10 @@ fn walk(root: &Path) -> Result<Vec<Obj>> {
     Ok(out)
 }
 
-/// Moves every object of `from` to `to` at `concurrency` requests in flight.
-/// Returns (objects, bytes).
-pub async fn transfer(from: &Side, to: &Side, concurrency: usize, part: u64) -> Result<(usize, u64)> {
+/// Moves every object of `from` to `to` at `concurrency` requests in flight:
+/// objects up to `threshold` bytes in one PUT, larger ones in parts of
+/// `part` bytes. Returns (objects, bytes).
+pub async fn transfer(from: &Side, to: &Side, concurrency: usize, part: u64, threshold: u64) -> Result<(usize, u64)> {
     let objs = from.list().await?;
     let sem = Arc::new(Semaphore::new(concurrency));
     let bytes: u64 = objs.iter().map(|o| o.size).sum();
@@ -244,7 +245,7 @@ pub async fn transfer(from: &Side, to: &Side, concurrency: usize, part: u64) -> 
     stream::iter(objs)
         .map(|o| {
             let sem = sem.clone();
-            async move { transfer_one(from, to, &o, &sem, part).await }
+            async move { transfer_one(from, to, &o, &sem, part, threshold).await }
         })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
@@ -252,7 +253,7 @@ pub async fn transfer(from: &Side, to: &Side, concurrency: usize, part: u64) -> 
     Ok((n, bytes))
 }
 
-async fn transfer_one(from: &Side, to: &Side, o: &Obj, sem: &Semaphore, part: u64) -> Result<()> {
+async fn transfer_one(from: &Side, to: &Side, o: &Obj, sem: &Semaphore, part: u64, threshold: u64) -> Result<()> {
     match to {
         Side::Dir(d) => {
             let path = d.join(&o.key);
@@ -275,7 +276,7 @@ async fn transfer_one(from: &Side, to: &Side, o: &Obj, sem: &Semaphore, part: u6
         }
         Side::Bucket { client, bucket, prefix } => {
             let key = format!("{prefix}{}", o.key);
-            if o.size <= part {
+            if o.size <= threshold.max(part) {
                 let _p = sem.acquire().await?;
                 let data = from.read(&o.key, 0, o.size).await?;
                 client

@@ -211,7 +211,7 @@ async fn seed_source(cfg: &SuiteConfig, set: &str, m: &Manifest) -> Result<()> {
     }
     eprintln!("[bench] putting data set {set} into {}", l.src_bucket);
     raw::clear(&l.endpoint.client(), &l.src_bucket, &format!("{set}/")).await?;
-    raw::transfer(&Side::Dir(l.data.join(set)), &side, 16, 8 << 20).await?;
+    raw::transfer(&Side::Dir(l.data.join(set)), &side, 16, 8 << 20, 8 << 20).await?;
     raw::verify(&side, m, true, 8)
         .await
         .with_context(|| format!("checking data set {set} in the source bucket"))
@@ -271,6 +271,12 @@ async fn one(
             ok = false;
             error = Some(format!("output differs: {e:#}"));
         }
+    }
+    // Free the space now: multi-GiB outputs would otherwise pile up.
+    if dir.dst_is_s3() {
+        raw::clear(&l.endpoint.client(), &l.dst_bucket, &format!("{set}/")).await?;
+    } else {
+        let _ = std::fs::remove_dir_all(l.out.join(set));
     }
     Ok(RunRecord {
         round,

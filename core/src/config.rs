@@ -74,17 +74,22 @@ pub struct SideConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransferConfig {
-    /// Objects larger than this use multipart upload. Default 8 MiB.
+    /// Objects larger than this use multipart upload. Default 64 MiB: one request
+    /// per object below it, and no hashing at all for S3 sources whose ETag is
+    /// the MD5 (see the engine). Lower it on slow, lossy links, where a failed
+    /// PUT costs the whole object again.
     pub multipart_threshold: ByteSize,
     /// Part size; grown automatically so no object needs more than 10,000
-    /// parts, and kept within 5 MiB..5 GiB. Default 8 MiB.
+    /// parts, and kept within 5 MiB..5 GiB. Default 16 MiB.
     pub part_size: ByteSize,
     /// Parts of one object in flight at once. Default 8.
     pub concurrency: usize,
     /// Budget of bytes held in memory by all transfers of a process. Default 256 MiB.
     /// Raised to one part size when smaller.
     pub max_in_flight: ByteSize,
-    /// Objects transferred at once by a process (`--workers`). Default 8.
+    /// Objects transferred at once by a process (`--workers`). Default 32: small
+    /// objects are bound by round trips, and the byte budget, not this, bounds
+    /// memory for large ones.
     pub workers: usize,
     /// Tries of one store call when it fails with a retryable error. Default 5.
     pub retries: u32,
@@ -98,11 +103,11 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
-            multipart_threshold: ByteSize::mib(8),
-            part_size: ByteSize::mib(8),
+            multipart_threshold: ByteSize::mib(64),
+            part_size: ByteSize::mib(16),
             concurrency: 8,
             max_in_flight: ByteSize::mib(256),
-            workers: 8,
+            workers: 32,
             retries: 5,
             max_receives: 5,
             lease: Duration::from_secs(60),

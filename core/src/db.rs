@@ -117,6 +117,7 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(30)).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -154,10 +155,14 @@ impl Db {
 /// This process's identity for claims: `host:pid`. Tasks inside one process
 /// append `#n` to tell themselves apart.
 pub fn owner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    })
+    .clone()
 }
 
 /// True when `owner` names a process on this host that no longer runs, so its

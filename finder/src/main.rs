@@ -44,7 +44,7 @@ struct Cli {
     src: Option<String>,
     /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [destination] url in --config)
     dest: Option<String>,
-    /// Worker tasks in this process; 0 only queues jobs for ferry-worker processes [default: 8]
+    /// Worker tasks in this process; 0 only queues jobs for ferry-worker processes [default: 32]
     #[arg(long, env = "FERRY_WORKERS")]
     workers: Option<u64>,
     /// Print the plan (new / changed / identical counts, bytes, first keys) and copy nothing
@@ -86,6 +86,12 @@ enum Command {
         job: JobArgs,
     },
 }
+
+/// mimalloc returns freed pages to the system within milliseconds, so the
+/// resident size follows the in-flight byte budget; glibc's per-thread arenas
+/// keep large freed part buffers resident and let it grow well past it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -13,6 +13,8 @@ set -euo pipefail
 DIR=${FERRY_TEST_DIR:-/tmp/ferry-test-servers}
 RGW_PORT=${FERRY_RGW_PORT:-7480}
 MOTO_PORT=${FERRY_MOTO_PORT:-5055}
+MON_PORT=${FERRY_MON_PORT:-3300}
+MON_V1_PORT=${FERRY_MON_V1_PORT:-6789}
 MOTO_VENV=${FERRY_MOTO_VENV:-/opt/ferry-moto}
 OSD_STORE=${FERRY_OSD_STORE:-memstore}
 OSD_BLOCK_BYTES=${FERRY_OSD_BLOCK_BYTES:-42949672960}
@@ -64,7 +66,7 @@ CONF="$DIR/ceph.conf"
 cat >"$CONF" <<CONF
 [global]
 fsid = $FSID
-mon_host = v2:127.0.0.1:3300
+mon_host = v2:127.0.0.1:$MON_PORT
 auth_cluster_required = none
 auth_service_required = none
 auth_client_required = none
@@ -77,6 +79,8 @@ osd_pool_default_pg_num = 8
 osd_pool_default_pgp_num = 8
 osd_pool_default_pg_autoscale_mode = off
 mon_max_pg_per_osd = 1000
+mon_data_avail_crit = 1
+mon_data_avail_warn = 2
 paxos_propose_interval = 0.05
 paxos_min_wait = 0.01
 run_dir = $DIR/run
@@ -98,7 +102,7 @@ rgw_data = $DIR/rgw
 CONF
 export CEPH_CONF=$CONF
 ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-monmaptool --create --fsid "$FSID" --addv a '[v2:127.0.0.1:3300,v1:127.0.0.1:6789]' "$DIR/monmap" >/dev/null
+monmaptool --create --fsid "$FSID" --addv a "[v2:127.0.0.1:$MON_PORT,v1:127.0.0.1:$MON_V1_PORT]" "$DIR/monmap" >/dev/null
 ceph-mon --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring" -c "$CONF"
 ceph-mon -f -i a -c "$CONF" >"$DIR/mon.log" 2>&1 &
 echo $! >>"$DIR/pids"

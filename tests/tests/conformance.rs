@@ -6,6 +6,10 @@ use ferry_core::store::{S3Credentials, S3Store, S3StoreConfig};
 use ferry_tests::*;
 
 async fn store(server: &Server, bucket: &str) -> S3Store {
+    store_signing(server, bucket, false).await
+}
+
+async fn store_signing(server: &Server, bucket: &str, sign_payload: bool) -> S3Store {
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     S3Store::new(S3StoreConfig {
         bucket: bucket.into(),
@@ -18,6 +22,7 @@ async fn store(server: &Server, bucket: &str) -> S3Store {
             session_token: None,
         },
         requester_pays: false,
+        sign_payload,
     })
     .await
 }
@@ -30,6 +35,16 @@ async fn s3_store_on_radosgw() {
     conformance::put_get_list_delete(&s, "p/").await;
     conformance::bad_digest_rejected(&s, "d/").await;
     conformance::multipart_resume(&s, "m/").await;
+    conformance::unhashed_writes(&s, "u/").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_store_on_radosgw_with_signed_payloads() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("conf-signed").await;
+    let s = store_signing(&rgw, &bucket, true).await;
+    conformance::put_get_list_delete(&s, "p/").await;
+    conformance::bad_digest_rejected(&s, "d/").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,4 +55,5 @@ async fn s3_store_on_moto() {
     let s = store(&moto, &bucket).await;
     conformance::put_get_list_delete(&s, "p/").await;
     conformance::multipart_resume(&s, "m/").await;
+    conformance::unhashed_writes(&s, "u/").await;
 }

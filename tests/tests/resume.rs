@@ -50,9 +50,18 @@ async fn setup(
     ];
     args.extend(rgw.flags("dest"));
     args.extend(
-        ["--part-size", "5MiB", "--concurrency", concurrency, "--workers", "1"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "--part-size",
+            "5MiB",
+            "--multipart-threshold",
+            "5MiB",
+            "--concurrency",
+            concurrency,
+            "--workers",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     (work, bucket, args, body)
 }

@@ -125,10 +125,10 @@ pub struct JobArgs {
     )]
     pub dest_sse_kms_key_id: Option<String>,
 
-    /// Part size for multipart uploads; grows automatically past 10,000 parts [default: 8MiB]
+    /// Part size for multipart uploads; grows automatically past 10,000 parts [default: 16MiB]
     #[arg(long, env = "FERRY_PART_SIZE", value_name = "SIZE", help_heading = "Transfer")]
     pub part_size: Option<ByteSize>,
-    /// Objects larger than this are uploaded in parts [default: 8MiB]
+    /// Objects larger than this are uploaded in parts [default: 64MiB]
     #[arg(
         long,
         env = "FERRY_MULTIPART_THRESHOLD",

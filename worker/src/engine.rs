@@ -6,8 +6,11 @@
 //!    that says the same source ETag is already done, with the destination
 //!    still holding the recorded ETag, ends the job as identical.
 //! 2. Objects up to the multipart threshold: one pinned GET (if-match the
-//!    ETag seen at discovery), MD5, one PUT with Content-MD5; the returned
-//!    ETag must be that MD5.
+//!    ETag seen at discovery) and one PUT with Content-MD5; the returned ETag
+//!    must be that MD5. When the source's ETag is its MD5 (single-part S3
+//!    objects), that is the Content-MD5 sent, so the destination checks the
+//!    bytes against the source and nothing is hashed here; otherwise the
+//!    bytes are hashed off the async threads.
 //! 3. Larger objects: plan the parts ([`crate::plan`]); if the record holds an
 //!    upload with the same part size, source ETag and size, reconcile its
 //!    recorded parts with ListParts and skip those both agree on; otherwise
@@ -158,6 +161,18 @@ pub struct Engine {
     budget_kib: u32,
     /// Live counters.
     pub stats: Arc<Stats>,
+}
+
+/// MD5 of `body`, hashed on the blocking pool when it is large so the async
+/// threads keep moving bytes meanwhile.
+async fn md5_of(body: Bytes) -> [u8; 16] {
+    if body.len() < 256 * 1024 {
+        return etag::md5(&body);
+    }
+    match tokio::task::spawn_blocking(move || etag::md5(&body)).await {
+        Ok(m) => m,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 fn kib(bytes: u64) -> u32 {
@@ -365,24 +380,63 @@ impl Engine {
             tracing::debug!(key = %job.src.key, "The source size changed; copying what was read.");
         }
         let body = got.body.clone();
-        let md5 = etag::md5(&body);
-        if let Some(src_md5) = src_etag.and_then(etag::md5_of_etag) {
-            if src_md5 != md5 {
-                return Err(EngineError::Verify {
-                    key: job.src.key.clone(),
-                    what: "MD5 of the bytes read from the source",
-                    expected: hex::encode(src_md5),
-                    found: hex::encode(md5),
-                });
-            }
-        }
         let opts = self.put_options(&got);
         let key = job.dest.key.clone();
-        let put = retry(self.cfg.retries, StoreError::is_retryable, || {
-            self.dst.put(&key, body.clone(), md5, &opts)
-        })
-        .await
-        .map_err(EngineError::Dest)?;
+        // A single-part source ETag is the MD5 of the object: sent as the
+        // destination's Content-MD5 it makes the destination check every byte
+        // against the source, with no hashing here. Should the destination
+        // disagree, hash what was read to tell a bad read (retry the job) from
+        // damage on the way out (retry the PUT).
+        let src_md5 = src_etag
+            .filter(|_| self.src.etags_are_md5())
+            .and_then(etag::md5_of_etag);
+        let mut first = None;
+        let md5 = match src_md5 {
+            Some(m) => {
+                match self.dst.put(&key, body.clone(), m, &opts).await {
+                    Ok(e) => first = Some(e),
+                    Err(StoreError::BadDigest { .. }) => {
+                        let read = md5_of(body.clone()).await;
+                        if read != m {
+                            return Err(EngineError::Verify {
+                                key: job.src.key.clone(),
+                                what: "MD5 of the bytes read from the source",
+                                expected: hex::encode(m),
+                                found: hex::encode(read),
+                            });
+                        }
+                    }
+                    Err(e) if e.is_retryable() => {}
+                    Err(e) => return Err(EngineError::Dest(e)),
+                }
+                m
+            }
+            None if self.dst.hashes_bodies() => {
+                // The store hashes what it writes; its ETag is the object's MD5.
+                let tag = retry(self.cfg.retries, StoreError::is_retryable, || {
+                    self.dst.put_unhashed(&key, body.clone(), &opts)
+                })
+                .await
+                .map_err(EngineError::Dest)?;
+                let m = etag::md5_of_etag(&tag).ok_or_else(|| EngineError::Verify {
+                    key: key.clone(),
+                    what: "destination ETag",
+                    expected: "an MD5".into(),
+                    found: tag.clone(),
+                })?;
+                first = Some(Some(tag));
+                m
+            }
+            None => md5_of(body.clone()).await,
+        };
+        let put = match first {
+            Some(e) => e,
+            None => retry(self.cfg.retries, StoreError::is_retryable, || {
+                self.dst.put(&key, body.clone(), md5, &opts)
+            })
+            .await
+            .map_err(EngineError::Dest)?,
+        };
         let expect = etag::single_part_etag(&md5);
         if self.verify_etags() {
             if let Some(got) = &put {
@@ -522,13 +576,30 @@ impl Engine {
                         )
                     }
                 };
-                let md5 = etag::md5(&body);
                 let len = body.len() as u64;
-                let tag = retry(self.cfg.retries, StoreError::is_retryable, || {
-                    self.dst.upload_part(dkey, upload_id, n, body.clone(), md5)
-                })
-                .await
-                .map_err(EngineError::Dest)?;
+                let (tag, md5) = if self.dst.hashes_bodies() {
+                    // The store hashes what it writes; its ETag is the part's MD5.
+                    let tag = retry(self.cfg.retries, StoreError::is_retryable, || {
+                        self.dst.upload_part_unhashed(dkey, upload_id, n, body.clone())
+                    })
+                    .await
+                    .map_err(EngineError::Dest)?;
+                    let md5 = etag::md5_of_etag(&tag).ok_or_else(|| EngineError::Verify {
+                        key: dkey.clone(),
+                        what: "part ETag",
+                        expected: "an MD5".into(),
+                        found: tag.clone(),
+                    })?;
+                    (tag, md5)
+                } else {
+                    let md5 = md5_of(body.clone()).await;
+                    let tag = retry(self.cfg.retries, StoreError::is_retryable, || {
+                        self.dst.upload_part(dkey, upload_id, n, body.clone(), md5)
+                    })
+                    .await
+                    .map_err(EngineError::Dest)?;
+                    (tag, md5)
+                };
                 let expect = etag::single_part_etag(&md5);
                 if self.verify_etags() && !etag::same(&tag, &expect) {
                     return Err(EngineError::Verify {

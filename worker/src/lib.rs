@@ -4,6 +4,7 @@
 //! same loop in-process.
 
 pub mod cli;
+pub mod completions;
 pub mod engine;
 pub mod plan;
 pub mod runner;

@@ -13,7 +13,7 @@ use ferry_worker::runner::{self, Control};
 #[derive(Debug, Parser)]
 #[command(name = "ferry-worker", version)]
 struct Cli {
-    /// Jobs transferred at once [default: 8]
+    /// Jobs transferred at once [default: 32]
     #[arg(long, env = "FERRY_WORKERS")]
     workers: Option<u64>,
     /// Exit once the queue is empty instead of waiting for more jobs
@@ -22,6 +22,12 @@ struct Cli {
     #[command(flatten)]
     job: JobArgs,
 }
+
+/// mimalloc returns freed pages to the system within milliseconds, so the
+/// resident size follows the in-flight byte budget; glibc's per-thread arenas
+/// keep large freed part buffers resident and let it grow well past it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -3,7 +3,9 @@
 //! One receive loop feeds up to `workers` concurrent job tasks. Each task
 //! keeps its queue message and its object lease alive with a heartbeat every
 //! third of the lease, and acknowledges the message only after the engine has
-//! completed, verified and recorded the object (or found it moot). A failed
+//! completed, verified and recorded the object (or found it moot);
+//! acknowledgements and run counters are written in batches
+//! ([`crate::completions`]). A failed
 //! job is given back with a backoff delay; once the queue's delivery limit is
 //! reached the failure is recorded and the queue parks the message as dead.
 //! A message that is not a job is logged once and left to the dead-letter
@@ -22,6 +24,7 @@ use ferry_core::telemetry::JobFailed;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::completions::Completions;
 use crate::engine::{Engine, JobOutcome};
 
 /// Runner settings.
@@ -68,6 +71,8 @@ pub async fn run(
     let mut summary = RunnerSummary::default();
     let mut next_id = 0u64;
     let mut idle_backoff = Duration::from_millis(50);
+    let done = Completions::new(queue.clone(), engine.state().clone());
+    let flusher = tokio::spawn(done.clone().run());
     loop {
         if *control.stop.borrow() {
             tasks.abort_all();
@@ -88,6 +93,7 @@ pub async fn run(
         if producer_done && tasks.is_empty() {
             // Everything was queued and nothing runs here: end as soon as no
             // job is left, without waiting out a receive.
+            done.flush().await;
             match queue.stats().await {
                 Ok(s) if s.live() == 0 => break,
                 Ok(_) => {}
@@ -109,7 +115,14 @@ pub async fn run(
                 for m in msgs {
                     next_id += 1;
                     let worker = format!("{}#{next_id}", owner_id());
-                    tasks.spawn(handle(engine.clone(), queue.clone(), cfg.clone(), m, worker));
+                    tasks.spawn(handle(
+                        engine.clone(),
+                        queue.clone(),
+                        done.clone(),
+                        cfg.clone(),
+                        m,
+                        worker,
+                    ));
                 }
             }
             Ok(_) => {
@@ -131,6 +144,8 @@ pub async fn run(
     while let Some(r) = tasks.join_next().await {
         account(&mut summary, r);
     }
+    flusher.abort();
+    done.flush().await;
     summary
 }
 
@@ -158,6 +173,7 @@ fn account(s: &mut RunnerSummary, r: Result<TaskResult, tokio::task::JoinError>)
 async fn handle(
     engine: Arc<Engine>,
     queue: Arc<dyn JobQueue>,
+    done: Arc<Completions>,
     cfg: RunnerConfig,
     msg: Message,
     worker: String,
@@ -221,18 +237,8 @@ async fn handle(
                 },
                 _ => RunCounters::default(),
             };
-            if delta != RunCounters::default() {
-                if let Err(e) = state.run_add(&job.run, delta).await {
-                    tracing::warn!(error = %e, "Could not update the run's counters.");
-                }
-            }
-            match queue.ack(&msg.receipt).await {
-                Ok(()) => TaskResult::Acked,
-                Err(e) => {
-                    tracing::warn!(error = %e, "The job is done but its message could not be acknowledged; a duplicate will find it done.");
-                    TaskResult::Other
-                }
-            }
+            done.push(msg.receipt.clone(), &job.run, delta);
+            TaskResult::Acked
         }
         Err(e) => {
             let text = e.to_string();

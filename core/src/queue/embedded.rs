@@ -60,7 +60,8 @@ impl EmbeddedQueue {
         Ok(self
             .db
             .call(move |c| {
-                let mut st = c.prepare("SELECT body, last_error FROM jobs WHERE state='dead' ORDER BY id LIMIT ?1")?;
+                let mut st =
+                    c.prepare_cached("SELECT body, last_error FROM jobs WHERE state='dead' ORDER BY id LIMIT ?1")?;
                 let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect()
             })
@@ -71,7 +72,7 @@ impl EmbeddedQueue {
     pub async fn purge_dead(&self) -> Result<usize, QueueError> {
         Ok(self
             .db
-            .call(|c| c.execute("DELETE FROM jobs WHERE state='dead'", []))
+            .call(|c| c.prepare_cached("DELETE FROM jobs WHERE state='dead'")?.execute([]))
             .await?)
     }
 
@@ -85,18 +86,18 @@ impl EmbeddedQueue {
                 let now = now_millis();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let owners: Vec<String> = {
-                    let mut st = tx.prepare(
+                    let mut st = tx.prepare_cached(
                         "SELECT DISTINCT owner FROM jobs WHERE state='ready' AND owner IS NOT NULL AND visible_at > ?1",
                     )?;
                     let rows = st.query_map([now], |r| r.get(0))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
                 for o in owners.iter().filter(|o| owner_is_dead(o)) {
-                    tx.execute("UPDATE jobs SET visible_at=?1, owner=NULL WHERE owner=?2 AND state='ready'", params![now, o])?;
+                    tx.prepare_cached("UPDATE jobs SET visible_at=?1, owner=NULL WHERE owner=?2 AND state='ready'")?.execute( params![now, o])?;
                 }
                 let mut out = Vec::new();
                 {
-                    let mut st = tx.prepare(
+                    let mut st = tx.prepare_cached(
                         "SELECT id, body, receives FROM jobs WHERE state='ready' AND visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
                     )?;
                     let rows: Vec<(i64, String, i64)> = st
@@ -107,12 +108,11 @@ impl EmbeddedQueue {
                             break;
                         }
                         if receives >= max_receives {
-                            tx.execute("UPDATE jobs SET state='dead', owner=NULL WHERE id=?1", [id])?;
+                            tx.prepare_cached("UPDATE jobs SET state='dead', owner=NULL WHERE id=?1")?.execute( [id])?;
                             continue;
                         }
                         let n = receives + 1;
-                        tx.execute(
-                            "UPDATE jobs SET receives=?1, visible_at=?2, owner=?3 WHERE id=?4",
+                        tx.prepare_cached("UPDATE jobs SET receives=?1, visible_at=?2, owner=?3 WHERE id=?4")?.execute(
                             params![n, now + lease_ms, me, id],
                         )?;
                         out.push(Message { receipt: format!("{id}:{n}"), id: id.to_string(), body, receives: n as u32 });
@@ -126,7 +126,10 @@ impl EmbeddedQueue {
 
     async fn update(&self, receipt: &str, sql: &'static str, a: i64, b: Option<String>) -> Result<(), QueueError> {
         let (id, n) = self.parse(receipt)?;
-        let changed = self.db.call(move |c| c.execute(sql, params![a, b, id, n])).await?;
+        let changed = self
+            .db
+            .call(move |c| c.prepare_cached(sql)?.execute(params![a, b, id, n]))
+            .await?;
         if changed == 0 {
             return Err(self.lost(receipt));
         }
@@ -152,7 +155,8 @@ impl JobQueue for EmbeddedQueue {
                 let now = now_millis();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 {
-                    let mut st = tx.prepare("INSERT INTO jobs(body, visible_at, enqueued_at) VALUES (?1, ?2, ?2)")?;
+                    let mut st =
+                        tx.prepare_cached("INSERT INTO jobs(body, visible_at, enqueued_at) VALUES (?1, ?2, ?2)")?;
                     for b in &bodies {
                         st.execute(params![b, now])?;
                     }
@@ -194,12 +198,58 @@ impl JobQueue for EmbeddedQueue {
         let (id, n) = self.parse(receipt)?;
         let changed = self
             .db
-            .call(move |c| c.execute("DELETE FROM jobs WHERE id=?1 AND receives=?2", params![id, n]))
+            .call(move |c| {
+                c.prepare_cached("DELETE FROM jobs WHERE id=?1 AND receives=?2")?
+                    .execute(params![id, n])
+            })
             .await?;
         if changed == 0 {
             return Err(self.lost(receipt));
         }
         Ok(())
+    }
+
+    async fn ack_many(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
+        let parsed: Vec<Result<(i64, i64), QueueError>> = receipts.iter().map(|r| self.parse(r)).collect();
+        let ids: Vec<Option<(i64, i64)>> = parsed.iter().map(|p| p.as_ref().ok().copied()).collect();
+        let changed = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let mut changed = Vec::with_capacity(ids.len());
+                {
+                    let mut st = tx.prepare_cached("DELETE FROM jobs WHERE id=?1 AND receives=?2")?;
+                    for id in &ids {
+                        changed.push(match id {
+                            Some((id, n)) => st.execute(params![id, n])?,
+                            None => 0,
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok(changed)
+            })
+            .await;
+        match changed {
+            Ok(changed) => parsed
+                .into_iter()
+                .zip(changed)
+                .zip(receipts)
+                .map(|((p, n), r)| match p {
+                    Err(e) => Err(e),
+                    Ok(_) if n == 0 => Err(self.lost(r)),
+                    Ok(_) => Ok(()),
+                })
+                .collect(),
+            // The batch failed as a whole: one by one, each with its own answer.
+            Err(_) => {
+                let mut out = Vec::with_capacity(receipts.len());
+                for r in receipts {
+                    out.push(self.ack(r).await);
+                }
+                out
+            }
+        }
     }
 
     async fn nack(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), QueueError> {
@@ -218,9 +268,8 @@ impl JobQueue for EmbeddedQueue {
             .db
             .call(|c| {
                 let now = now_millis();
-                c.query_row(
-                    "SELECT COALESCE(SUM(state='ready' AND visible_at<=?1),0), COALESCE(SUM(state='ready' AND visible_at>?1),0), \
-                     COALESCE(SUM(state='dead'),0) FROM jobs",
+                c.prepare_cached("SELECT COALESCE(SUM(state='ready' AND visible_at<=?1),0), COALESCE(SUM(state='ready' AND visible_at>?1),0), \
+                     COALESCE(SUM(state='dead'),0) FROM jobs")?.query_row(
                     [now],
                     |r| Ok(QueueStats { ready: r.get::<_, i64>(0)? as u64, in_flight: r.get::<_, i64>(1)? as u64, dead: r.get::<_, i64>(2)? as u64 }),
                 )
@@ -253,9 +302,12 @@ mod tests {
         assert_eq!(got.len(), 1);
         // Pretend the claim belongs to a process of this host that has exited.
         let host = owner_id().rsplit_once(':').unwrap().0.to_string();
-        db.call(move |c| c.execute("UPDATE jobs SET owner=?1", [format!("{host}:999999999")]))
-            .await
-            .unwrap();
+        db.call(move |c| {
+            c.prepare_cached("UPDATE jobs SET owner=?1")?
+                .execute([format!("{host}:999999999")])
+        })
+        .await
+        .unwrap();
         let again = q.receive(1, Duration::from_secs(60), Duration::ZERO).await.unwrap();
         assert_eq!(again.len(), 1, "a dead owner's claim is released");
     }

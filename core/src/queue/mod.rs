@@ -101,6 +101,16 @@ pub trait JobQueue: Send + Sync + Debug {
     /// was lost is [`QueueError::LeaseLost`] and the message stays.
     async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
 
+    /// Acknowledges several messages; one result per receipt, in order.
+    /// Backends override it with one round trip.
+    async fn ack_many(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
+        let mut out = Vec::with_capacity(receipts.len());
+        for r in receipts {
+            out.push(self.ack(r).await);
+        }
+        out
+    }
+
     /// Gives a message back, visible again after `delay`, recording `error`.
     async fn nack(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), QueueError>;
 

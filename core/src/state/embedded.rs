@@ -67,7 +67,7 @@ fn load(c: &rusqlite::Connection, key: &RecordKey) -> rusqlite::Result<Option<Ob
         .optional()?;
     let Some(mut rec) = rec else { return Ok(None) };
     if let Some(up) = &rec.upload {
-        let mut st = c.prepare(
+        let mut st = c.prepare_cached(
             "SELECT number, etag, size FROM parts WHERE bucket=?1 AND key=?2 AND upload_id=?3 ORDER BY number",
         )?;
         rec.parts = st
@@ -143,12 +143,12 @@ impl StateStore for EmbeddedStateStore {
                         }
                     }
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO objects(bucket, key, status, run, worker, lease_until, created_at, updated_at) \
                      VALUES (?1, ?2, 'in_progress', ?3, ?4, ?5, ?6, ?6) \
                      ON CONFLICT(bucket, key) DO UPDATE SET run=?3, worker=?4, lease_until=?5, updated_at=?6",
-                    params![k.bucket, k.key, run, w, now + lease_ms, now],
-                )?;
+                )?
+                .execute(params![k.bucket, k.key, run, w, now + lease_ms, now])?;
                 tx.commit()?;
                 let rec = before.unwrap_or(ObjectRecord {
                     key: k,
@@ -173,11 +173,9 @@ impl StateStore for EmbeddedStateStore {
         let k = key.clone();
         let until = now_millis() + lease.as_millis() as i64;
         self.owned(key, worker, move |tx| {
-            tx.execute(
-                "UPDATE objects SET lease_until=?1 WHERE bucket=?2 AND key=?3",
-                params![until, k.bucket, k.key],
-            )
-            .map(|_| ())
+            tx.prepare_cached("UPDATE objects SET lease_until=?1 WHERE bucket=?2 AND key=?3")?
+                .execute(params![until, k.bucket, k.key])
+                .map(|_| ())
         })
         .await
     }
@@ -185,10 +183,9 @@ impl StateStore for EmbeddedStateStore {
     async fn begin_upload(&self, key: &RecordKey, worker: &str, upload: &UploadRecord) -> Result<(), StateError> {
         let (k, u) = (key.clone(), upload.clone());
         self.owned(key, worker, move |tx| {
-            tx.execute("DELETE FROM parts WHERE bucket=?1 AND key=?2", params![k.bucket, k.key])?;
-            tx.execute(
-                "UPDATE objects SET status='in_progress', upload_id=?1, part_size=?2, src_etag=?3, src_size=?4, updated_at=?5 \
-                 WHERE bucket=?6 AND key=?7",
+            tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?.execute( params![k.bucket, k.key])?;
+            tx.prepare_cached("UPDATE objects SET status='in_progress', upload_id=?1, part_size=?2, src_etag=?3, src_size=?4, updated_at=?5 \
+                 WHERE bucket=?6 AND key=?7")?.execute(
                 params![u.upload_id, u.part_size as i64, u.src_etag, u.src_size as i64, now_millis(), k.bucket, k.key],
             )?;
             Ok(())
@@ -205,8 +202,7 @@ impl StateStore for EmbeddedStateStore {
     ) -> Result<(), StateError> {
         let (k, id, p) = (key.clone(), upload_id.to_string(), part.clone());
         self.owned(key, worker, move |tx| {
-            tx.execute(
-                "INSERT OR REPLACE INTO parts(bucket, key, upload_id, number, etag, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            tx.prepare_cached("INSERT OR REPLACE INTO parts(bucket, key, upload_id, number, etag, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
                 params![k.bucket, k.key, id, p.number as i64, p.etag, p.size as i64],
             )?;
             Ok(())
@@ -217,11 +213,12 @@ impl StateStore for EmbeddedStateStore {
     async fn clear_upload(&self, key: &RecordKey, worker: &str) -> Result<(), StateError> {
         let k = key.clone();
         self.owned(key, worker, move |tx| {
-            tx.execute("DELETE FROM parts WHERE bucket=?1 AND key=?2", params![k.bucket, k.key])?;
-            tx.execute(
+            tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
+                .execute(params![k.bucket, k.key])?;
+            tx.prepare_cached(
                 "UPDATE objects SET upload_id=NULL, part_size=NULL, updated_at=?1 WHERE bucket=?2 AND key=?3",
-                params![now_millis(), k.bucket, k.key],
-            )?;
+            )?
+            .execute(params![now_millis(), k.bucket, k.key])?;
             Ok(())
         })
         .await
@@ -232,25 +229,26 @@ impl StateStore for EmbeddedStateStore {
         self.owned(key, worker, move |tx| {
             let fin = o.status != Status::Failed;
             if fin {
-                tx.execute("DELETE FROM parts WHERE bucket=?1 AND key=?2", params![k.bucket, k.key])?;
+                tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
+                    .execute(params![k.bucket, k.key])?;
             }
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE objects SET status=?1, src_etag=COALESCE(?2, src_etag), dest_etag=?3, last_error=?4, \
                  worker=NULL, lease_until=NULL, updated_at=?5, \
                  upload_id=CASE WHEN ?6 THEN NULL ELSE upload_id END, \
                  attempts=CASE WHEN ?6 THEN 0 ELSE attempts + 1 END \
                  WHERE bucket=?7 AND key=?8",
-                params![
-                    o.status.as_str(),
-                    o.src_etag,
-                    o.dest_etag,
-                    o.error,
-                    now_millis(),
-                    fin,
-                    k.bucket,
-                    k.key
-                ],
-            )?;
+            )?
+            .execute(params![
+                o.status.as_str(),
+                o.src_etag,
+                o.dest_etag,
+                o.error,
+                now_millis(),
+                fin,
+                k.bucket,
+                k.key
+            ])?;
             Ok(())
         })
         .await
@@ -259,9 +257,8 @@ impl StateStore for EmbeddedStateStore {
     async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError> {
         let (k, e) = (key.clone(), error.map(str::to_string));
         self.owned(key, worker, move |tx| {
-            tx.execute(
-                "UPDATE objects SET worker=NULL, lease_until=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
-                 updated_at=?3 WHERE bucket=?4 AND key=?5",
+            tx.prepare_cached("UPDATE objects SET worker=NULL, lease_until=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
+                 updated_at=?3 WHERE bucket=?4 AND key=?5")?.execute(
                 params![e.is_some() as i64, e, now_millis(), k.bucket, k.key],
             )?;
             Ok(())
@@ -278,10 +275,9 @@ impl StateStore for EmbeddedStateStore {
         let run = run.to_string();
         self.db
             .call(move |c| {
-                c.execute(
-                    "INSERT INTO runs(id, started_at, found, enqueued, identical, done, failed, bytes) \
+                c.prepare_cached("INSERT INTO runs(id, started_at, found, enqueued, identical, done, failed, bytes) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET \
-                     found=found+?3, enqueued=enqueued+?4, identical=identical+?5, done=done+?6, failed=failed+?7, bytes=bytes+?8",
+                     found=found+?3, enqueued=enqueued+?4, identical=identical+?5, done=done+?6, failed=failed+?7, bytes=bytes+?8")?.execute(
                     params![
                         run,
                         now_millis(),
@@ -303,10 +299,8 @@ impl StateStore for EmbeddedStateStore {
         Ok(self
             .db
             .call(move |c| {
-                c.query_row(
-                    "SELECT found, enqueued, identical, done, failed, bytes FROM runs WHERE id=?1",
-                    [run],
-                    |r| {
+                c.prepare_cached("SELECT found, enqueued, identical, done, failed, bytes FROM runs WHERE id=?1")?
+                    .query_row([run], |r| {
                         Ok(RunCounters {
                             found: r.get::<_, i64>(0)? as u64,
                             enqueued: r.get::<_, i64>(1)? as u64,
@@ -315,9 +309,8 @@ impl StateStore for EmbeddedStateStore {
                             failed: r.get::<_, i64>(4)? as u64,
                             bytes: r.get::<_, i64>(5)? as u64,
                         })
-                    },
-                )
-                .optional()
+                    })
+                    .optional()
             })
             .await?)
     }

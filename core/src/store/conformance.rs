@@ -254,3 +254,62 @@ pub async fn multipart_resume(store: &dyn ObjectStore, prefix: &str) {
         .any(|u| u.upload_id == id2 || u.upload_id == id));
     store.delete(&key).await.unwrap();
 }
+
+/// Writes the caller did not hash: the ETags are the MD5 forms of the bytes,
+/// which read back whole; completing from such parts gives the object.
+pub async fn unhashed_writes(store: &dyn ObjectStore, prefix: &str) {
+    let d = store.describe();
+    let body = data(3000, 77);
+    let key = format!("{prefix}unhashed");
+    let tag = store
+        .put_unhashed(&key, body.clone(), &PutOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{d}: put_unhashed: {e}"));
+    assert!(
+        etag::same(&tag, &etag::single_part_etag(&etag::md5(&body))),
+        "{d}: put_unhashed ETag {tag}"
+    );
+    let got = store.get(&key, &GetOptions::default()).await.expect("get");
+    assert_eq!(got.body, body, "{d}: put_unhashed bytes");
+
+    let part = data(5 << 20, 78);
+    let mkey = format!("{prefix}unhashed-mp");
+    let id = store
+        .create_multipart(&mkey, &PutOptions::default())
+        .await
+        .expect("create");
+    let t1 = store
+        .upload_part_unhashed(&mkey, &id, 1, part.clone())
+        .await
+        .expect("part 1");
+    assert!(
+        etag::same(&t1, &etag::single_part_etag(&etag::md5(&part))),
+        "{d}: part ETag {t1}"
+    );
+    let tail = data(10, 79);
+    let t2 = store
+        .upload_part_unhashed(&mkey, &id, 2, tail.clone())
+        .await
+        .expect("part 2");
+    let parts = vec![
+        super::PartInfo {
+            number: 1,
+            etag: t1,
+            size: part.len() as u64,
+        },
+        super::PartInfo {
+            number: 2,
+            etag: t2,
+            size: tail.len() as u64,
+        },
+    ];
+    store.complete_multipart(&mkey, &id, &parts).await.expect("complete");
+    let got = store.get(&mkey, &GetOptions::default()).await.expect("get");
+    assert_eq!(got.body.len(), part.len() + tail.len(), "{d}: assembled size");
+    assert!(
+        got.body.starts_with(&part) && got.body.ends_with(&tail),
+        "{d}: assembled bytes"
+    );
+    store.delete(&key).await.expect("delete");
+    store.delete(&mkey).await.expect("delete");
+}

@@ -15,7 +15,8 @@
 //! uploads keep one file per part under `<root>/.ferry-uploads/<upload id>/`
 //! (named `<number>.<md5>`, so they survive a crash and can be listed), and
 //! completion concatenates them into a temporary file that is renamed into
-//! place. The reserved top-level name `.ferry-uploads` is never listed.
+//! place. Parts are not synced one by one (see `write_part`); the assembled
+//! file is. The reserved top-level name `.ferry-uploads` is never listed.
 //!
 //! ETags: a file's ETag is a weak token `W/"<mtime ns>-<size>"` (never compared
 //! as content, only used to pin reads); PUT and complete return the MD5 forms
@@ -150,6 +151,14 @@ impl LocalStore {
         Ok(tmp)
     }
 
+    /// Writes a whole object: a synced temporary file renamed into place.
+    fn write_object(&self, key: &str, body: &[u8]) -> Result<()> {
+        let tmp = self.write_temp(body)?;
+        self.publish(key, &tmp)?;
+        self.tidy();
+        Ok(())
+    }
+
     /// Removes the staging directory when nothing is left in it.
     fn tidy(&self) {
         let _ = fs::remove_dir(self.staging());
@@ -179,6 +188,38 @@ impl LocalStore {
             }
         })
     }
+}
+
+/// Writes part `number` into the upload directory as `<number>.<md5>`.
+/// Parts are not synced one by one: a part lost or cut short by a power
+/// failure lists with the wrong size and is uploaded again on resume, and
+/// completion syncs the assembled file before renaming it into place.
+fn write_part(dir: &Path, number: u32, body: &[u8], md5: [u8; 16]) -> Result<String> {
+    let tmp = dir.join(format!("{number:05}.tmp-{}", random_id()));
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(body).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io(&tmp)(e)
+    })?;
+    let fin = dir.join(format!("{number:05}.{}", hex::encode(md5)));
+    fs::rename(&tmp, &fin).map_err(io(&fin))?;
+    // A part uploaded again with other bytes replaces the earlier one.
+    for p in read_parts(dir)? {
+        if p.number == number && !etag::same(&p.etag, &etag::single_part_etag(&md5)) {
+            let _ = fs::remove_file(dir.join(format!("{number:05}.{}", etag::normalize(&p.etag))));
+        }
+    }
+    Ok(etag::single_part_etag(&md5))
+}
+
+/// Reads up to this many bytes in the same blocking call that opens the file.
+const SMALL_READ: usize = 1 << 20;
+
+fn read_at(f: &mut File, path: &Path, start: u64, mut buf: Vec<u8>) -> Result<Vec<u8>> {
+    f.seek(SeekFrom::Start(start))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(io(path))?;
+    Ok(buf)
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -339,55 +380,71 @@ impl ObjectStore for LocalStore {
     async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
         let key = key.to_string();
         let opts = opts.clone();
-        self.blocking(move |s| {
-            let path = s.path_of(&key)?;
-            let mut f = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
+        let opened = self
+            .blocking(move |s| {
+                let path = s.path_of(&key)?;
+                let mut f = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            || e.kind() == std::io::ErrorKind::NotADirectory =>
+                    {
+                        return Err(StoreError::NotFound {
+                            store: s.describe(),
+                            key,
+                        });
+                    }
+                    Err(e) => return Err(io(&path)(e)),
+                };
+                let md = f.metadata().map_err(io(&path))?;
+                if !md.is_file() {
                     return Err(StoreError::NotFound {
                         store: s.describe(),
                         key,
                     });
                 }
-                Err(e) => return Err(io(&path)(e)),
-            };
-            let md = f.metadata().map_err(io(&path))?;
-            if !md.is_file() {
-                return Err(StoreError::NotFound {
-                    store: s.describe(),
-                    key,
-                });
-            }
-            if let Some(expected) = &opts.if_match {
-                if !etag::same(expected, &weak_etag(&md)) {
-                    return Err(StoreError::PreconditionFailed {
-                        store: s.describe(),
-                        key,
-                        expected: expected.clone(),
-                    });
+                if let Some(expected) = &opts.if_match {
+                    if !etag::same(expected, &weak_etag(&md)) {
+                        return Err(StoreError::PreconditionFailed {
+                            store: s.describe(),
+                            key,
+                            expected: expected.clone(),
+                        });
+                    }
                 }
-            }
-            let (start, end) = match &opts.range {
-                Some(r) => (r.start.min(md.len()), r.end.min(md.len())),
-                None => (0, md.len()),
-            };
-            let mut buf = vec![0u8; end.saturating_sub(start) as usize];
-            f.seek(SeekFrom::Start(start))
-                .and_then(|_| f.read_exact(&mut buf))
-                .map_err(io(&path))?;
-            let attributes = ObjectAttributes {
-                content_type: mime_guess::from_path(&path)
-                    .first()
-                    .map(|m| m.essence_str().to_string()),
-                ..Default::default()
-            };
-            Ok(GetResult {
-                body: buf.into(),
-                meta: file_meta(key, &md),
-                attributes,
+                let (start, end) = match &opts.range {
+                    Some(r) => (r.start.min(md.len()), r.end.min(md.len())),
+                    None => (0, md.len()),
+                };
+                let attributes = ObjectAttributes {
+                    content_type: mime_guess::from_path(&path)
+                        .first()
+                        .map(|m| m.essence_str().to_string()),
+                    ..Default::default()
+                };
+                let meta = file_meta(key, &md);
+                let len = end.saturating_sub(start) as usize;
+                let small = (len <= SMALL_READ).then(|| read_at(&mut f, &path, start, vec![0u8; len]));
+                Ok((f, path, start, len, small, meta, attributes))
             })
+            .await?;
+        let (mut f, path, start, len, small, meta, attributes) = opened;
+        // Large buffers are allocated here, on the async side, not on a
+        // blocking-pool thread: the allocator keeps memory freed by other
+        // threads in the allocating thread's heap, and an idle blocking thread
+        // would hold every buffer it ever allocated.
+        let body = match small {
+            Some(body) => body?,
+            None => {
+                let buf = vec![0u8; len];
+                self.blocking(move |_| read_at(&mut f, &path, start, buf)).await?
+            }
+        };
+        Ok(GetResult {
+            body: body.into(),
+            meta,
+            attributes,
         })
-        .await
     }
 
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], _opts: &PutOptions) -> Result<Option<String>> {
@@ -400,10 +457,19 @@ impl ObjectStore for LocalStore {
                     key,
                 });
             }
-            let tmp = s.write_temp(&body)?;
-            s.publish(&key, &tmp)?;
-            s.tidy();
+            s.write_object(&key, &body)?;
             Ok(Some(etag::single_part_etag(&md5)))
+        })
+        .await
+    }
+
+    async fn put_unhashed(&self, key: &str, body: Bytes, _opts: &PutOptions) -> Result<String> {
+        let key = key.to_string();
+        self.blocking(move |s| {
+            s.path_of(&key)?;
+            let md5 = etag::md5(&body);
+            s.write_object(&key, &body)?;
+            Ok(etag::single_part_etag(&md5))
         })
         .await
     }
@@ -432,21 +498,20 @@ impl ObjectStore for LocalStore {
                     key,
                 });
             }
-            let tmp = dir.join(format!("{number:05}.tmp-{}", random_id()));
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&body).and_then(|_| f.sync_data()).map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                io(&tmp)(e)
-            })?;
-            let fin = dir.join(format!("{number:05}.{}", hex::encode(md5)));
-            fs::rename(&tmp, &fin).map_err(io(&fin))?;
-            // A part uploaded again with other bytes replaces the earlier one.
-            for p in read_parts(&dir)? {
-                if p.number == number && !etag::same(&p.etag, &etag::single_part_etag(&md5)) {
-                    let _ = fs::remove_file(dir.join(format!("{number:05}.{}", etag::normalize(&p.etag))));
-                }
-            }
-            Ok(etag::single_part_etag(&md5))
+            write_part(&dir, number, &body, md5)
+        })
+        .await
+    }
+
+    fn hashes_bodies(&self) -> bool {
+        true
+    }
+
+    async fn upload_part_unhashed(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        self.blocking(move |s| {
+            let dir = s.upload_dir(&key, &upload_id)?;
+            write_part(&dir, number, &body, etag::md5(&body))
         })
         .await
     }
@@ -589,6 +654,7 @@ mod tests {
         conformance::put_get_list_delete(&s, "sub/dir/").await;
         conformance::bad_digest_rejected(&s, "x/").await;
         conformance::multipart_resume(&s, "m/").await;
+        conformance::unhashed_writes(&s, "u/").await;
     }
 
     #[tokio::test]

@@ -273,5 +273,6 @@ mod tests {
         conformance::put_get_list_delete(&s, "p/").await;
         conformance::bad_digest_rejected(&s, "p/").await;
         conformance::multipart_resume(&s, "p/").await;
+        conformance::unhashed_writes(&s, "u/").await;
     }
 }

@@ -154,6 +154,26 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// number again replaces it. Returns the part ETag.
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String>;
 
+    /// Whether the store hashes every body it is given, so a caller need not
+    /// hash it first: [`ObjectStore::upload_part_unhashed`] costs one MD5 pass
+    /// instead of two.
+    fn hashes_bodies(&self) -> bool {
+        false
+    }
+
+    /// Writes a whole object the caller did not hash; returns its ETag (the MD5 form).
+    async fn put_unhashed(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<String> {
+        let md5 = crate::etag::md5(&body);
+        let tag = self.put(key, body, md5, opts).await?;
+        Ok(tag.unwrap_or_else(|| crate::etag::single_part_etag(&md5)))
+    }
+
+    /// Uploads a part the caller did not hash; returns its ETag (the MD5 form).
+    async fn upload_part_unhashed(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
+        let md5 = crate::etag::md5(&body);
+        self.upload_part(key, upload_id, number, body, md5).await
+    }
+
     /// The parts the store holds for an upload, ascending by number. An upload
     /// that no longer exists is [`StoreError::NoSuchUpload`].
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>>;
