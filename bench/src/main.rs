@@ -118,6 +118,9 @@ enum Cmd {
         /// Warm-up rounds
         #[arg(long, default_value_t = 1)]
         warmup: usize,
+        /// Sets timed in fewer rounds, with no warm-up: NAME=N (e.g. C=1)
+        #[arg(long, value_delimiter = ',')]
+        set_runs: Vec<String>,
         /// Seed of the data sets
         #[arg(long, default_value_t = 20261121)]
         seed: u64,
@@ -271,6 +274,7 @@ async fn main() -> Result<()> {
             settings,
             runs,
             warmup,
+            set_runs,
             seed,
             smoke,
             sizes_only,
@@ -322,6 +326,19 @@ async fn main() -> Result<()> {
                 settings,
                 runs,
                 warmup,
+                set_runs: set_runs
+                    .iter()
+                    .map(|s| {
+                        let (k, v) = s
+                            .split_once('=')
+                            .with_context(|| format!("--set-runs {s:?}: expected NAME=N"))?;
+                        Ok((
+                            k.to_string(),
+                            v.parse::<usize>()
+                                .with_context(|| format!("--set-runs {s:?}: N is not a number"))?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
                 seed,
                 content: !sizes_only,
                 scale_keys,

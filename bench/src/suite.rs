@@ -77,6 +77,9 @@ pub struct SuiteConfig {
     pub runs: usize,
     /// Warm-up rounds.
     pub warmup: usize,
+    /// Sets timed in fewer rounds than `runs`, with no warm-up of their own
+    /// (they run in the first timed rounds only).
+    pub set_runs: std::collections::HashMap<String, usize>,
     /// Seed of the data sets.
     pub seed: u64,
     /// Compare every byte of every run's output (else keys and sizes).
@@ -168,6 +171,13 @@ pub async fn run(cfg: &SuiteConfig) -> Result<()> {
     let mut run_no = 0usize;
     for round in 0..cfg.warmup + cfg.runs {
         for (spec, m) in cfg.sets.iter().zip(&manifests) {
+            let active = match cfg.set_runs.get(spec.name) {
+                None => true,
+                Some(&n) => round >= cfg.warmup && round < cfg.warmup + n,
+            };
+            if !active {
+                continue;
+            }
             for &dir in &cfg.dirs {
                 for tool in &cfg.tools {
                     let settings: &[String] = if tool == "ceiling" {
