@@ -143,8 +143,13 @@ enum Cmd {
         #[arg(long)]
         append: bool,
     },
-    /// Rebuild the results tables from a results.jsonl
-    Report { results: PathBuf },
+    /// Rebuild the results tables from a results.jsonl (printed, or written
+    /// into FILE after its header, which is kept)
+    Report {
+        results: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        into: Option<PathBuf>,
+    },
 }
 
 fn side(ep: &Endpoint, s: &str) -> Result<Side> {
@@ -348,20 +353,25 @@ async fn main() -> Result<()> {
             let head = header(smoke, &args.join(" "));
             suite::run(&cfg).await?;
             let recs = suite::read_results(&results)?;
-            let text = format!(
-                "{head}\n## Results\n{}\n## Commands\n\n{}",
-                report::tables(&recs),
-                report::commands(&recs)
-            );
+            let text = format!("{head}\n{}", report::body(&recs));
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
             eprintln!("[bench] wrote {}", out.display());
             if recs.iter().any(|r| !r.ok && r.tool == "ferry") {
                 bail!("a ferry run failed; see the table in {}", out.display());
             }
         }
-        Cmd::Report { results } => {
+        Cmd::Report { results, into } => {
             let recs = suite::read_results(&results)?;
-            print!("{}", report::tables(&recs));
+            let body = report::body(&recs);
+            match into {
+                None => print!("{body}"),
+                Some(path) => {
+                    let old = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let head = old.split("## Results").next().unwrap_or("");
+                    std::fs::write(&path, format!("{head}{body}"))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+            }
         }
     }
     Ok(())

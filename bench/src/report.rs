@@ -102,7 +102,10 @@ fn ferry_wall(rows: &[Row], setting: &str) -> Option<f64> {
 /// The Markdown tables (without the header the caller writes).
 pub fn tables(records: &[RunRecord]) -> String {
     let mut s = String::new();
-    for ((set, dir), rows) in rows(records) {
+    // Data sets first, then the finder-scale cases.
+    let mut groups: Vec<_> = rows(records).into_iter().collect();
+    groups.sort_by_key(|((_, dir), _)| dir == "finder");
+    for ((set, dir), rows) in groups {
         let finder = dir == "finder";
         let _ = writeln!(s, "\n### {set} — {dir}\n");
         if finder {
@@ -126,7 +129,7 @@ pub fn tables(records: &[RunRecord]) -> String {
                     r.tool.as_str(),
                     ferry_wall(&rows, &r.setting).or(ferry_wall(&rows, "default")),
                 ) {
-                    ("ferry", _) => "1.00".into(),
+                    ("ferry", _) => "—".into(),
                     ("ceiling", Some(f)) => format!("ferry at {:.0} % of it", 100.0 * r.wall / f),
                     (_, Some(f)) if r.ok > 0 => format!("{:.2}", r.wall / f),
                     _ => "—".into(),
@@ -162,8 +165,9 @@ pub fn tables(records: &[RunRecord]) -> String {
                 );
             }
         }
+        let mut noted = std::collections::BTreeSet::new();
         for r in &rows {
-            if let Some(n) = &r.note {
+            if let Some(n) = r.note.as_ref().filter(|_| noted.insert(r.tool.clone())) {
                 let _ = writeln!(s, "\n¹ {}: {n}.", r.tool);
             }
             if let Some(e) = &r.error {
@@ -180,6 +184,11 @@ pub fn tables(records: &[RunRecord]) -> String {
         }
     }
     s
+}
+
+/// The results section of `RESULTS.md`: the tables, then the commands.
+pub fn body(records: &[RunRecord]) -> String {
+    format!("## Results\n{}\n## Commands\n\n{}", tables(records), commands(records))
 }
 
 /// The commands of the last round, one per (set, direction, tool, setting).
@@ -242,6 +251,7 @@ mod tests {
         assert_eq!(v[1].ok, 2);
         let t = tables(&recs);
         assert!(t.contains("| 2.00 |"), "{t}");
+        assert!(t.find("### A").is_some());
         assert!(t.contains("1 of 3 runs failed"), "{t}");
         assert_eq!(median(vec![1.0, 3.0]), 2.0);
     }
