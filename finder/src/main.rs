@@ -87,12 +87,6 @@ enum Command {
     },
 }
 
-/// mimalloc returns freed pages to the system within milliseconds, so the
-/// resident size follows the in-flight byte budget; glibc's per-thread arenas
-/// keep large freed part buffers resident and let it grow well past it.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     cli::init_logging("info");

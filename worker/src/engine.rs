@@ -175,6 +175,16 @@ async fn md5_of(body: Bytes) -> [u8; 16] {
     }
 }
 
+/// The MD5 in an ETag returned by a store that hashes what it writes.
+fn md5_in_etag(key: &str, what: &'static str, tag: &str) -> Result<[u8; 16], EngineError> {
+    etag::md5_of_etag(tag).ok_or_else(|| EngineError::Verify {
+        key: key.to_string(),
+        what,
+        expected: "an MD5".into(),
+        found: tag.to_string(),
+    })
+}
+
 fn kib(bytes: u64) -> u32 {
     bytes.div_ceil(1024).min(u32::MAX as u64) as u32
 }
@@ -418,12 +428,7 @@ impl Engine {
                 })
                 .await
                 .map_err(EngineError::Dest)?;
-                let m = etag::md5_of_etag(&tag).ok_or_else(|| EngineError::Verify {
-                    key: key.clone(),
-                    what: "destination ETag",
-                    expected: "an MD5".into(),
-                    found: tag.clone(),
-                })?;
+                let m = md5_in_etag(&key, "destination ETag", &tag)?;
                 first = Some(Some(tag));
                 m
             }
@@ -584,12 +589,7 @@ impl Engine {
                     })
                     .await
                     .map_err(EngineError::Dest)?;
-                    let md5 = etag::md5_of_etag(&tag).ok_or_else(|| EngineError::Verify {
-                        key: dkey.clone(),
-                        what: "part ETag",
-                        expected: "an MD5".into(),
-                        found: tag.clone(),
-                    })?;
+                    let md5 = md5_in_etag(dkey, "part ETag", &tag)?;
                     (tag, md5)
                 } else {
                     let md5 = md5_of(body.clone()).await;
