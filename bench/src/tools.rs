@@ -154,43 +154,32 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
     let local_src = l.data.join(set);
     let local_dst = l.out.join(set);
     let ep = &l.endpoint;
+    // The URL form (s3://bucket/set/ or dir/) that ferry, s3sync, aws-cli and the ceiling take.
+    let src = if dir.src_is_s3() {
+        s3_url(&l.src_bucket, set)
+    } else {
+        dir_arg(&local_src)
+    };
+    let dst = if dir.dst_is_s3() {
+        s3_url(&l.dst_bucket, set)
+    } else {
+        dir_arg(&local_dst)
+    };
     match tool {
-        "ceiling" => {
-            let from = if dir.src_is_s3() {
-                s3_url(&l.src_bucket, set)
-            } else {
-                dir_arg(&local_src)
-            };
-            let to = if dir.dst_is_s3() {
-                s3_url(&l.dst_bucket, set)
-            } else {
-                dir_arg(&local_dst)
-            };
-            Cmd::new(l.bins.join("ferry-bench").display().to_string())
-                .args([
-                    "raw",
-                    "--endpoint",
-                    &ep.url,
-                    "--concurrency",
-                    "16",
-                    "--part-size",
-                    "8388608",
-                ])
-                .args([from, to])
-                .env("AWS_ACCESS_KEY_ID", &ep.access_key)
-                .env("AWS_SECRET_ACCESS_KEY", &ep.secret_key)
-        }
+        "ceiling" => Cmd::new(l.bins.join("ferry-bench").display().to_string())
+            .args([
+                "raw",
+                "--endpoint",
+                &ep.url,
+                "--concurrency",
+                "16",
+                "--part-size",
+                "8388608",
+            ])
+            .args([src, dst])
+            .env("AWS_ACCESS_KEY_ID", &ep.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &ep.secret_key),
         "ferry" => {
-            let src = if dir.src_is_s3() {
-                s3_url(&l.src_bucket, set)
-            } else {
-                dir_arg(&local_src)
-            };
-            let dst = if dir.dst_is_s3() {
-                s3_url(&l.dst_bucket, set)
-            } else {
-                dir_arg(&local_dst)
-            };
             let state = l.scratch.join(format!("state/run-{run}.db"));
             let mut c = Cmd::new(l.bins.join("ferry-finder").display().to_string())
                 .args([src, dst])
@@ -264,16 +253,6 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             c
         }
         "s3sync" => {
-            let src = if dir.src_is_s3() {
-                s3_url(&l.src_bucket, set)
-            } else {
-                dir_arg(&local_src)
-            };
-            let dst = if dir.dst_is_s3() {
-                s3_url(&l.dst_bucket, set)
-            } else {
-                dir_arg(&local_dst)
-            };
             let mut c = Cmd::new("s3sync");
             if dir.src_is_s3() {
                 c = c.args([
@@ -316,16 +295,6 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             c.args([src, dst])
         }
         "aws-cli" => {
-            let src = if dir.src_is_s3() {
-                s3_url(&l.src_bucket, set)
-            } else {
-                dir_arg(&local_src)
-            };
-            let dst = if dir.dst_is_s3() {
-                s3_url(&l.dst_bucket, set)
-            } else {
-                dir_arg(&local_dst)
-            };
             let config = l.scratch.join(format!("aws-{setting}.config"));
             let mut c = Cmd::new("/usr/bin/aws")
                 .args([
