@@ -60,6 +60,9 @@ pub struct SideConfig {
     pub secret_access_key: Option<Secret>,
     /// Session token for temporary keys (or env `FERRY_SRC_SESSION_TOKEN` / `FERRY_DEST_SESSION_TOKEN`).
     pub session_token: Option<Secret>,
+    /// AWS Secrets Manager secret (name or ARN) holding the keys as JSON
+    /// `{"access_key_id": "...", "secret_access_key": "..."}` (optional `"session_token"`).
+    pub secret: Option<String>,
     /// Destination only: storage class, e.g. `STANDARD_IA`.
     pub storage_class: Option<String>,
     /// Destination only: canned ACL, e.g. `bucket-owner-full-control`.
@@ -98,6 +101,11 @@ pub struct TransferConfig {
     /// Lease on a job and an object, extended while the job runs. Default 60 s.
     #[serde(with = "humantime_serde_compat")]
     pub lease: Duration,
+    /// On SIGTERM/SIGINT, how long a worker lets running jobs finish before it
+    /// stops them, releases their leases and exits. Default 25 s (ECS waits
+    /// 30 s before SIGKILL).
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for TransferConfig {
@@ -111,6 +119,7 @@ impl Default for TransferConfig {
             retries: 5,
             max_receives: 5,
             lease: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(25),
         }
     }
 }
@@ -146,9 +155,17 @@ pub struct JobConfig {
     pub exclude: Vec<String>,
     /// A file with one source prefix per line (relative to the source URL's prefix).
     pub prefix_list: Option<PathBuf>,
-    /// The embedded state file. Default: one per source/destination pair under
-    /// `$XDG_STATE_HOME/ferry` (or `~/.local/state/ferry`).
-    pub state: Option<PathBuf>,
+    /// Where progress records live: `dynamodb://TABLE`, or a path to the
+    /// embedded state file. Default: one file per source/destination pair
+    /// under `$XDG_STATE_HOME/ferry` (or `~/.local/state/ferry`).
+    pub state: Option<String>,
+    /// Where jobs wait: an SQS queue URL, or a path to an embedded state file.
+    /// Default: the embedded state file.
+    pub queue: Option<String>,
+    /// Finder schedule: `once`, `rate:15m` or `cron:MIN HOUR DOM MON DOW`. Default `once`.
+    pub schedule: Option<String>,
+    /// Worker health endpoint address, e.g. `0.0.0.0:8080` (`GET /healthz`). Default: none.
+    pub health_addr: Option<String>,
     /// Engine settings.
     pub transfer: TransferConfig,
 }
@@ -212,6 +229,83 @@ impl Side {
     }
 }
 
+/// Where progress records live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// The embedded SQLite file.
+    Embedded(PathBuf),
+    /// A DynamoDB table.
+    Dynamo {
+        /// Table name.
+        table: String,
+    },
+}
+
+/// Where jobs wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueLocation {
+    /// The embedded SQLite file.
+    Embedded(PathBuf),
+    /// An SQS queue.
+    Sqs {
+        /// Queue URL.
+        url: String,
+    },
+}
+
+impl QueueLocation {
+    /// The queue name (the last segment of an SQS URL).
+    pub fn name(&self) -> String {
+        match self {
+            QueueLocation::Embedded(p) => p.display().to_string(),
+            QueueLocation::Sqs { url } => url.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string(),
+        }
+    }
+}
+
+fn parse_state(v: &str) -> Result<StateLocation, ConfigError> {
+    if let Some(table) = v.strip_prefix("dynamodb://") {
+        let ok = (3..=255).contains(&table.len())
+            && table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            return Err(cfg_err(
+                "--state",
+                format!("{table:?} is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ - .)"),
+            ));
+        }
+        return Ok(StateLocation::Dynamo { table: table.into() });
+    }
+    if v.contains("://") {
+        return Err(cfg_err(
+            "--state",
+            format!("{v:?}: expected dynamodb://TABLE or a file path"),
+        ));
+    }
+    Ok(StateLocation::Embedded(PathBuf::from(v)))
+}
+
+fn parse_queue(v: &str) -> Result<QueueLocation, ConfigError> {
+    if v.starts_with("https://") || v.starts_with("http://") {
+        let segments = v.trim_end_matches('/').split('/').count();
+        if segments < 5 {
+            return Err(cfg_err(
+                "--queue",
+                format!("{v:?} is not an SQS queue URL like https://sqs.REGION.amazonaws.com/ACCOUNT/NAME"),
+            ));
+        }
+        return Ok(QueueLocation::Sqs { url: v.into() });
+    }
+    if v.contains("://") {
+        return Err(cfg_err(
+            "--queue",
+            format!("{v:?}: expected an SQS queue URL (https://…) or a file path"),
+        ));
+    }
+    Ok(QueueLocation::Embedded(PathBuf::from(v)))
+}
+
 /// The validated job.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -223,8 +317,12 @@ pub struct Job {
     pub put: PutOptions,
     /// The file as given.
     pub raw: JobConfig,
-    /// The embedded state file.
+    /// The embedded state file (used when the queue or the state is embedded).
     pub state_path: PathBuf,
+    /// Where progress records live.
+    pub state: StateLocation,
+    /// Where jobs wait.
+    pub queue: QueueLocation,
 }
 
 impl SideConfig {
@@ -304,7 +402,19 @@ impl SideConfig {
                     .as_ref()
                     .map(|s| s.0.clone())
                     .or_else(|| env("SESSION_TOKEN"));
+                if let Some(secret) = &self.secret {
+                    if self.anonymous || self.profile.is_some() || ak.is_some() || sk.is_some() {
+                        return Err(cfg_err(
+                            flag("secret"),
+                            "cannot be combined with static keys, a profile or anonymous access: choose one",
+                        ));
+                    }
+                    if secret.trim().is_empty() {
+                        return Err(cfg_err(flag("secret"), "the secret name is empty"));
+                    }
+                }
                 let credentials = match (self.anonymous, &self.profile, ak, sk) {
+                    _ if self.secret.is_some() => S3Credentials::Secret(self.secret.clone().unwrap_or_default()),
                     (true, Some(_), _, _) => {
                         return Err(cfg_err(
                             flag("anonymous"),
@@ -361,13 +471,45 @@ impl JobConfig {
             .map_err(|e| cfg_err(format!("--config {}", path.display()), e.to_string()))
     }
 
-    /// Builds a config from a file table with overrides applied on top (deep merge).
+    /// Builds a config from a file table with the environment layer
+    /// ([`env_layer`]) and then `overrides` applied on top (deep merge).
     pub fn from_layers(file: toml::Table, overrides: toml::Table, origin: &str) -> Result<Self, ConfigError> {
         let mut merged = file;
+        merge(&mut merged, env_layer()?);
         merge(&mut merged, overrides);
         toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| cfg_err(origin, e.message().to_string()))
+    }
+
+    /// Where the job's progress records and queue are, and the embedded
+    /// file's path; needs no source or destination when `state` is given.
+    pub fn ledger(&self) -> Result<(StateLocation, QueueLocation, PathBuf), ConfigError> {
+        let default_path = || -> Result<PathBuf, ConfigError> {
+            match (&self.source.url, &self.destination.url) {
+                (Some(s), Some(d)) => Ok(default_state_path(s, d)),
+                _ => Err(cfg_err(
+                    "--state",
+                    "is required here (or the --config of the job, or its SRC and DEST): the default state file is named after them",
+                )),
+            }
+        };
+        let state = match &self.state {
+            Some(v) => parse_state(v)?,
+            None => StateLocation::Embedded(default_path()?),
+        };
+        let queue = match &self.queue {
+            Some(v) => parse_queue(v)?,
+            None => QueueLocation::Embedded(match &state {
+                StateLocation::Embedded(p) => p.clone(),
+                StateLocation::Dynamo { .. } => default_path()?,
+            }),
+        };
+        let state_path = match (&state, &queue) {
+            (StateLocation::Embedded(p), _) | (_, QueueLocation::Embedded(p)) => p.clone(),
+            _ => PathBuf::new(),
+        };
+        Ok((state, queue, state_path))
     }
 
     /// Validates the configuration and resolves defaults.
@@ -409,23 +551,151 @@ impl JobConfig {
             sse: self.destination.sse.clone(),
             sse_kms_key_id: self.destination.sse_kms_key_id.clone(),
         };
-        let state_path = self.state.clone().unwrap_or_else(|| {
-            default_state_path(
-                self.source.url.as_deref().unwrap_or(""),
-                self.destination.url.as_deref().unwrap_or(""),
-            )
-        });
+        let (state, queue, state_path) = self.ledger()?;
+        if let Some(s) = &self.schedule {
+            crate::schedule::Schedule::parse(s).map_err(|m| cfg_err("--schedule", m))?;
+        }
+        if let Some(a) = &self.health_addr {
+            a.parse::<std::net::SocketAddr>()
+                .map_err(|_| cfg_err("--health-addr", format!("{a:?} is not an address like 0.0.0.0:8080")))?;
+        }
         Ok(Job {
             source,
             destination,
             put,
             raw: self.clone(),
             state_path,
+            state,
+            queue,
         })
     }
 }
 
-fn merge(base: &mut toml::Table, over: toml::Table) {
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    Int,
+    List,
+}
+
+const SIDE_KEYS: &[(&str, Kind)] = &[
+    ("url", Kind::Str),
+    ("vendor", Kind::Str),
+    ("endpoint", Kind::Str),
+    ("region", Kind::Str),
+    ("profile", Kind::Str),
+    ("path_style", Kind::Bool),
+    ("anonymous", Kind::Bool),
+    ("requester_pays", Kind::Bool),
+    ("sign_payload", Kind::Bool),
+    ("access_key_id", Kind::Str),
+    ("secret_access_key", Kind::Str),
+    ("session_token", Kind::Str),
+    ("secret", Kind::Str),
+];
+
+const DEST_KEYS: &[&str] = &["storage_class", "acl", "sse", "sse_kms_key_id"];
+
+const TOP_KEYS: &[(&str, Kind)] = &[
+    ("compare", Kind::Str),
+    ("include", Kind::List),
+    ("exclude", Kind::List),
+    ("prefix_list", Kind::Str),
+    ("state", Kind::Str),
+    ("queue", Kind::Str),
+    ("schedule", Kind::Str),
+    ("health_addr", Kind::Str),
+];
+
+const TRANSFER_KEYS: &[(&str, Kind)] = &[
+    ("multipart_threshold", Kind::Str),
+    ("part_size", Kind::Str),
+    ("concurrency", Kind::Int),
+    ("max_in_flight", Kind::Str),
+    ("workers", Kind::Int),
+    ("retries", Kind::Int),
+    ("max_receives", Kind::Int),
+    ("lease", Kind::Str),
+    ("shutdown_grace", Kind::Str),
+];
+
+/// Every job-file key with the environment variable that sets it:
+/// `FERRY_<KEY>` for top-level and `[transfer]` keys, `FERRY_SRC_<KEY>` for
+/// `[source]`, `FERRY_DEST_<KEY>` for `[destination]` (upper case).
+pub fn env_names() -> Vec<(String, String)> {
+    env_keys()
+        .into_iter()
+        .map(|(var, path, _)| (var, path.join(".")))
+        .collect()
+}
+
+fn env_keys() -> Vec<(String, Vec<&'static str>, Kind)> {
+    let mut out = Vec::new();
+    for (k, kind) in TOP_KEYS {
+        out.push((format!("FERRY_{}", k.to_uppercase()), vec![*k], *kind));
+    }
+    for (k, kind) in TRANSFER_KEYS {
+        out.push((format!("FERRY_{}", k.to_uppercase()), vec!["transfer", *k], *kind));
+    }
+    for (section, prefix) in [("source", "FERRY_SRC"), ("destination", "FERRY_DEST")] {
+        for (k, kind) in SIDE_KEYS {
+            out.push((format!("{prefix}_{}", k.to_uppercase()), vec![section, *k], *kind));
+        }
+    }
+    for k in DEST_KEYS {
+        out.push((
+            format!("FERRY_DEST_{}", k.to_uppercase()),
+            vec!["destination", *k],
+            Kind::Str,
+        ));
+    }
+    out
+}
+
+/// The environment layer: every `FERRY_*` variable of [`env_names`] that is
+/// set and not empty, as a job-file table.
+pub fn env_layer() -> Result<toml::Table, ConfigError> {
+    let mut t = toml::Table::new();
+    for (var, path, kind) in env_keys() {
+        let Some(v) = std::env::var(&var).ok().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let value: toml::Value = match kind {
+            Kind::Str => v.into(),
+            Kind::Bool => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true.into(),
+                "0" | "false" | "no" | "off" => false.into(),
+                _ => return Err(cfg_err(var, format!("{v:?} is not a boolean (true or false)"))),
+            },
+            Kind::Int => v
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| cfg_err(var.clone(), format!("{v:?} is not a whole number")))?
+                .into(),
+            Kind::List => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::from(s.to_string()))
+                .collect::<Vec<_>>()
+                .into(),
+        };
+        let mut cur = &mut t;
+        for seg in &path[..path.len() - 1] {
+            cur = cur
+                .entry(seg.to_string())
+                .or_insert_with(|| toml::Table::new().into())
+                .as_table_mut()
+                .expect("sections are tables");
+        }
+        cur.insert(path[path.len() - 1].to_string(), value);
+    }
+    Ok(t)
+}
+
+/// Merges `over` into `base`: tables key by key, any other value replaced.
+pub fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
@@ -475,6 +745,63 @@ mod tests {
         cfg.source.vendor = Some(Vendor::AliyunOss);
         cfg.destination.url = Some("/tmp/d".into());
         assert!(cfg.build().unwrap_err().to_string().contains("--src-region"));
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        let names = env_names();
+        let find = |var: &str| names.iter().find(|(v, _)| v == var).map(|(_, p)| p.clone());
+        assert_eq!(find("FERRY_PART_SIZE").as_deref(), Some("transfer.part_size"));
+        assert_eq!(find("FERRY_SRC_SIGN_PAYLOAD").as_deref(), Some("source.sign_payload"));
+        assert_eq!(find("FERRY_DEST_SECRET").as_deref(), Some("destination.secret"));
+        assert_eq!(find("FERRY_QUEUE").as_deref(), Some("queue"));
+        // Every key of a full job file is covered.
+        let full = JobConfig {
+            source: SideConfig {
+                url: Some("s3://a".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let t = toml::Table::try_from(&full).unwrap();
+        for (k, v) in &t {
+            if let toml::Value::Table(sub) = v {
+                for k2 in sub.keys() {
+                    let path = format!("{k}.{k2}");
+                    assert!(
+                        names.iter().any(|(_, p)| *p == path),
+                        "{path} has no environment variable"
+                    );
+                }
+            } else {
+                assert!(names.iter().any(|(_, p)| p == k), "{k} has no environment variable");
+            }
+        }
+    }
+
+    #[test]
+    fn locations_parse() {
+        let mut cfg = JobConfig::default();
+        cfg.source.url = Some("/tmp/s".into());
+        cfg.destination.url = Some("/tmp/d".into());
+        cfg.state = Some("dynamodb://ferry-state".into());
+        cfg.queue = Some("https://sqs.us-east-1.amazonaws.com/123456789012/ferry-jobs".into());
+        let job = cfg.build().unwrap();
+        assert_eq!(
+            job.state,
+            StateLocation::Dynamo {
+                table: "ferry-state".into()
+            }
+        );
+        assert_eq!(job.queue.name(), "ferry-jobs");
+        cfg.state = Some("dynamodb://x".into());
+        assert!(cfg.build().unwrap_err().to_string().contains("--state"));
+        cfg.state = None;
+        cfg.queue = Some("https://example.com".into());
+        assert!(cfg.build().unwrap_err().to_string().contains("--queue"));
+        cfg.queue = None;
+        cfg.schedule = Some("cron:bad".into());
+        assert!(cfg.build().unwrap_err().to_string().contains("--schedule"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS objects(
     attempts INTEGER NOT NULL DEFAULT 0,
     worker TEXT,
     lease_until INTEGER,
+    lease_etag TEXT,
     dest_etag TEXT,
     last_error TEXT,
     created_at INTEGER NOT NULL,
@@ -90,9 +91,34 @@ CREATE TABLE IF NOT EXISTS runs(
     identical INTEGER NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0,
-    bytes INTEGER NOT NULL DEFAULT 0
+    bytes INTEGER NOT NULL DEFAULT 0,
+    planned_bytes INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    gone INTEGER NOT NULL DEFAULT 0,
+    listed_at INTEGER
 );
 "#;
+
+/// Columns added after the first release: (table, column, declaration).
+/// Files written by an older build get them on open.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("objects", "lease_etag", "TEXT"),
+    ("runs", "planned_bytes", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "skipped", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "gone", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "listed_at", "INTEGER"),
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names: Vec<String> = st.query_map([], |r| r.get(1))?.collect::<rusqlite::Result<_>>()?;
+        if !names.iter().any(|n| n == column) {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// A shared handle on the embedded SQLite file.
 #[derive(Debug, Clone)]
@@ -119,6 +145,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        migrate(&conn).map_err(open_err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_path_buf()),

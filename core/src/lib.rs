@@ -6,13 +6,17 @@
 //! * [`store::ObjectStore`] — an object store: [`store::S3Store`] (AWS and every
 //!   S3-compatible vendor), [`store::LocalStore`] (a directory) and
 //!   [`store::MemoryStore`] (tests).
-//! * [`queue::JobQueue`] — where jobs wait: [`queue::EmbeddedQueue`] (SQLite).
+//! * [`queue::JobQueue`] — where jobs wait: [`queue::EmbeddedQueue`] (SQLite)
+//!   and [`queue::SqsQueue`].
 //! * [`state::StateStore`] — per-object progress and leases, per-run counters:
-//!   [`state::EmbeddedStateStore`] (SQLite).
+//!   [`state::EmbeddedStateStore`] (SQLite) and [`state::DynamoStateStore`].
+//!
+//! Store credentials may come from Secrets Manager ([`secrets`]).
 //!
 //! No SDK type appears in a trait signature; each backend converts its wire types.
 #![warn(missing_docs)]
 
+pub mod aws;
 pub mod config;
 pub mod db;
 pub mod diff;
@@ -22,6 +26,8 @@ pub mod job;
 pub mod location;
 pub mod queue;
 pub mod retry;
+pub mod schedule;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -7,8 +7,16 @@
 //! memory does not grow with the number of keys. Jobs are queued in batches
 //! while the listing goes on, and the in-process workers start on the first
 //! batch at once.
+//!
+//! A run never waits for the queue to drain: before a batch is queued, the
+//! records of its objects are read (one batched read per 100 objects on
+//! DynamoDB) and an object whose lease is live for the same source ETag —
+//! a worker is copying exactly that version now — is left out. Duplicates
+//! that still slip through (queued but not yet started) are harmless: the
+//! worker that comes second finds the object done and skips it.
 
 pub mod progress;
+pub mod status;
 
 /// Prints a line to stdout; a closed stdout (`| head`) is not an error.
 macro_rules! out {
@@ -29,8 +37,8 @@ use ferry_core::diff::{self, Decision};
 use ferry_core::filter::KeyFilter;
 use ferry_core::job::{Job, SrcRef};
 use ferry_core::location::Location;
-use ferry_core::queue::JobQueueExt;
-use ferry_core::state::{RunCounters, StateStore, Status};
+use ferry_core::queue::{JobQueue, JobQueueExt};
+use ferry_core::state::{RecordKey, RunCounters, StateStore, Status};
 use ferry_core::store::ObjectStore;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -61,8 +69,8 @@ pub struct Report {
     pub skipped_markers: u64,
     /// Failed objects with their reasons.
     pub failures: Vec<(String, String)>,
-    /// Objects whose source vanished.
-    pub source_gone: u64,
+    /// Objects left out because a worker holds a live lease on the same version.
+    pub leased: u64,
     /// Whether Ctrl-C stopped the run.
     pub interrupted: bool,
     /// Whether the in-process workers drained the queue.
@@ -155,7 +163,8 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
     }
     let rt = ferry_worker::cli::open(job)
         .await
-        .context("opening the embedded state file")?;
+        .context("opening the job's queue and state")?;
+    rt.state.run_start(&run_id).await.context("recording the run")?;
     let started = Instant::now();
     let producer_done = Arc::new(AtomicBool::new(false));
     let progress = Progress::start(opts.progress, rt.engine.stats.clone());
@@ -177,6 +186,8 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
         queue: rt.queue.clone(),
         state: rt.state.clone(),
         progress: progress.clone(),
+        dest_bucket: job.destination.bucket(),
+        leased: std::sync::atomic::AtomicU64::new(0),
     };
     let walked = walk(job, &src, &dst, &prefixes, &filter, Some(&sink), &run_id, stop.clone()).await;
     producer_done.store(true, Ordering::SeqCst);
@@ -190,6 +201,7 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
             return Err(e);
         }
     };
+    rt.state.run_listed(&run_id).await.context("recording the run")?;
     progress.set_listing_done();
     let mut drained = false;
     if let Some(r) = runner {
@@ -197,7 +209,7 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
         drained = !*stop.borrow();
     }
     progress.finish();
-    let counters = rt.state.run_get(&run_id).await?.unwrap_or_default();
+    let counters = rt.state.run_get(&run_id).await?.unwrap_or_default().counters;
     let failures = rt
         .state
         .run_objects(&run_id, Status::Failed, 50)
@@ -205,14 +217,13 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
         .into_iter()
         .map(|r| (r.key.key, r.last_error.unwrap_or_default()))
         .collect();
-    let source_gone = rt.state.run_objects(&run_id, Status::SourceGone, 100_000).await?.len() as u64;
     let report = Report {
         run: run_id,
         counters,
         planned_bytes: plan.new.1 + plan.changed.1,
         skipped_markers: plan.skipped,
         failures,
-        source_gone,
+        leased: sink.leased.load(Ordering::Relaxed),
         interrupted: *stop.borrow(),
         drained,
     };
@@ -221,31 +232,49 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
 }
 
 struct Sink {
-    queue: Arc<ferry_core::queue::EmbeddedQueue>,
-    state: Arc<ferry_core::state::EmbeddedStateStore>,
+    queue: Arc<dyn JobQueue>,
+    state: Arc<dyn StateStore>,
     progress: Progress,
+    dest_bucket: String,
+    leased: std::sync::atomic::AtomicU64,
 }
 
 impl Sink {
-    async fn flush(
-        &self,
-        run: &str,
-        batch: &mut Vec<String>,
-        delta: &mut RunCounters,
-        bytes: &mut u64,
-    ) -> anyhow::Result<()> {
+    /// Queues a batch, leaving out objects a worker is copying now (live
+    /// lease on the same source ETag), and adds the counters.
+    async fn flush(&self, run: &str, batch: &mut Vec<Job>, delta: &mut RunCounters) -> anyhow::Result<()> {
         if !batch.is_empty() {
-            let n = batch.len() as u64;
-            self.queue
-                .send_all(std::mem::take(batch), 5)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            delta.enqueued += n;
+            let keys: Vec<RecordKey> = batch
+                .iter()
+                .map(|j| RecordKey {
+                    bucket: self.dest_bucket.clone(),
+                    key: j.dest.key.clone(),
+                })
+                .collect();
+            let records = self.state.get_many(&keys).await?;
+            let now = ferry_core::now_millis();
+            let mut bodies = Vec::with_capacity(batch.len());
+            for (job, rec) in batch.drain(..).zip(records) {
+                let busy = rec.is_some_and(|r| {
+                    r.worker.is_some()
+                        && r.lease_until.is_some_and(|u| u > now)
+                        && r.lease_etag.is_some()
+                        && r.lease_etag == job.src.etag
+                });
+                if busy {
+                    self.leased.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                delta.enqueued += 1;
+                delta.planned_bytes += job.src.size;
+                bodies.push(job.to_body());
+            }
+            self.queue.send_all(bodies, 5).await.map_err(anyhow::Error::msg)?;
         }
         self.state.run_add(run, *delta).await?;
-        self.progress.add_planned(delta.enqueued, *bytes, delta.identical);
+        self.progress
+            .add_planned(delta.enqueued, delta.planned_bytes, delta.identical);
         *delta = RunCounters::default();
-        *bytes = 0;
         Ok(())
     }
 }
@@ -264,9 +293,8 @@ async fn walk(
     let mut plan = Plan::default();
     let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
     let local_dest = matches!(job.destination.location, Location::Local { .. });
-    let mut batch = Vec::new();
+    let mut batch: Vec<Job> = Vec::new();
     let mut delta = RunCounters::default();
-    let mut bytes = 0u64;
     for p in prefixes {
         let s = diff::relative(src.list(&format!("{sp}{p}"), None), sp.clone());
         let d = diff::relative(dst.list(&format!("{dp}{p}"), None), dp.clone());
@@ -309,7 +337,6 @@ async fn walk(
             slot.1 += entry.meta.size;
             remember(&mut slot.2, &entry.rel);
             delta.found += 1;
-            bytes += entry.meta.size;
             let dest_key = format!("{dp}{}", entry.rel);
             let src_ref = SrcRef {
                 key: entry.meta.key,
@@ -317,16 +344,18 @@ async fn walk(
                 etag: entry.meta.etag,
                 version: None,
             };
-            batch.push(Job::copy(run, src_ref, dest_key).to_body());
+            batch.push(Job::copy(run, src_ref, dest_key));
             if let Some(sink) = sink {
                 if batch.len() >= 500 {
-                    sink.flush(run, &mut batch, &mut delta, &mut bytes).await?;
+                    sink.flush(run, &mut batch, &mut delta).await?;
                 }
+            } else if batch.len() >= 500 {
+                batch.clear();
             }
         }
     }
     if let Some(sink) = sink {
-        sink.flush(run, &mut batch, &mut delta, &mut bytes).await?;
+        sink.flush(run, &mut batch, &mut delta).await?;
     }
     Ok(plan)
 }
@@ -367,12 +396,24 @@ fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: s
             b(c.bytes),
             b((c.bytes as f64 / secs) as u64)
         );
+        if c.skipped > 0 {
+            out!(
+                "  skipped:     {:>8} objects (found already done by a worker)",
+                c.skipped
+            );
+        }
         out!("  failed:      {:>8} objects", c.failed);
     }
-    if r.source_gone > 0 {
+    if c.gone > 0 {
         out!(
             "  source gone: {:>8} objects (deleted at the source during the run)",
-            r.source_gone
+            c.gone
+        );
+    }
+    if r.leased > 0 {
+        out!(
+            "  in progress: {:>8} objects being copied by workers of an earlier run (not queued again)",
+            r.leased
         );
     }
     if r.skipped_markers > 0 {
@@ -393,11 +434,15 @@ fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: s
             job.state_path.display()
         );
     } else if opts.workers == 0 {
-        out!(
-            "Jobs queued in {}; run ferry-worker --state {} to transfer them.",
-            job.state_path.display(),
-            job.state_path.display()
-        );
+        match &job.queue {
+            ferry_core::config::QueueLocation::Embedded(p) => out!(
+                "Jobs queued in {}; run ferry-worker --state {} to transfer them.",
+                p.display(),
+                p.display()
+            ),
+            ferry_core::config::QueueLocation::Sqs { url } => out!("Jobs queued in {url}."),
+        }
+        out!("Follow the run with: ferry-finder status --run '{}' --wait", r.run);
     }
 }
 

@@ -1,6 +1,9 @@
 //! `ferry-finder`: the one command that syncs a source to a destination.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use ferry_core::config::QueueLocation;
+use ferry_core::schedule::Schedule;
 
 /// Prints a line to stdout; a closed stdout (`| head`) is not an error.
 macro_rules! out {
@@ -22,13 +25,20 @@ use ferry_worker::cli::{self, JobArgs};
 /// and a resumable queue live in an embedded state file; run the same command
 /// again after a crash or Ctrl-C to resume without resending finished parts.
 ///
-/// Credentials: the AWS default chain, --src-profile/--dest-profile, or
+/// Credentials: the AWS default chain, --src-profile/--dest-profile,
+/// --src-secret/--dest-secret (AWS Secrets Manager), or
 /// FERRY_SRC_ACCESS_KEY_ID/FERRY_SRC_SECRET_ACCESS_KEY (and FERRY_DEST_…).
+///
+/// In a fleet, the finder queues jobs to SQS (--queue URL) and records runs in
+/// DynamoDB (--state dynamodb://TABLE); ferry-worker processes transfer them.
+/// With --schedule it keeps running: rate:15m, or 'cron:0 */6 * * *' (UTC).
 ///
 /// Examples:
 ///   ferry-finder ./photos s3://my-bucket/photos/
 ///   ferry-finder s3://src-bucket s3://dst-bucket --src-vendor aliyun-oss --src-region cn-hangzhou
 ///   ferry-finder s3://bucket/logs/ /backup/logs --dry-run
+///   ferry-finder --config job.toml --queue https://sqs.../jobs --state dynamodb://ferry --schedule rate:1h
+///   ferry-finder status --config job.toml --wait
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry-finder",
@@ -44,9 +54,15 @@ struct Cli {
     src: Option<String>,
     /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [destination] url in --config)
     dest: Option<String>,
-    /// Worker tasks in this process; 0 only queues jobs for ferry-worker processes [default: 32]
-    #[arg(long, env = "FERRY_WORKERS")]
+    /// Worker tasks in this process; 0 only queues jobs for ferry-worker processes [default: 32, or 0 with an SQS queue]
+    #[arg(long, env = "FERRY_FINDER_WORKERS")]
     workers: Option<u64>,
+    /// When to run: once, rate:DURATION (rate:15m) or cron:EXPRESSION (cron:0 */6 * * *, UTC) [default: once]
+    #[arg(long, env = "FERRY_SCHEDULE", value_name = "SCHEDULE")]
+    schedule: Option<String>,
+    /// Create the SQS queue (with a dead-letter queue) and the DynamoDB table when missing (development)
+    #[arg(long)]
+    create_resources: bool,
     /// Print the plan (new / changed / identical counts, bytes, first keys) and copy nothing
     #[arg(long)]
     dry_run: bool,
@@ -71,6 +87,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Shows the progress of a run (default: the latest) from the state store:
+    /// found, queued, in flight, done, identical, failed with the top errors,
+    /// bytes, rate and ETA; "complete" once every job of the run has ended.
+    /// Exit codes: 0 complete without failures (or running, without --wait),
+    /// 1 complete with failures, 3 --timeout passed.
+    Status {
+        /// Run id (as printed by the finder) [default: the latest run]
+        #[arg(long)]
+        run: Option<String>,
+        /// Wait until the run is complete
+        #[arg(long)]
+        wait: bool,
+        /// How often to look with --wait
+        #[arg(long, default_value = "2s")]
+        interval: humantime::Duration,
+        /// Stop waiting after this long (exit code 3)
+        #[arg(long)]
+        timeout: Option<humantime::Duration>,
+        #[command(flatten)]
+        job: JobArgs,
+    },
     /// Aborts unfinished multipart uploads under a destination prefix (they
     /// cost storage until aborted). Uses the --dest-* connection flags.
     CleanUploads {
@@ -101,16 +138,37 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<u8> {
     let cli = Cli::parse();
-    if let Some(Command::CleanUploads {
-        location,
-        older_than,
-        dry_run,
-        job,
-    }) = cli.command
-    {
-        return clean_uploads(&location, older_than.into(), dry_run, &job).await;
+    match cli.command {
+        Some(Command::CleanUploads {
+            location,
+            older_than,
+            dry_run,
+            job,
+        }) => return clean_uploads(&location, older_than.into(), dry_run, &job).await,
+        Some(Command::Status {
+            run,
+            wait,
+            interval,
+            timeout,
+            job,
+        }) => {
+            let cfg = job
+                .load(job.overrides(None, None, None))
+                .context("reading the job settings")?;
+            let opts = ferry_finder::status::StatusOptions {
+                run,
+                wait,
+                interval: interval.into(),
+                timeout: timeout.map(Into::into),
+            };
+            return ferry_finder::status::status(&cfg, &opts).await;
+        }
+        None => {}
     }
-    let mut overrides = cli.job.overrides(cli.src.as_deref(), cli.dest.as_deref(), cli.workers);
+    let mut overrides = cli.job.overrides(cli.src.as_deref(), cli.dest.as_deref(), None);
+    if let Some(s) = &cli.schedule {
+        overrides.insert("schedule".into(), s.clone().into());
+    }
     if let Some(c) = &cli.compare {
         overrides.insert("compare".into(), c.clone().into());
     }
@@ -126,17 +184,69 @@ async fn run() -> anyhow::Result<u8> {
     let cfg = cli.job.load(overrides).context("reading the job settings")?;
     let job = cfg.build().context("invalid job settings")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduled = job.raw.schedule.as_deref().is_some_and(|s| s.trim() != "once");
     tokio::spawn(async move {
         cli::shutdown_signal().await;
-        eprintln!("ferry-finder: stopping; run the same command again to resume.");
+        if scheduled {
+            tracing::info!("Stopping the finder.");
+        } else {
+            eprintln!("ferry-finder: stopping; run the same command again to resume.");
+        }
         let _ = stop_tx.send(true);
     });
+    if cli.create_resources {
+        for made in ferry_worker::cli::create_resources(&job)
+            .await
+            .context("--create-resources")?
+        {
+            tracing::info!("Ready: {made}.");
+        }
+    }
+    let workers = match (cli.workers, &job.queue) {
+        (Some(n), _) => n as usize,
+        (None, QueueLocation::Sqs { .. }) => 0,
+        (None, QueueLocation::Embedded(_)) => job.raw.transfer.workers,
+    };
     let opts = FinderOptions {
         dry_run: cli.dry_run,
-        workers: job.raw.transfer.workers,
+        workers,
         progress: !cli.no_progress && ferry_finder::is_tty(),
     };
-    finish(ferry_finder::run(&job, &opts, stop_rx).await)
+    let schedule = Schedule::parse(job.raw.schedule.as_deref().unwrap_or("once")).map_err(anyhow::Error::msg)?;
+    if let Schedule::Once = schedule {
+        return finish(ferry_finder::run(&job, &opts, stop_rx).await);
+    }
+    tracing::info!(%schedule, "Finder started.");
+    let mut stop = stop_rx;
+    loop {
+        let started = SystemTime::now();
+        match ferry_finder::run(&job, &opts, stop.clone()).await {
+            Ok(r) if r.interrupted => return Ok(0),
+            Ok(r) => tracing::info!(
+                run = %r.run,
+                found = r.counters.found,
+                enqueued = r.counters.enqueued,
+                "Run finished."
+            ),
+            Err(e) if *stop.borrow() => {
+                tracing::debug!(error = %e, "Run interrupted.");
+                return Ok(0);
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "Run failed; trying again at the next scheduled time."
+            ),
+        }
+        let Some(next) = schedule.next(started, SystemTime::now()) else {
+            return Ok(0);
+        };
+        let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
+        tracing::info!(next_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())), "Waiting for the next run.");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return Ok(0),
+        }
+    }
 }
 
 fn finish(r: anyhow::Result<ferry_finder::Report>) -> anyhow::Result<u8> {

@@ -161,6 +161,36 @@ impl Server {
     }
 }
 
+/// The SDK configuration for moto's SQS, DynamoDB and Secrets Manager:
+/// static test keys, a fixed region, moto's endpoint.
+pub async fn aws_services() -> aws_config::SdkConfig {
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(env("FERRY_TEST_MOTO"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await
+}
+
+/// A unique name for a queue, table or secret.
+pub fn unique(hint: &str) -> String {
+    format!("{hint}-{:08x}", rand::random::<u32>())
+}
+
+/// The environment that points ferry's SQS, DynamoDB and Secrets Manager
+/// clients at moto (the SDK's standard endpoint variables).
+pub fn aws_envs() -> Vec<(String, String)> {
+    let moto = env("FERRY_TEST_MOTO");
+    vec![
+        ("AWS_ENDPOINT_URL_SQS".into(), moto.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.clone()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto),
+        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+    ]
+}
+
 /// The path of a workspace binary (built by `cargo build --bins`, which tests/run.sh does).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");

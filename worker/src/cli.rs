@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use bytesize::ByteSize;
 use clap::Args;
-use ferry_core::config::{Job, JobConfig};
+use ferry_core::config::{Job, JobConfig, QueueLocation, StateLocation};
 use ferry_core::db::Db;
-use ferry_core::queue::EmbeddedQueue;
-use ferry_core::state::EmbeddedStateStore;
+use ferry_core::queue::{EmbeddedQueue, JobQueue, SqsQueue};
+use ferry_core::state::{DynamoStateStore, EmbeddedStateStore, StateStore};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::runner::RunnerConfig;
@@ -44,6 +44,9 @@ macro_rules! side_args {
             /// Send x-amz-request-payer: requester
             #[arg(id = concat!($p, "_requester_pays"), long = concat!($p, "-requester-pays"), env = concat!($env, "_REQUESTER_PAYS"))]
             pub requester_pays: bool,
+            /// AWS Secrets Manager secret (name or ARN) with the keys as JSON {"access_key_id": "...", "secret_access_key": "..."}
+            #[arg(id = concat!($p, "_secret"), long = concat!($p, "-secret"), env = concat!($env, "_SECRET"), value_name = "NAME")]
+            pub secret: Option<String>,
         }
 
         impl $name {
@@ -52,6 +55,7 @@ macro_rules! side_args {
                 put(t, "endpoint", self.endpoint.clone());
                 put(t, "region", self.region.clone());
                 put(t, "profile", self.profile.clone());
+                put(t, "secret", self.secret.clone());
                 if self.path_style {
                     t.insert("path_style".into(), true.into());
                 }
@@ -93,9 +97,12 @@ pub struct JobArgs {
     /// Job file (TOML) carrying any of these settings; flags win
     #[arg(long, env = "FERRY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Embedded state file (queue and progress) [default: one per source/destination pair under ~/.local/state/ferry]
-    #[arg(long, env = "FERRY_STATE", value_name = "PATH")]
-    pub state: Option<PathBuf>,
+    /// Progress records: dynamodb://TABLE, or the embedded state file [default: one file per source/destination pair under ~/.local/state/ferry]
+    #[arg(long, env = "FERRY_STATE", value_name = "PATH|dynamodb://TABLE")]
+    pub state: Option<String>,
+    /// Job queue: an SQS queue URL, or an embedded state file [default: the embedded state file]
+    #[arg(long, env = "FERRY_QUEUE", value_name = "URL|PATH")]
+    pub queue: Option<String>,
 
     #[command(flatten)]
     pub src: SrcArgs,
@@ -151,6 +158,14 @@ pub struct JobArgs {
     /// Lease on a job and its object, renewed while it runs [default: 60s]
     #[arg(long, env = "FERRY_LEASE", value_name = "DURATION", help_heading = "Transfer")]
     pub lease: Option<humantime::Duration>,
+    /// On SIGTERM/SIGINT, time given to running jobs before they are stopped and released [default: 25s]
+    #[arg(
+        long,
+        env = "FERRY_SHUTDOWN_GRACE",
+        value_name = "DURATION",
+        help_heading = "Transfer"
+    )]
+    pub shutdown_grace: Option<humantime::Duration>,
 }
 
 impl JobArgs {
@@ -176,13 +191,17 @@ impl JobArgs {
         put_int(&mut transfer, "max_receives", self.max_receives);
         put_int(&mut transfer, "workers", workers);
         put(&mut transfer, "lease", self.lease.map(|d| d.to_string()));
+        put(
+            &mut transfer,
+            "shutdown_grace",
+            self.shutdown_grace.map(|d| d.to_string()),
+        );
         let mut t = toml::Table::new();
         t.insert("source".into(), source.into());
         t.insert("destination".into(), destination.into());
         t.insert("transfer".into(), transfer.into());
-        if let Some(s) = &self.state {
-            t.insert("state".into(), s.display().to_string().into());
-        }
+        put(&mut t, "state", self.state.clone());
+        put(&mut t, "queue", self.queue.clone());
         t
     }
 
@@ -201,24 +220,110 @@ impl JobArgs {
     }
 }
 
-/// The running pieces of a job: engine, embedded queue and runner settings.
+/// The running pieces of a job: engine, queue, state store and runner settings.
 pub struct Runtime {
     /// The engine.
     pub engine: Arc<Engine>,
-    /// The embedded queue.
-    pub queue: Arc<EmbeddedQueue>,
-    /// The embedded state store.
-    pub state: Arc<EmbeddedStateStore>,
+    /// The job queue.
+    pub queue: Arc<dyn JobQueue>,
+    /// The state store.
+    pub state: Arc<dyn StateStore>,
     /// Runner settings.
     pub runner: RunnerConfig,
 }
 
-/// Opens the stores and the embedded state file of a validated job.
-pub async fn open(job: &Job) -> Result<Runtime, ferry_core::db::DbError> {
-    let db = Db::open(&job.state_path)?;
+/// Errors of opening a job's queue and state store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The embedded state file.
+    #[error(transparent)]
+    Db(#[from] ferry_core::db::DbError),
+    /// The SQS queue.
+    #[error(transparent)]
+    Queue(#[from] ferry_core::queue::QueueError),
+    /// The DynamoDB table.
+    #[error(transparent)]
+    State(#[from] ferry_core::state::StateError),
+}
+
+/// Opens the queue and the state store of a job (SQS and DynamoDB through
+/// the AWS SDK's default chain, which honours `AWS_ENDPOINT_URL_SQS` and
+/// `AWS_ENDPOINT_URL_DYNAMODB`).
+pub async fn open_backends(
+    state: &StateLocation,
+    queue: &QueueLocation,
+    t: &ferry_core::config::TransferConfig,
+) -> Result<(Arc<dyn JobQueue>, Arc<dyn StateStore>, Option<u32>), OpenError> {
+    let mut db: Option<Db> = None;
+    let mut embedded = |path: &std::path::Path| -> Result<Db, OpenError> {
+        match &db {
+            Some(d) if d.path() == path => Ok(d.clone()),
+            _ => {
+                let d = Db::open(path)?;
+                db = Some(d.clone());
+                Ok(d)
+            }
+        }
+    };
+    let needs_aws = matches!(state, StateLocation::Dynamo { .. }) || matches!(queue, QueueLocation::Sqs { .. });
+    let sdk = if needs_aws {
+        Some(ferry_core::aws::sdk_config(None).await)
+    } else {
+        None
+    };
+    let state: Arc<dyn StateStore> = match state {
+        StateLocation::Embedded(p) => Arc::new(EmbeddedStateStore::new(embedded(p)?)),
+        StateLocation::Dynamo { table } => Arc::new(DynamoStateStore::new(sdk.as_ref().expect("loaded"), table)),
+    };
+    let mut max_receives = None;
+    let queue: Arc<dyn JobQueue> = match queue {
+        QueueLocation::Embedded(p) => Arc::new(EmbeddedQueue::new(embedded(p)?, t.max_receives)),
+        QueueLocation::Sqs { url } => {
+            let q = SqsQueue::new(sdk.as_ref().expect("loaded"), url);
+            match q.redrive().await? {
+                Some(r) => {
+                    if r.max_receives != t.max_receives {
+                        tracing::info!(
+                            queue = %url,
+                            max_receives = r.max_receives,
+                            "Using the queue's redrive policy for the number of deliveries before a job is given up."
+                        );
+                    }
+                    max_receives = Some(r.max_receives);
+                }
+                None => tracing::warn!(
+                    queue = %url,
+                    "The queue has no redrive policy: a job that keeps failing is delivered again until the queue's retention period drops it. Give it a dead-letter queue (infra/, or ferry-finder --create-resources)."
+                ),
+            }
+            Arc::new(q)
+        }
+    };
+    Ok((queue, state, max_receives))
+}
+
+/// Creates the SQS queue (with its dead-letter queue) and the DynamoDB table
+/// of a job when they are missing; embedded ones need nothing. For trying the
+/// fleet against local servers; production resources come from `infra/`.
+pub async fn create_resources(job: &Job) -> Result<Vec<String>, OpenError> {
+    let mut made = Vec::new();
+    let sdk = ferry_core::aws::sdk_config(None).await;
+    if let QueueLocation::Sqs { .. } = &job.queue {
+        let name = job.queue.name();
+        let url = SqsQueue::create(&sdk, &name, job.raw.transfer.max_receives).await?;
+        made.push(format!("queue {url} (dead-letter queue {name}-dlq)"));
+    }
+    if let StateLocation::Dynamo { table } = &job.state {
+        DynamoStateStore::create_table(&sdk, table).await?;
+        made.push(format!("DynamoDB table {table}"));
+    }
+    Ok(made)
+}
+
+/// Opens the stores, the queue and the state store of a validated job.
+pub async fn open(job: &Job) -> Result<Runtime, OpenError> {
     let t = &job.raw.transfer;
-    let state = Arc::new(EmbeddedStateStore::new(db.clone()));
-    let queue = Arc::new(EmbeddedQueue::new(db, t.max_receives));
+    let (queue, state, redrive_receives) = open_backends(&job.state, &job.queue, t).await?;
     let src = job.source.open().await;
     let dst = job.destination.open().await;
     let cfg = EngineConfig {
@@ -240,7 +345,8 @@ pub async fn open(job: &Job) -> Result<Runtime, ferry_core::db::DbError> {
     let runner = RunnerConfig {
         workers: t.workers.max(1),
         lease: t.lease,
-        max_receives: t.max_receives,
+        max_receives: redrive_receives.unwrap_or(t.max_receives),
+        grace: t.shutdown_grace,
     };
     Ok(Runtime {
         engine,

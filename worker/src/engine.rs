@@ -240,7 +240,11 @@ impl Engine {
     /// the leases alive (see [`crate::runner`]).
     pub async fn run_job(&self, job: &Job, worker: &str) -> Result<JobOutcome, EngineError> {
         let rk = self.record_key(&job.dest.key);
-        let rec = match self.state.claim(&rk, worker, &job.run, self.cfg.lease).await? {
+        let rec = match self
+            .state
+            .claim(&rk, worker, &job.run, job.src.etag.as_deref(), self.cfg.lease)
+            .await?
+        {
             Claim::Busy { until, .. } => return Ok(JobOutcome::Busy { until }),
             Claim::Acquired(rec) => rec,
         };

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod completions;
 pub mod engine;
+pub mod health;
 pub mod plan;
 pub mod runner;
 

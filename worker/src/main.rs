@@ -1,4 +1,5 @@
-//! `ferry-worker`: more worker processes on a job's embedded queue.
+//! `ferry-worker`: a transfer worker on a job's queue — the embedded file on
+//! one machine, or an SQS queue in a fleet.
 
 use std::sync::Arc;
 
@@ -7,11 +8,21 @@ use clap::Parser;
 use ferry_worker::cli::{self, JobArgs};
 use ferry_worker::runner::{self, Control};
 
-/// Runs transfer workers on the embedded queue of a job until interrupted
-/// (Ctrl-C or SIGTERM). Start `ferry-finder ... --workers 0` (or any finder
-/// run) to fill the queue; several worker processes can share it.
+/// Runs transfer workers on a job's queue until stopped (SIGTERM or Ctrl-C:
+/// running jobs get --shutdown-grace to finish, the rest are released to
+/// resume elsewhere, and the exit code is 0).
+///
+/// On one machine the queue is the embedded state file that `ferry-finder
+/// ... --workers 0` fills; several worker processes can share it. In a fleet:
+///
+///   ferry-worker --queue https://sqs.REGION.amazonaws.com/ACCOUNT/NAME \
+///       --state dynamodb://TABLE --config job.toml --health-addr 0.0.0.0:8080
+///
+/// SQS, DynamoDB and Secrets Manager are reached with the AWS default chain;
+/// AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_DYNAMODB and
+/// AWS_ENDPOINT_URL_SECRETS_MANAGER point them elsewhere.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-worker", version)]
+#[command(name = "ferry-worker", version, verbatim_doc_comment)]
 struct Cli {
     /// Jobs transferred at once [default: 32]
     #[arg(long, env = "FERRY_WORKERS")]
@@ -19,6 +30,9 @@ struct Cli {
     /// Exit once the queue is empty instead of waiting for more jobs
     #[arg(long)]
     exit_when_empty: bool,
+    /// Serve GET /healthz on this address (e.g. 0.0.0.0:8080) for container health checks
+    #[arg(long, env = "FERRY_HEALTH_ADDR", value_name = "ADDR")]
+    health_addr: Option<String>,
     #[command(flatten)]
     job: JobArgs,
 }
@@ -37,22 +51,35 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg = cli
-        .job
-        .load(cli.job.overrides(None, None, cli.workers))
-        .context("reading the job settings")?;
+    let mut overrides = cli.job.overrides(None, None, cli.workers);
+    if let Some(a) = &cli.health_addr {
+        overrides.insert("health_addr".into(), a.clone().into());
+    }
+    let cfg = cli.job.load(overrides).context("reading the job settings")?;
     let job = cfg.build().context("invalid job settings")?;
-    let rt = cli::open(&job).await.context("opening the embedded state file")?;
+    let rt = cli::open(&job).await.context("opening the job's queue and state")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = &job.raw.health_addr {
+        let addr = addr.parse().context("--health-addr")?;
+        let bound = ferry_worker::health::serve(addr, stop_rx.clone())
+            .await
+            .with_context(|| format!("--health-addr {addr}: cannot listen"))?;
+        tracing::info!(addr = %bound, "Health endpoint at /healthz.");
+    }
     tokio::spawn(async move {
         cli::shutdown_signal().await;
-        tracing::info!("Stopping: unfinished jobs resume on the next run.");
+        tracing::info!("Stopping: no new jobs; running ones finish or are released to resume elsewhere.");
         let _ = stop_tx.send(true);
     });
     let done = cli
         .exit_when_empty
         .then(|| Arc::new(std::sync::atomic::AtomicBool::new(true)));
-    tracing::info!(state = %job.state_path.display(), workers = rt.runner.workers, "Worker started.");
+    tracing::info!(
+        queue = %rt.queue.describe(),
+        workers = rt.runner.workers,
+        max_receives = rt.runner.max_receives,
+        "Worker started."
+    );
     let s = runner::run(
         rt.engine.clone(),
         rt.queue.clone(),

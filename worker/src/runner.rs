@@ -11,15 +11,27 @@
 //! A message that is not a job is logged once and left to the dead-letter
 //! queue. The loop ends when asked to stop, or — in drain mode, once the
 //! producer says it is done — when the queue holds no live message.
+//!
+//! Stopping (SIGTERM from ECS or an Auto Scaling scale-in, or Ctrl-C): no new
+//! message is received; running jobs get `grace` to finish; those still
+//! running are then stopped, their object leases released and their messages
+//! given back at once, so another worker resumes them from the recorded
+//! parts without waiting for the leases to lapse.
+//!
+//! A queue may limit how long a message stays hidden (SQS: 12 hours after
+//! the receive). The heartbeat stops extending the message just before that;
+//! the job goes on under its object lease, and the redelivered message waits
+//! for that lease (the object is then found done) or resumes the upload.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_core::db::owner_id;
 use ferry_core::job::Job;
 use ferry_core::queue::{JobQueue, Message};
-use ferry_core::state::{Outcome, RunCounters, Status};
+use ferry_core::state::{Outcome, RecordKey, RunCounters, Status};
 use ferry_core::telemetry::JobFailed;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -36,6 +48,8 @@ pub struct RunnerConfig {
     pub lease: Duration,
     /// Deliveries before the queue parks a message as dead.
     pub max_receives: u32,
+    /// Time running jobs get to finish after a stop request.
+    pub grace: Duration,
 }
 
 /// What the loop did.
@@ -53,8 +67,8 @@ pub struct RunnerSummary {
 /// and the producer has set `producer_done`.
 #[derive(Debug, Clone)]
 pub struct Control {
-    /// Set to true to stop (in-flight jobs are abandoned; their leases lapse
-    /// or are taken over, and they resume later).
+    /// Set to true to stop: running jobs get the configured grace, then are
+    /// stopped and released; they resume later from their recorded parts.
     pub stop: watch::Receiver<bool>,
     /// Drain mode: end when the queue is empty after the producer is done.
     pub producer_done: Option<Arc<AtomicBool>>,
@@ -68,6 +82,7 @@ pub async fn run(
     mut control: Control,
 ) -> RunnerSummary {
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, Running> = HashMap::new();
     let mut summary = RunnerSummary::default();
     let mut next_id = 0u64;
     let mut idle_backoff = Duration::from_millis(50);
@@ -75,16 +90,15 @@ pub async fn run(
     let flusher = tokio::spawn(done.clone().run());
     loop {
         if *control.stop.borrow() {
-            tasks.abort_all();
             break;
         }
-        while let Some(r) = tasks.try_join_next() {
-            account(&mut summary, r);
+        while let Some(r) = tasks.try_join_next_with_id() {
+            account(&mut summary, &mut running, r);
         }
         let free = cfg.workers.saturating_sub(tasks.len());
         if free == 0 {
             tokio::select! {
-                r = tasks.join_next() => if let Some(r) = r { account(&mut summary, r) },
+                r = tasks.join_next_with_id() => if let Some(r) = r { account(&mut summary, &mut running, r) },
                 _ = control.stop.changed() => {}
             }
             continue;
@@ -105,6 +119,12 @@ pub async fn run(
         } else {
             Duration::ZERO
         };
+        let wait = if control.producer_done.is_none() && tasks.is_empty() {
+            // A daemon with nothing to do long-polls (one paid request per 20 s when idle on SQS).
+            Duration::from_secs(20)
+        } else {
+            wait
+        };
         let msgs = tokio::select! {
             m = queue.receive(free, cfg.lease, wait) => m,
             _ = control.stop.changed() => continue,
@@ -115,20 +135,30 @@ pub async fn run(
                 for m in msgs {
                     next_id += 1;
                     let worker = format!("{}#{next_id}", owner_id());
-                    tasks.spawn(handle(
+                    let record = Job::parse(&m.body).ok().map(|j| engine.record_key(&j.dest.key));
+                    let receipt = m.receipt.clone();
+                    let h = tasks.spawn(handle(
                         engine.clone(),
                         queue.clone(),
                         done.clone(),
                         cfg.clone(),
                         m,
-                        worker,
+                        worker.clone(),
                     ));
+                    running.insert(
+                        h.id(),
+                        Running {
+                            receipt,
+                            record,
+                            worker,
+                        },
+                    );
                 }
             }
             Ok(_) => {
                 if !tasks.is_empty() {
                     tokio::select! {
-                        r = tasks.join_next() => if let Some(r) = r { account(&mut summary, r) },
+                        r = tasks.join_next_with_id() => if let Some(r) = r { account(&mut summary, &mut running, r) },
                         _ = tokio::time::sleep(idle_backoff) => {}
                         _ = control.stop.changed() => {}
                     }
@@ -141,12 +171,59 @@ pub async fn run(
             }
         }
     }
-    while let Some(r) = tasks.join_next().await {
-        account(&mut summary, r);
+    if *control.stop.borrow() && !tasks.is_empty() {
+        if !cfg.grace.is_zero() {
+            tracing::info!(
+                jobs = tasks.len(),
+                grace_s = cfg.grace.as_secs_f64(),
+                "Stopping: letting running jobs finish."
+            );
+        }
+        let deadline = tokio::time::sleep(cfg.grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                r = tasks.join_next_with_id() => match r {
+                    Some(r) => account(&mut summary, &mut running, r),
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        tasks.abort_all();
+    }
+    while let Some(r) = tasks.join_next_with_id().await {
+        account(&mut summary, &mut running, r);
     }
     flusher.abort();
     done.flush().await;
+    if !running.is_empty() {
+        release(&engine, &queue, running.into_values().collect()).await;
+    }
     summary
+}
+
+/// A job task in flight: what to release if it is stopped.
+struct Running {
+    receipt: String,
+    record: Option<RecordKey>,
+    worker: String,
+}
+
+/// Releases the object leases of stopped jobs and gives their messages back.
+async fn release(engine: &Engine, queue: &Arc<dyn JobQueue>, stopped: Vec<Running>) {
+    tracing::info!(
+        jobs = stopped.len(),
+        "Stopped unfinished jobs; their leases are released and they resume from their recorded parts."
+    );
+    for r in &stopped {
+        if let Some(rk) = &r.record {
+            // Not yet claimed, or already released: nothing to do.
+            let _ = engine.state().release(rk, &r.worker, None).await;
+        }
+    }
+    let receipts: Vec<String> = stopped.into_iter().map(|r| r.receipt).collect();
+    queue.release_many(&receipts).await;
 }
 
 enum TaskResult {
@@ -155,17 +232,28 @@ enum TaskResult {
     Other,
 }
 
-fn account(s: &mut RunnerSummary, r: Result<TaskResult, tokio::task::JoinError>) {
+fn account(
+    s: &mut RunnerSummary,
+    running: &mut HashMap<tokio::task::Id, Running>,
+    r: Result<(tokio::task::Id, TaskResult), tokio::task::JoinError>,
+) {
     match r {
-        Ok(TaskResult::Acked) => s.acked += 1,
-        Ok(TaskResult::Failed { given_up }) => {
-            s.failed_attempts += 1;
-            s.given_up += given_up as u64;
+        Ok((id, result)) => {
+            running.remove(&id);
+            match result {
+                TaskResult::Acked => s.acked += 1,
+                TaskResult::Failed { given_up } => {
+                    s.failed_attempts += 1;
+                    s.given_up += given_up as u64;
+                }
+                TaskResult::Other => {}
+            }
         }
-        Ok(TaskResult::Other) => {}
         Err(e) if e.is_panic() => {
+            running.remove(&e.id());
             tracing::error!(error = %e, "A job task panicked; its message will be delivered again.")
         }
+        // Cancelled at shutdown: stays in `running` to be released.
         Err(_) => {}
     }
 }
@@ -198,11 +286,24 @@ async fn handle(
             worker.clone(),
         );
         let lease = cfg.lease;
+        let received = Instant::now();
         tokio::spawn(async move {
+            let mut at_limit = false;
             loop {
                 tokio::time::sleep(lease / 3).await;
-                if let Err(e) = queue.extend(&receipt, lease).await {
-                    tracing::warn!(error = %e, "Could not extend the message lease.");
+                match message_extension(queue.max_hidden(), received.elapsed(), lease) {
+                    Some(ext) => {
+                        if let Err(e) = queue.extend(&receipt, ext).await {
+                            tracing::warn!(error = %e, "Could not extend the message lease.");
+                        }
+                    }
+                    None if !at_limit => {
+                        at_limit = true;
+                        tracing::info!(
+                            "The queue's limit on hiding a message is near: the message will be delivered again while this job goes on under its object lease (progress is recorded; the redelivery waits for this worker or resumes)."
+                        );
+                    }
+                    None => {}
                 }
                 // The object lease exists only once claimed; a lost lease surfaces in the engine.
                 let _ = engine.state().renew(&rk, &worker, lease).await;
@@ -228,14 +329,18 @@ async fn handle(
                     ..Default::default()
                 },
                 JobOutcome::Identical => RunCounters {
-                    identical: 1,
+                    skipped: 1,
                     ..Default::default()
                 },
                 JobOutcome::Deleted => RunCounters {
                     done: 1,
                     ..Default::default()
                 },
-                _ => RunCounters::default(),
+                JobOutcome::SourceGone => RunCounters {
+                    gone: 1,
+                    ..Default::default()
+                },
+                JobOutcome::Busy { .. } => RunCounters::default(),
             };
             done.push(msg.receipt.clone(), &job.run, delta);
             TaskResult::Acked
@@ -259,7 +364,7 @@ async fn handle(
                     error: Some(text.clone()),
                 };
                 if let ferry_core::state::Claim::Acquired(_) = state
-                    .claim(&rk, &worker, &job.run, cfg.lease)
+                    .claim(&rk, &worker, &job.run, None, cfg.lease)
                     .await
                     .unwrap_or(ferry_core::state::Claim::Busy {
                         worker: String::new(),
@@ -286,5 +391,38 @@ async fn handle(
             let _ = queue.nack(&msg.receipt, delay, &text).await;
             TaskResult::Failed { given_up }
         }
+    }
+}
+
+/// How far to extend a message's lease now, `received_for` after it was
+/// received: the lease, cut so the message stays within the queue's limit
+/// (with a minute to spare); `None` once nothing is left.
+fn message_extension(max_hidden: Option<Duration>, received_for: Duration, lease: Duration) -> Option<Duration> {
+    let Some(max) = max_hidden else {
+        return Some(lease);
+    };
+    let left = max.checked_sub(received_for + Duration::from_secs(60))?;
+    (!left.is_zero()).then(|| left.min(lease))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_stay_within_the_queue_limit() {
+        let lease = Duration::from_secs(60);
+        let h12 = Duration::from_secs(12 * 3600);
+        assert_eq!(message_extension(None, h12 * 2, lease), Some(lease));
+        assert_eq!(
+            message_extension(Some(h12), Duration::from_secs(10), lease),
+            Some(lease)
+        );
+        assert_eq!(
+            message_extension(Some(h12), h12 - Duration::from_secs(90), lease),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(message_extension(Some(h12), h12 - Duration::from_secs(60), lease), None);
+        assert_eq!(message_extension(Some(h12), h12 + Duration::from_secs(1), lease), None);
     }
 }

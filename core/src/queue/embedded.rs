@@ -287,9 +287,11 @@ mod tests {
     async fn conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         let q = EmbeddedQueue::new(Db::open(&dir.path().join("q.sqlite")).unwrap(), 3);
-        conformance::queue_redelivery(&q).await;
+        conformance::queue_redelivery(&q, true).await;
         let q = EmbeddedQueue::new(Db::open(&dir.path().join("q2.sqlite")).unwrap(), 3);
         conformance::queue_dead_letter(&q, 3).await;
+        let q = EmbeddedQueue::new(Db::open(&dir.path().join("q3.sqlite")).unwrap(), 3);
+        conformance::queue_batches(&q).await;
     }
 
     #[tokio::test]

@@ -4,12 +4,13 @@
 //! acknowledges them. A received message is hidden for a lease; a message that
 //! is not acknowledged before its lease ends is delivered again, and after a
 //! configured number of deliveries it is parked as dead (the dead-letter queue)
-//! with its last error. Backends: [`EmbeddedQueue`] (SQLite).
+//! with its last error. Backends: [`EmbeddedQueue`] (SQLite) and [`SqsQueue`].
 
 #[cfg(any(test, feature = "testing"))]
 #[allow(missing_docs)]
 pub mod conformance;
 mod embedded;
+mod sqs;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedQueue;
+pub use sqs::{Redrive, SqsQueue, SQS_MAX_BODY, SQS_MAX_HIDDEN};
 
 use crate::db::DbError;
 
@@ -34,6 +36,16 @@ pub enum QueueError {
         queue: String,
         /// The receipt.
         receipt: String,
+    },
+    /// The queue service refused or failed a call.
+    #[error("{queue}: {operation} failed: {message}")]
+    Service {
+        /// Queue description.
+        queue: String,
+        /// The call.
+        operation: String,
+        /// What the service said.
+        message: String,
     },
     /// A receipt that this queue did not hand out.
     #[error("queue {queue}: malformed receipt {receipt:?}")]
@@ -85,6 +97,13 @@ pub trait JobQueue: Send + Sync + Debug {
     /// The most messages one [`send_batch`](Self::send_batch) accepts.
     fn max_batch(&self) -> usize;
 
+    /// How long a message can stay hidden after it was received, at most;
+    /// `None` when extensions are unlimited. The worker stops extending before
+    /// this and lets the message be delivered again.
+    fn max_hidden(&self) -> Option<Duration> {
+        None
+    }
+
     /// Enqueues messages. The outer error means nothing is known to be sent;
     /// otherwise each entry reports its own outcome and the caller retries
     /// the failed ones.
@@ -114,24 +133,50 @@ pub trait JobQueue: Send + Sync + Debug {
     /// Gives a message back, visible again after `delay`, recording `error`.
     async fn nack(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), QueueError>;
 
+    /// Gives messages back at once without counting a failure (shutdown).
+    async fn release_many(&self, receipts: &[String]) {
+        for r in receipts {
+            if let Err(e) = self.nack(r, Duration::ZERO, "worker stopped").await {
+                tracing::warn!(error = %e, "Could not give a message back; it returns when its lease ends.");
+            }
+        }
+    }
+
     /// Current counts.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
+
+/// Batches [`JobQueueExt::send_all`] keeps in flight at once.
+pub const SEND_BATCHES_IN_FLIGHT: usize = 16;
 
 /// Conveniences over any [`JobQueue`].
 #[async_trait]
 pub trait JobQueueExt: JobQueue {
     /// Sends every body, in batches of [`max_batch`](JobQueue::max_batch),
-    /// retrying failed entries with backoff; fails only when an entry still
+    /// [`SEND_BATCHES_IN_FLIGHT`] batches at once, retrying every failed entry
+    /// with backoff (none is dropped); fails only when an entry still
     /// fails after `attempts` tries, naming the first error.
     async fn send_all(&self, bodies: Vec<String>, attempts: u32) -> Result<(), String> {
+        use futures::stream::{self, StreamExt};
         let mut pending = bodies;
         let mut backoff = crate::retry::Backoff::new(crate::retry::BackoffConfig::default());
         for attempt in 1..=attempts.max(1) {
+            let chunks: Vec<Vec<String>> = pending
+                .chunks(self.max_batch().max(1))
+                .map(<[String]>::to_vec)
+                .collect();
+            let outcomes: Vec<(Vec<String>, Result<Vec<Result<(), String>>, QueueError>)> = stream::iter(chunks)
+                .map(|chunk| async move {
+                    let r = self.send_batch(&chunk).await;
+                    (chunk, r)
+                })
+                .buffer_unordered(SEND_BATCHES_IN_FLIGHT)
+                .collect()
+                .await;
             let mut failed = Vec::new();
             let mut last = String::new();
-            for chunk in pending.chunks(self.max_batch().max(1)) {
-                match self.send_batch(chunk).await {
+            for (chunk, outcome) in outcomes {
+                match outcome {
                     Ok(results) => {
                         for (body, r) in chunk.iter().zip(results) {
                             if let Err(e) = r {

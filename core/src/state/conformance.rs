@@ -14,13 +14,26 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
     };
     let lease = Duration::from_millis(400);
     assert!(matches!(
-        s.claim(&key, "host:1#a", "run1", lease).await.unwrap(),
+        s.claim(&key, "host:1#a", "run1", Some("\"e\""), lease).await.unwrap(),
         Claim::Acquired(_)
     ));
-    match s.claim(&key, "host:1#b", "run1", lease).await.unwrap() {
-        Claim::Busy { worker, .. } => assert_eq!(worker, "host:1#a"),
+    match s.claim(&key, "host:1#b", "run1", Some("\"e\""), lease).await.unwrap() {
+        Claim::Busy { worker, until } => {
+            assert_eq!(worker, "host:1#a");
+            assert!(until > crate::now_millis());
+        }
         other => panic!("second claim must be busy: {other:?}"),
     }
+    let other = RecordKey {
+        bucket: bucket.into(),
+        key: "other".into(),
+    };
+    let many = s.get_many(&[key.clone(), other]).await.unwrap();
+    assert_eq!(many.len(), 2);
+    let first = many[0].as_ref().expect("the claimed record");
+    assert_eq!(first.worker.as_deref(), Some("host:1#a"));
+    assert_eq!(first.lease_etag.as_deref(), Some("\"e\""));
+    assert!(many[1].is_none());
     let up = UploadRecord {
         upload_id: "u1".into(),
         part_size: 8,
@@ -55,7 +68,7 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
         Err(StateError::LeaseLost { .. })
     ));
     tokio::time::sleep(lease * 2).await;
-    let rec = match s.claim(&key, "host:1#b", "run2", lease).await.unwrap() {
+    let rec = match s.claim(&key, "host:1#b", "run2", None, lease).await.unwrap() {
         Claim::Acquired(rec) => rec,
         other => panic!("a lapsed lease can be taken over: {other:?}"),
     };
@@ -72,7 +85,7 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
     assert_eq!(rec.last_error.as_deref(), Some("network down"));
     assert!(rec.upload.is_some(), "release keeps the upload for resume");
     assert!(matches!(
-        s.claim(&key, "host:1#c", "run2", lease).await.unwrap(),
+        s.claim(&key, "host:1#c", "run2", Some("\"e\""), lease).await.unwrap(),
         Claim::Acquired(_)
     ));
     let done = Outcome {
@@ -107,6 +120,55 @@ pub async fn run_counters_add_up(s: &dyn StateStore) {
         t.unwrap();
     }
     let c = s.run_get("r").await.unwrap().unwrap();
-    assert_eq!((c.done, c.bytes), (20, 200));
+    assert_eq!((c.counters.done, c.counters.bytes), (20, 200));
+    assert!(!c.complete(), "a run whose listing has not ended is not complete");
     assert_eq!(s.run_get("nope").await.unwrap(), None);
+}
+
+/// Runs: the latest one is found; a run is complete once listed and every
+/// enqueued job ended.
+pub async fn runs_complete(s: &dyn StateStore) {
+    s.run_start("2026-01-01T00:00:00Z#0001").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    s.run_start("2026-01-01T00:00:01Z#0002").await.unwrap();
+    assert_eq!(
+        s.latest_run().await.unwrap().as_deref(),
+        Some("2026-01-01T00:00:01Z#0002")
+    );
+    let run = "2026-01-01T00:00:01Z#0002";
+    let queued = RunCounters {
+        found: 3,
+        enqueued: 2,
+        planned_bytes: 30,
+        identical: 1,
+        ..Default::default()
+    };
+    s.run_add(run, queued).await.unwrap();
+    s.run_add(
+        run,
+        RunCounters {
+            done: 1,
+            bytes: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.run_add(
+        run,
+        RunCounters {
+            failed: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let r = s.run_get(run).await.unwrap().unwrap();
+    assert!(r.started_at > 0);
+    assert!(!r.complete(), "not complete before the listing ended");
+    s.run_listed(run).await.unwrap();
+    let r = s.run_get(run).await.unwrap().unwrap();
+    assert_eq!(r.counters.ended(), 2);
+    assert_eq!(r.counters.planned_bytes, 30);
+    assert!(r.complete());
 }

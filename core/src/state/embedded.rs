@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{Claim, ObjectRecord, Outcome, RecordKey, RunCounters, StateError, StateStore, Status, UploadRecord};
+use super::{
+    Claim, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, StateError, StateStore, Status, UploadRecord,
+};
 use crate::db::{owner_is_dead, Db};
 use crate::now_millis;
 use crate::store::PartInfo;
@@ -25,7 +27,7 @@ impl EmbeddedStateStore {
     }
 }
 
-const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at";
+const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at, lease_etag";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     let upload_id: Option<String> = r.get(6)?;
@@ -50,6 +52,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
         parts: Vec::new(),
         attempts: r.get::<_, i64>(8)? as u32,
         worker: r.get(9)?,
+        lease_etag: r.get(14)?,
         lease_until: r.get(10)?,
         dest_etag: r.get(11)?,
         last_error: r.get(12)?,
@@ -124,8 +127,16 @@ impl EmbeddedStateStore {
 
 #[async_trait]
 impl StateStore for EmbeddedStateStore {
-    async fn claim(&self, key: &RecordKey, worker: &str, run: &str, lease: Duration) -> Result<Claim, StateError> {
+    async fn claim(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        run: &str,
+        src_etag: Option<&str>,
+        lease: Duration,
+    ) -> Result<Claim, StateError> {
         let (k, w, run) = (key.clone(), worker.to_string(), run.to_string());
+        let etag = src_etag.map(str::to_string);
         let lease_ms = lease.as_millis() as i64;
         Ok(self
             .db
@@ -144,11 +155,11 @@ impl StateStore for EmbeddedStateStore {
                     }
                 }
                 tx.prepare_cached(
-                    "INSERT INTO objects(bucket, key, status, run, worker, lease_until, created_at, updated_at) \
-                     VALUES (?1, ?2, 'in_progress', ?3, ?4, ?5, ?6, ?6) \
-                     ON CONFLICT(bucket, key) DO UPDATE SET run=?3, worker=?4, lease_until=?5, updated_at=?6",
+                    "INSERT INTO objects(bucket, key, status, run, worker, lease_until, lease_etag, created_at, updated_at) \
+                     VALUES (?1, ?2, 'in_progress', ?3, ?4, ?5, ?7, ?6, ?6) \
+                     ON CONFLICT(bucket, key) DO UPDATE SET run=?3, worker=?4, lease_until=?5, lease_etag=?7, updated_at=?6",
                 )?
-                .execute(params![k.bucket, k.key, run, w, now + lease_ms, now])?;
+                .execute(params![k.bucket, k.key, run, w, now + lease_ms, now, etag])?;
                 tx.commit()?;
                 let rec = before.unwrap_or(ObjectRecord {
                     key: k,
@@ -159,6 +170,7 @@ impl StateStore for EmbeddedStateStore {
                     parts: vec![],
                     attempts: 0,
                     worker: None,
+                    lease_etag: None,
                     lease_until: None,
                     dest_etag: None,
                     last_error: None,
@@ -234,7 +246,7 @@ impl StateStore for EmbeddedStateStore {
             }
             tx.prepare_cached(
                 "UPDATE objects SET status=?1, src_etag=COALESCE(?2, src_etag), dest_etag=?3, last_error=?4, \
-                 worker=NULL, lease_until=NULL, updated_at=?5, \
+                 worker=NULL, lease_until=NULL, lease_etag=NULL, updated_at=?5, \
                  upload_id=CASE WHEN ?6 THEN NULL ELSE upload_id END, \
                  attempts=CASE WHEN ?6 THEN 0 ELSE attempts + 1 END \
                  WHERE bucket=?7 AND key=?8",
@@ -257,7 +269,7 @@ impl StateStore for EmbeddedStateStore {
     async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError> {
         let (k, e) = (key.clone(), error.map(str::to_string));
         self.owned(key, worker, move |tx| {
-            tx.prepare_cached("UPDATE objects SET worker=NULL, lease_until=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
+            tx.prepare_cached("UPDATE objects SET worker=NULL, lease_until=NULL, lease_etag=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
                  updated_at=?3 WHERE bucket=?4 AND key=?5")?.execute(
                 params![e.is_some() as i64, e, now_millis(), k.bucket, k.key],
             )?;
@@ -271,45 +283,94 @@ impl StateStore for EmbeddedStateStore {
         Ok(self.db.call(move |c| load(c, &k)).await?)
     }
 
-    async fn run_add(&self, run: &str, d: RunCounters) -> Result<(), StateError> {
+    async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<ObjectRecord>>, StateError> {
+        let keys = keys.to_vec();
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM objects WHERE bucket=?1 AND key=?2"))?;
+                keys.iter()
+                    .map(|k| st.query_row(params![k.bucket, k.key], row_to_record).optional())
+                    .collect()
+            })
+            .await?)
+    }
+
+    async fn run_start(&self, run: &str) -> Result<(), StateError> {
+        self.run_add(run, RunCounters::default()).await
+    }
+
+    async fn run_listed(&self, run: &str) -> Result<(), StateError> {
         let run = run.to_string();
         self.db
             .call(move |c| {
-                c.prepare_cached("INSERT INTO runs(id, started_at, found, enqueued, identical, done, failed, bytes) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET \
-                     found=found+?3, enqueued=enqueued+?4, identical=identical+?5, done=done+?6, failed=failed+?7, bytes=bytes+?8")?.execute(
-                    params![
-                        run,
-                        now_millis(),
-                        d.found as i64,
-                        d.enqueued as i64,
-                        d.identical as i64,
-                        d.done as i64,
-                        d.failed as i64,
-                        d.bytes as i64
-                    ],
-                )
+                c.prepare_cached("UPDATE runs SET listed_at=?1 WHERE id=?2")?
+                    .execute(params![now_millis(), run])
             })
             .await?;
         Ok(())
     }
 
-    async fn run_get(&self, run: &str) -> Result<Option<RunCounters>, StateError> {
+    async fn run_add(&self, run: &str, d: RunCounters) -> Result<(), StateError> {
+        let run = run.to_string();
+        self.db
+            .call(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO runs(id, started_at, found, enqueued, planned_bytes, identical, skipped, done, gone, failed, bytes) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(id) DO UPDATE SET \
+                     found=found+?3, enqueued=enqueued+?4, planned_bytes=planned_bytes+?5, identical=identical+?6, \
+                     skipped=skipped+?7, done=done+?8, gone=gone+?9, failed=failed+?10, bytes=bytes+?11",
+                )?
+                .execute(params![
+                    run,
+                    now_millis(),
+                    d.found as i64,
+                    d.enqueued as i64,
+                    d.planned_bytes as i64,
+                    d.identical as i64,
+                    d.skipped as i64,
+                    d.done as i64,
+                    d.gone as i64,
+                    d.failed as i64,
+                    d.bytes as i64
+                ])
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn run_get(&self, run: &str) -> Result<Option<RunRecord>, StateError> {
         let run = run.to_string();
         Ok(self
             .db
             .call(move |c| {
-                c.prepare_cached("SELECT found, enqueued, identical, done, failed, bytes FROM runs WHERE id=?1")?
-                    .query_row([run], |r| {
-                        Ok(RunCounters {
-                            found: r.get::<_, i64>(0)? as u64,
-                            enqueued: r.get::<_, i64>(1)? as u64,
-                            identical: r.get::<_, i64>(2)? as u64,
-                            done: r.get::<_, i64>(3)? as u64,
-                            failed: r.get::<_, i64>(4)? as u64,
-                            bytes: r.get::<_, i64>(5)? as u64,
-                        })
+                c.prepare_cached(
+                    "SELECT found, enqueued, planned_bytes, identical, skipped, done, gone, failed, bytes, \
+                     started_at, listed_at FROM runs WHERE id=?1",
+                )?
+                .query_row([&run], |r| {
+                    let mut counters = RunCounters::default();
+                    for (i, (name, _)) in RunCounters::default().fields().iter().enumerate() {
+                        counters.set(name, r.get::<_, i64>(i)? as u64);
+                    }
+                    Ok(RunRecord {
+                        id: run.clone(),
+                        counters,
+                        started_at: r.get(9)?,
+                        listed_at: r.get(10)?,
                     })
+                })
+                .optional()
+            })
+            .await?)
+    }
+
+    async fn latest_run(&self) -> Result<Option<String>, StateError> {
+        Ok(self
+            .db
+            .call(|c| {
+                c.prepare_cached("SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1")?
+                    .query_row([], |r| r.get(0))
                     .optional()
             })
             .await?)
@@ -341,5 +402,6 @@ mod tests {
         let s = EmbeddedStateStore::new(Db::open(&dir.path().join("s.sqlite")).unwrap());
         conformance::lease_is_exclusive(&s, "bkt").await;
         conformance::run_counters_add_up(&s).await;
+        conformance::runs_complete(&s).await;
     }
 }

@@ -5,11 +5,13 @@
 //! dead process on this host) can be taken over. The record keeps what resume
 //! needs — upload id, part size, source ETag and size, and the parts done with
 //! their ETags — and every write after the claim is conditional on still
-//! holding the lease. Backends: [`EmbeddedStateStore`] (SQLite).
+//! holding the lease. Backends: [`EmbeddedStateStore`] (SQLite) and
+//! [`DynamoStateStore`] (DynamoDB; schema in `docs/STATE.md`).
 
 #[cfg(any(test, feature = "testing"))]
 #[allow(missing_docs)]
 pub mod conformance;
+mod dynamo;
 mod embedded;
 
 use std::fmt::Debug;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use dynamo::DynamoStateStore;
 pub use embedded::EmbeddedStateStore;
 
 use crate::db::DbError;
@@ -30,6 +33,26 @@ pub enum StateError {
     /// The embedded database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The state service refused or failed a call.
+    #[error("{store}: {operation} failed: {message}")]
+    Service {
+        /// Store description.
+        store: String,
+        /// The call.
+        operation: String,
+        /// What the service said.
+        message: String,
+    },
+    /// A stored item that this build cannot read.
+    #[error("{store}: the record {key:?} is malformed: {message}")]
+    Malformed {
+        /// Store description.
+        store: String,
+        /// The item's key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Another worker holds the lease now.
     #[error("the lease on {bucket}/{key} is held by {holder}")]
     LeaseLost {
@@ -124,6 +147,8 @@ pub struct ObjectRecord {
     pub attempts: u32,
     /// Lease holder.
     pub worker: Option<String>,
+    /// Source ETag the lease holder is copying.
+    pub lease_etag: Option<String>,
     /// Lease end, ms since the epoch.
     pub lease_until: Option<i64>,
     /// Destination ETag after completion.
@@ -176,18 +201,83 @@ impl Outcome {
 /// Counters of one run; deltas are added atomically.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunCounters {
-    /// Source objects found.
+    /// Source objects found (matching the filters).
     pub found: u64,
     /// Jobs enqueued.
     pub enqueued: u64,
-    /// Objects already identical.
+    /// Bytes of the enqueued jobs.
+    pub planned_bytes: u64,
+    /// Objects the finder found identical (not enqueued).
     pub identical: u64,
+    /// Enqueued jobs a worker found already done (duplicates, redeliveries).
+    pub skipped: u64,
     /// Objects transferred (or deleted).
     pub done: u64,
+    /// Objects whose source vanished before they were copied.
+    pub gone: u64,
     /// Objects given up.
     pub failed: u64,
     /// Bytes transferred.
     pub bytes: u64,
+}
+
+impl RunCounters {
+    /// Enqueued jobs that have ended one way or another.
+    pub fn ended(&self) -> u64 {
+        self.done + self.skipped + self.gone + self.failed
+    }
+
+    /// The counters as (name, value) pairs, in storage order.
+    pub fn fields(&self) -> [(&'static str, u64); 9] {
+        [
+            ("found", self.found),
+            ("enqueued", self.enqueued),
+            ("planned_bytes", self.planned_bytes),
+            ("identical", self.identical),
+            ("skipped", self.skipped),
+            ("done", self.done),
+            ("gone", self.gone),
+            ("failed", self.failed),
+            ("bytes", self.bytes),
+        ]
+    }
+
+    /// Sets a counter by its name (see [`fields`](Self::fields)); unknown names are ignored.
+    pub fn set(&mut self, name: &str, v: u64) {
+        match name {
+            "found" => self.found = v,
+            "enqueued" => self.enqueued = v,
+            "planned_bytes" => self.planned_bytes = v,
+            "identical" => self.identical = v,
+            "skipped" => self.skipped = v,
+            "done" => self.done = v,
+            "gone" => self.gone = v,
+            "failed" => self.failed = v,
+            "bytes" => self.bytes = v,
+            _ => {}
+        }
+    }
+}
+
+/// One finder run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: String,
+    /// Counters.
+    pub counters: RunCounters,
+    /// Start, ms since the epoch.
+    pub started_at: i64,
+    /// When the listing ended and every job was enqueued, ms since the epoch.
+    pub listed_at: Option<i64>,
+}
+
+impl RunRecord {
+    /// Whether every job of the run has ended: the listing is over and as
+    /// many jobs ended as were enqueued.
+    pub fn complete(&self) -> bool {
+        self.listed_at.is_some() && self.counters.ended() >= self.counters.enqueued
+    }
 }
 
 /// Per-object records and per-run counters.
@@ -196,7 +286,16 @@ pub trait StateStore: Send + Sync + Debug {
     /// Claims the lease on `key` for `worker` for `lease`, unless another worker
     /// holds a live one. Taking over a lapsed lease keeps the record (and its
     /// upload) for resume.
-    async fn claim(&self, key: &RecordKey, worker: &str, run: &str, lease: Duration) -> Result<Claim, StateError>;
+    /// `src_etag` is what the worker is about to copy; the finder does not
+    /// queue the object again while the lease lives for that ETag.
+    async fn claim(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        run: &str,
+        src_etag: Option<&str>,
+        lease: Duration,
+    ) -> Result<Claim, StateError>;
 
     /// Extends our lease; [`StateError::LeaseLost`] if it is no longer ours.
     async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError>;
@@ -227,11 +326,32 @@ pub trait StateStore: Send + Sync + Debug {
     /// The record of an object.
     async fn get(&self, key: &RecordKey) -> Result<Option<ObjectRecord>, StateError>;
 
+    /// The records of several objects (without their parts), in order.
+    async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<ObjectRecord>>, StateError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?.map(|mut r| {
+                r.parts.clear();
+                r
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Creates a run's record and makes it the latest run.
+    async fn run_start(&self, run: &str) -> Result<(), StateError>;
+
+    /// Records that a run's listing ended (every job is enqueued).
+    async fn run_listed(&self, run: &str) -> Result<(), StateError>;
+
     /// Adds `delta` to a run's counters, creating the run if needed.
     async fn run_add(&self, run: &str, delta: RunCounters) -> Result<(), StateError>;
 
-    /// A run's counters.
-    async fn run_get(&self, run: &str) -> Result<Option<RunCounters>, StateError>;
+    /// A run's record.
+    async fn run_get(&self, run: &str) -> Result<Option<RunRecord>, StateError>;
+
+    /// The id of the run started last.
+    async fn latest_run(&self) -> Result<Option<String>, StateError>;
 
     /// Objects of a run with the given status (first `limit`).
     async fn run_objects(&self, run: &str, status: Status, limit: usize) -> Result<Vec<ObjectRecord>, StateError>;

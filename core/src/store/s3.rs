@@ -49,6 +49,9 @@ pub enum S3Credentials {
         /// Optional session token.
         session_token: Option<String>,
     },
+    /// Keys kept in an AWS Secrets Manager secret (name or ARN), read on first
+    /// use and again after expiry or an access-denied answer.
+    Secret(String),
     /// No credentials: unsigned requests to public buckets.
     Anonymous,
 }
@@ -61,6 +64,7 @@ impl std::fmt::Debug for S3Credentials {
             S3Credentials::Static { access_key_id, .. } => {
                 write!(f, "Static({}…)", &access_key_id.get(..4).unwrap_or(""))
             }
+            S3Credentials::Secret(name) => write!(f, "Secret({name:?})"),
             S3Credentials::Anonymous => f.write_str("Anonymous"),
         }
     }
@@ -100,12 +104,15 @@ pub struct S3Store {
     /// would prove nothing more, so it is skipped unless the side asks for it.
     unsigned_payload: bool,
     desc: String,
+    /// Credentials from Secrets Manager, forgotten after an access-denied answer.
+    secret: Option<crate::secrets::SecretCredentials>,
 }
 
 impl S3Store {
     /// Builds the client. Nothing is sent until the first call.
     pub async fn new(cfg: S3StoreConfig) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut secret = None;
         match &cfg.credentials {
             S3Credentials::Default => {}
             S3Credentials::Profile(p) => loader = loader.profile_name(p),
@@ -121,6 +128,11 @@ impl S3Store {
                     None,
                     "ferry-static",
                 ))
+            }
+            S3Credentials::Secret(name) => {
+                let p = crate::secrets::SecretCredentials::new(name);
+                loader = loader.credentials_provider(p.clone());
+                secret = Some(p);
             }
             S3Credentials::Anonymous => loader = loader.no_credentials(),
         }
@@ -142,6 +154,11 @@ impl S3Store {
         if shared.region().is_none() {
             b = b.region(Region::new("us-east-1"));
         }
+        if secret.is_some() {
+            // The provider caches the secret itself and must be asked again
+            // after an access-denied answer, which the SDK's cache would not do.
+            b = b.identity_cache(aws_sdk_s3::config::IdentityCache::no_cache());
+        }
         if let Some(ep) = &cfg.endpoint {
             b = b.endpoint_url(ep);
         }
@@ -155,6 +172,7 @@ impl S3Store {
             requester_pays: cfg.requester_pays,
             unsigned_payload: !cfg.sign_payload,
             desc,
+            secret,
         }
     }
 
@@ -219,11 +237,17 @@ impl S3Store {
             },
             (_, "BadDigest") | (_, "InvalidDigest") => StoreError::BadDigest { store, key },
             (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken")
-            | (401 | 403, _) => StoreError::AccessDenied {
-                store,
-                operation,
-                code: if code.is_empty() { status.to_string() } else { code },
-            },
+            | (401 | 403, _) => {
+                if let Some(s) = &self.secret {
+                    tracing::info!(secret = %s.name(), "Access denied: the secret will be read again.");
+                    s.invalidate();
+                }
+                StoreError::AccessDenied {
+                    store,
+                    operation,
+                    code: if code.is_empty() { status.to_string() } else { code },
+                }
+            }
             (429, _) | (503, _) | (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
                 StoreError::Throttled {
                     store,

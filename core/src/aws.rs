@@ -1,0 +1,90 @@
+//! What the AWS service backends (SQS, DynamoDB, Secrets Manager) share: how
+//! their SDK configuration is loaded and how an SDK error is described.
+//!
+//! The configuration comes from the SDK's default chain: credentials from the
+//! environment, shared files, web identity, ECS or EC2; the region from
+//! `AWS_REGION` or the profile; endpoints from `AWS_ENDPOINT_URL` and the
+//! per-service `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_DYNAMODB` and
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, so a fleet runs unchanged against local
+//! servers. The SDK's own retries (standard mode, 3 tries) stay on for these
+//! small control-plane calls.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// Loads the shared SDK configuration, with `region` when given (else the
+/// chain's region, else `us-east-1`).
+pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    let cfg = loader.load().await;
+    if cfg.region().is_none() {
+        return cfg.into_builder().region(Region::new("us-east-1")).build();
+    }
+    cfg
+}
+
+/// An SDK error reduced to what callers need: the service's error code (empty
+/// when the request never got an answer), a message, and whether the request
+/// may succeed when sent again.
+#[derive(Debug, Clone)]
+pub struct SdkFailure {
+    /// The service's error code, e.g. `ConditionalCheckFailedException`.
+    pub code: String,
+    /// A readable description.
+    pub message: String,
+    /// Whether retrying can help (throttling, 5xx, timeouts, connection failures).
+    pub retryable: bool,
+}
+
+impl std::fmt::Display for SdkFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.code.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.code, self.message)
+        }
+    }
+}
+
+/// Describes an SDK error.
+pub fn failure<E, R>(e: &SdkError<E, R>) -> SdkFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("").to_string();
+            let retryable = code.contains("Throttl")
+                || code.contains("ProvisionedThroughputExceeded")
+                || code.contains("RequestLimitExceeded")
+                || code.contains("InternalServerError")
+                || code.contains("InternalFailure")
+                || code.contains("ServiceUnavailable");
+            SdkFailure {
+                message: se
+                    .err()
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
+                code,
+                retryable,
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SdkFailure {
+            code: String::new(),
+            message: DisplayErrorContext(e).to_string(),
+            retryable: true,
+        },
+        _ => SdkFailure {
+            code: String::new(),
+            message: DisplayErrorContext(e).to_string(),
+            retryable: false,
+        },
+    }
+}

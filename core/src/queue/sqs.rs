@@ -1,0 +1,445 @@
+//! [`SqsQueue`]: the job queue on Amazon SQS (or any server speaking its API).
+//!
+//! * Sending: SendMessageBatch with up to 10 entries. A body over SQS's
+//!   256 KiB limit is refused before sending, with the size in the error; an
+//!   entry SQS refuses comes back as that entry's error, so the caller
+//!   ([`super::JobQueueExt::send_all`]) retries it — nothing is dropped.
+//! * Receiving: ReceiveMessage with long polling (up to 20 s), up to 10
+//!   messages, the lease as the visibility timeout, and the
+//!   `ApproximateReceiveCount` of each message.
+//! * Leases: ChangeMessageVisibility. SQS refuses to keep a message hidden
+//!   longer than 12 hours after it was received ([`SQS_MAX_HIDDEN`]); the
+//!   worker stops extending before that, lets the message become visible,
+//!   and the redelivery waits for the object's lease or resumes from the
+//!   recorded parts.
+//! * Acknowledging: DeleteMessage / DeleteMessageBatch. A failed job is given
+//!   back with ChangeMessageVisibility (its delay), never deleted: the queue's
+//!   redrive policy moves it to the dead-letter queue after `maxReceiveCount`
+//!   receives, which is read from the queue at start ([`SqsQueue::redrive`]).
+//!
+//! SQS accepts a stale receipt handle on delete (the message may or may not be
+//! deleted); every job is idempotent, so a message that survives is found
+//! done when it comes back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
+use aws_sdk_sqs::Client;
+use futures::stream::{self, StreamExt};
+use tokio::sync::OnceCell;
+
+use super::{JobQueue, Message, QueueError, QueueStats};
+use crate::aws::failure;
+
+/// The largest message body SQS accepts, bytes.
+pub const SQS_MAX_BODY: usize = 256 * 1024;
+/// How long SQS keeps a received message hidden at most, counted from the receive.
+pub const SQS_MAX_HIDDEN: Duration = Duration::from_secs(12 * 3600);
+
+/// A queue's dead-letter settings, from its redrive policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    /// URL of the dead-letter queue.
+    pub dlq_url: String,
+    /// Receives before SQS moves a message there.
+    pub max_receives: u32,
+}
+
+/// An SQS queue.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+    redrive: std::sync::Arc<OnceCell<Option<Redrive>>>,
+}
+
+fn secs(d: Duration) -> i32 {
+    d.as_secs().min(SQS_MAX_HIDDEN.as_secs()) as i32
+}
+
+impl SqsQueue {
+    /// A queue by URL, with the shared SDK configuration.
+    pub fn new(sdk: &aws_config::SdkConfig, url: &str) -> Self {
+        Self {
+            client: Client::new(sdk),
+            url: url.to_string(),
+            redrive: Default::default(),
+        }
+    }
+
+    /// The queue URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn err(&self, operation: &str, f: crate::aws::SdkFailure) -> QueueError {
+        QueueError::Service {
+            queue: self.describe(),
+            operation: operation.to_string(),
+            message: f.to_string(),
+        }
+    }
+
+    fn receipt_err(&self, operation: &str, receipt: &str, f: crate::aws::SdkFailure) -> QueueError {
+        if f.code.contains("ReceiptHandleIsInvalid") || f.code.contains("MessageNotInflight") {
+            QueueError::LeaseLost {
+                queue: self.describe(),
+                receipt: short(receipt),
+            }
+        } else {
+            self.err(operation, f)
+        }
+    }
+
+    /// The queue's redrive policy (read once): where dead messages go and after
+    /// how many receives. `None` when the queue has none.
+    pub async fn redrive(&self) -> Result<Option<Redrive>, QueueError> {
+        self.redrive
+            .get_or_try_init(|| async {
+                let attrs = self
+                    .client
+                    .get_queue_attributes()
+                    .queue_url(&self.url)
+                    .attribute_names(QueueAttributeName::RedrivePolicy)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("GetQueueAttributes", failure(&e)))?;
+                let Some(policy) = attrs
+                    .attributes()
+                    .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+                else {
+                    return Ok(None);
+                };
+                let v: serde_json::Value = serde_json::from_str(policy).map_err(|e| QueueError::Service {
+                    queue: self.describe(),
+                    operation: "GetQueueAttributes".into(),
+                    message: format!("the RedrivePolicy attribute is not JSON: {e}"),
+                })?;
+                let arn = v["deadLetterTargetArn"].as_str().unwrap_or_default();
+                let max = match &v["maxReceiveCount"] {
+                    serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+                    serde_json::Value::String(s) => s.parse().unwrap_or(0),
+                    _ => 0,
+                };
+                let name = arn.rsplit(':').next().unwrap_or_default();
+                let mut q = self.client.get_queue_url().queue_name(name);
+                if let Some(account) = arn.split(':').nth(4).filter(|a| !a.is_empty()) {
+                    q = q.queue_owner_aws_account_id(account);
+                }
+                let dlq_url = q
+                    .send()
+                    .await
+                    .map_err(|e| self.err("GetQueueUrl (dead-letter queue)", failure(&e)))?
+                    .queue_url()
+                    .unwrap_or_default()
+                    .to_string();
+                Ok(Some(Redrive {
+                    dlq_url,
+                    max_receives: max.clamp(1, u32::MAX as u64) as u32,
+                }))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn count(&self, url: &str, names: &[QueueAttributeName]) -> Result<Vec<u64>, QueueError> {
+        let mut req = self.client.get_queue_attributes().queue_url(url);
+        for n in names {
+            req = req.attribute_names(n.clone());
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.err("GetQueueAttributes", failure(&e)))?;
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        Ok(names
+            .iter()
+            .map(|n| attrs.get(n).and_then(|v| v.parse().ok()).unwrap_or(0))
+            .collect())
+    }
+
+    /// Creates the queue and its dead-letter queue (`NAME-dlq`) when missing,
+    /// with a redrive policy after `max_receives` receives, and returns the
+    /// queue's URL. For development against local servers; production queues
+    /// come from `infra/`.
+    pub async fn create(sdk: &aws_config::SdkConfig, name: &str, max_receives: u32) -> Result<String, QueueError> {
+        let client = Client::new(sdk);
+        let e = |op: &str, f: crate::aws::SdkFailure| QueueError::Service {
+            queue: format!("SQS queue {name}"),
+            operation: op.to_string(),
+            message: f.to_string(),
+        };
+        let dlq = client
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+            .send()
+            .await
+            .map_err(|x| e("CreateQueue (dead-letter queue)", failure(&x)))?;
+        let dlq_url = dlq.queue_url().unwrap_or_default();
+        let arn = client
+            .get_queue_attributes()
+            .queue_url(dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|x| e("GetQueueAttributes (dead-letter queue)", failure(&x)))?
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .unwrap_or_default();
+        let policy = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives.to_string()});
+        let q = client
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
+            .attributes(QueueAttributeName::VisibilityTimeout, "60")
+            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+            .send()
+            .await
+            .map_err(|x| e("CreateQueue", failure(&x)))?;
+        Ok(q.queue_url().unwrap_or_default().to_string())
+    }
+}
+
+/// The start of a receipt handle, for messages (they are long).
+fn short(receipt: &str) -> String {
+    receipt.chars().take(24).chain("…".chars()).collect()
+}
+
+#[async_trait]
+impl JobQueue for SqsQueue {
+    fn describe(&self) -> String {
+        format!("SQS queue {}", self.url)
+    }
+
+    fn max_batch(&self) -> usize {
+        10
+    }
+
+    fn max_hidden(&self) -> Option<Duration> {
+        Some(SQS_MAX_HIDDEN)
+    }
+
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), String>>, QueueError> {
+        let mut results: Vec<Result<(), String>> = vec![Ok(()); bodies.len()];
+        let mut entries = Vec::new();
+        for (i, body) in bodies.iter().enumerate().take(10) {
+            if body.len() > SQS_MAX_BODY {
+                results[i] = Err(format!(
+                    "a job message of {} bytes exceeds SQS's limit of {SQS_MAX_BODY} bytes",
+                    body.len()
+                ));
+                continue;
+            }
+            entries.push(
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .expect("id and body are set"),
+            );
+        }
+        for r in results.iter_mut().skip(10) {
+            *r = Err("more than 10 messages in one SQS batch".into());
+        }
+        if entries.is_empty() {
+            return Ok(results);
+        }
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| self.err("SendMessageBatch", failure(&e)))?;
+        for f in out.failed() {
+            if let Ok(i) = f.id().parse::<usize>() {
+                if let Some(r) = results.get_mut(i) {
+                    *r = Err(format!("{}: {}", f.code(), f.message().unwrap_or("refused")));
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    async fn receive(&self, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Message>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .visibility_timeout(secs(lease).max(1))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| self.err("ReceiveMessage", failure(&e)))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                let receives = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                Some(Message {
+                    receipt: m.receipt_handle()?.to_string(),
+                    id: m.message_id().unwrap_or_default().to_string(),
+                    body: m.body().unwrap_or_default().to_string(),
+                    receives,
+                })
+            })
+            .collect())
+    }
+
+    async fn extend(&self, receipt: &str, lease: Duration) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs(lease))
+            .send()
+            .await
+            .map_err(|e| self.receipt_err("ChangeMessageVisibility", receipt, failure(&e)))?;
+        Ok(())
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| self.receipt_err("DeleteMessage", receipt, failure(&e)))?;
+        Ok(())
+    }
+
+    async fn ack_many(&self, receipts: &[String]) -> Vec<Result<(), QueueError>> {
+        let chunks: Vec<(usize, Vec<String>)> = receipts.chunks(10).map(<[String]>::to_vec).enumerate().collect();
+        let done: Vec<(usize, Vec<Result<(), QueueError>>)> = stream::iter(chunks)
+            .map(|(n, chunk)| async move {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(r)
+                            .build()
+                            .expect("id and receipt are set")
+                    })
+                    .collect();
+                let out = self
+                    .client
+                    .delete_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await;
+                let results = match out {
+                    Err(e) => {
+                        let f = failure(&e);
+                        chunk
+                            .iter()
+                            .map(|_| Err(self.err("DeleteMessageBatch", f.clone())))
+                            .collect()
+                    }
+                    Ok(out) => {
+                        let failed: HashMap<&str, String> = out
+                            .failed()
+                            .iter()
+                            .map(|f| (f.id(), format!("{}: {}", f.code(), f.message().unwrap_or(""))))
+                            .collect();
+                        chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| match failed.get(i.to_string().as_str()) {
+                                None => Ok(()),
+                                Some(m) if m.contains("ReceiptHandleIsInvalid") => Err(QueueError::LeaseLost {
+                                    queue: self.describe(),
+                                    receipt: short(r),
+                                }),
+                                Some(m) => Err(QueueError::Service {
+                                    queue: self.describe(),
+                                    operation: "DeleteMessageBatch".into(),
+                                    message: m.clone(),
+                                }),
+                            })
+                            .collect()
+                    }
+                };
+                (n, results)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut done = done;
+        done.sort_by_key(|(n, _)| *n);
+        done.into_iter().flat_map(|(_, r)| r).collect()
+    }
+
+    async fn nack(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), QueueError> {
+        tracing::debug!(error, delay_s = delay.as_secs(), "Giving a message back to SQS.");
+        self.extend(receipt, delay).await
+    }
+
+    async fn release_many(&self, receipts: &[String]) {
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(0)
+                        .build()
+                        .expect("id and receipt are set")
+                })
+                .collect();
+            if let Err(e) = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                tracing::warn!(error = %failure(&e), "Could not give messages back to SQS; they return when their lease ends.");
+            }
+        }
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let c = self
+            .count(
+                &self.url,
+                &[
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                ],
+            )
+            .await?;
+        let dead = match self.redrive().await? {
+            Some(r) => {
+                self.count(&r.dlq_url, &[QueueAttributeName::ApproximateNumberOfMessages])
+                    .await?[0]
+            }
+            None => 0,
+        };
+        Ok(QueueStats {
+            ready: c[0],
+            in_flight: c[1] + c[2],
+            dead,
+        })
+    }
+}
