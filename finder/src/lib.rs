@@ -171,6 +171,8 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
     let runner = (opts.workers > 0).then(|| {
         let mut cfg = rt.runner.clone();
         cfg.workers = opts.workers;
+        // Ctrl-C at a terminal stops at once; parts are recorded and resume.
+        cfg.grace = std::time::Duration::ZERO;
         let control = ferry_worker::runner::Control {
             stop: stop.clone(),
             producer_done: Some(producer_done.clone()),

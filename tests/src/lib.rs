@@ -5,6 +5,9 @@
 //! A test that needs a server fails when the server is not configured or not
 //! answering; nothing is skipped.
 
+pub mod fleet;
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

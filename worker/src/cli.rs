@@ -357,14 +357,52 @@ pub async fn open(job: &Job) -> Result<Runtime, OpenError> {
 }
 
 /// Installs the log subscriber: `RUST_LOG` or `info`, to stderr.
+///
+/// The AWS SDK's own crates stay at `info` unless `RUST_LOG` names them: their
+/// debug output prints request identities, access key ids included.
 pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| default.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(sdk_capped(&spec))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(sdk_capped(default)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// Log targets of the AWS SDK that are capped at `info` unless named.
+const SDK_TARGETS: &[&str] = &[
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_sdk_",
+    "aws_config",
+    "aws_sigv4",
+];
+
+fn sdk_capped(spec: &str) -> String {
+    let mut out = spec.to_string();
+    for t in SDK_TARGETS {
+        if !spec.contains(t) {
+            let t = t.trim_end_matches('_');
+            for target in if t == "aws_sdk" {
+                vec![
+                    "aws_sdk_s3",
+                    "aws_sdk_sqs",
+                    "aws_sdk_dynamodb",
+                    "aws_sdk_secretsmanager",
+                ]
+            } else {
+                vec![t]
+            } {
+                out.push_str(&format!(",{target}=info"));
+            }
+        }
+    }
+    out
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM (what ECS and Auto Scaling send).

@@ -39,12 +39,7 @@ pub struct Completions {
 }
 
 fn add(into: &mut RunCounters, d: &RunCounters) {
-    into.found += d.found;
-    into.enqueued += d.enqueued;
-    into.identical += d.identical;
-    into.done += d.done;
-    into.failed += d.failed;
-    into.bytes += d.bytes;
+    into.add(d);
 }
 
 impl Completions {

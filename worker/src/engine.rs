@@ -130,6 +130,8 @@ pub enum JobOutcome {
     Busy {
         /// Lease end.
         until: i64,
+        /// Whether the holder is copying the same source version (this job is a duplicate).
+        duplicate: bool,
     },
 }
 
@@ -245,7 +247,10 @@ impl Engine {
             .claim(&rk, worker, &job.run, job.src.etag.as_deref(), self.cfg.lease)
             .await?
         {
-            Claim::Busy { until, .. } => return Ok(JobOutcome::Busy { until }),
+            Claim::Busy { until, etag, .. } => {
+                let duplicate = etag.is_some() && etag == job.src.etag;
+                return Ok(JobOutcome::Busy { until, duplicate });
+            }
             Claim::Acquired(rec) => rec,
         };
         let result = self.run_claimed(job, worker, &rk, &rec).await;

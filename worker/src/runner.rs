@@ -314,8 +314,23 @@ async fn handle(
     heartbeat.abort();
     let state = engine.state().clone();
     match result {
-        Ok(JobOutcome::Busy { until }) => {
-            let wait = Duration::from_millis((until - ferry_core::now_millis()).clamp(1000, 60_000) as u64);
+        Ok(JobOutcome::Busy { duplicate: true, .. }) => {
+            // Another worker copies this very version under its own message,
+            // which stays queued until that copy is done: this one is a duplicate.
+            tracing::debug!(key = %job.dest.key, "Duplicate of a job in progress elsewhere; dropped.");
+            done.push(
+                msg.receipt.clone(),
+                &job.run,
+                RunCounters {
+                    skipped: 1,
+                    ..Default::default()
+                },
+            );
+            TaskResult::Acked
+        }
+        Ok(JobOutcome::Busy { until, .. }) => {
+            // Another version is being copied: look again soon (the holder renews its lease while it works).
+            let wait = Duration::from_millis((until - ferry_core::now_millis()).clamp(1000, 30_000) as u64);
             let _ = queue
                 .nack(&msg.receipt, wait, "another worker holds the object's lease")
                 .await;
@@ -369,6 +384,7 @@ async fn handle(
                     .unwrap_or(ferry_core::state::Claim::Busy {
                         worker: String::new(),
                         until: 0,
+                        etag: None,
                     })
                 {
                     let _ = state.finish(&rk, &worker, &fail).await;

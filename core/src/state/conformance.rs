@@ -18,8 +18,9 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
         Claim::Acquired(_)
     ));
     match s.claim(&key, "host:1#b", "run1", Some("\"e\""), lease).await.unwrap() {
-        Claim::Busy { worker, until } => {
+        Claim::Busy { worker, until, etag } => {
             assert_eq!(worker, "host:1#a");
+            assert_eq!(etag.as_deref(), Some("\"e\""));
             assert!(until > crate::now_millis());
         }
         other => panic!("second claim must be busy: {other:?}"),

@@ -413,6 +413,7 @@ impl StateStore for DynamoStateStore {
                         Ok(Claim::Busy {
                             worker: get_s(&item, "worker").unwrap_or_default(),
                             until: get_n(&item, "lease_until").unwrap_or(0),
+                            etag: get_s(&item, "lease_etag"),
                         })
                     }
                     _ => Err(self.err("UpdateItem (claim)", failure(&e))),

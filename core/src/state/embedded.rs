@@ -150,6 +150,7 @@ impl StateStore for EmbeddedStateStore {
                             return Ok(Claim::Busy {
                                 worker: h.clone(),
                                 until,
+                                etag: rec.lease_etag.clone(),
                             });
                         }
                     }

@@ -170,6 +170,8 @@ pub enum Claim {
         worker: String,
         /// Lease end.
         until: i64,
+        /// The source ETag the holder is copying.
+        etag: Option<String>,
     },
 }
 
@@ -240,6 +242,19 @@ impl RunCounters {
             ("failed", self.failed),
             ("bytes", self.bytes),
         ]
+    }
+
+    /// Adds every counter of `d`.
+    pub fn add(&mut self, d: &RunCounters) {
+        for (name, v) in d.fields() {
+            let cur = self
+                .fields()
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, c)| *c)
+                .unwrap_or(0);
+            self.set(name, cur + v);
+        }
     }
 
     /// Sets a counter by its name (see [`fields`](Self::fields)); unknown names are ignored.

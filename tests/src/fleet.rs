@@ -1,0 +1,184 @@
+//! A fleet under test: an SQS queue (with its dead-letter queue) and a
+//! DynamoDB table on moto, reached through counting proxies, and the
+//! environment and flags that point `ferry-finder` and `ferry-worker` at them.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use ferry_core::queue::SqsQueue;
+use ferry_core::state::DynamoStateStore;
+
+use crate::proxy::Proxy;
+use crate::{aws_services, bin, finder, isolate, unique};
+
+/// Queue, table and proxies of one test.
+pub struct Fleet {
+    /// Queue URL.
+    pub queue_url: String,
+    /// Table name.
+    pub table: String,
+    /// Proxy in front of moto for SQS.
+    pub sqs: Proxy,
+    /// Proxy in front of moto for DynamoDB.
+    pub dynamo: Proxy,
+    /// SDK configuration straight to moto (for checks).
+    pub sdk: aws_config::SdkConfig,
+}
+
+fn moto_url() -> String {
+    std::env::var("FERRY_TEST_MOTO").expect("FERRY_TEST_MOTO: run the tests with tests/run.sh")
+}
+
+impl Fleet {
+    /// Names a queue and a table; `create` makes them now (otherwise the
+    /// finder's `--create-resources` does) with `max_receives` deliveries
+    /// before the dead-letter queue.
+    pub async fn new(hint: &str, create: bool, max_receives: u32) -> Fleet {
+        let sdk = aws_services().await;
+        let name = unique(hint);
+        let queue_url = format!("{}/123456789012/{name}", moto_url());
+        let table = unique(&format!("{hint}-state"));
+        if create {
+            SqsQueue::create(&sdk, &name, max_receives).await.expect("create queue");
+            DynamoStateStore::create_table(&sdk, &table)
+                .await
+                .expect("create table");
+        }
+        Fleet {
+            queue_url,
+            table,
+            sqs: Proxy::start(&moto_url()).await,
+            dynamo: Proxy::start(&moto_url()).await,
+            sdk,
+        }
+    }
+
+    /// The queue (straight to moto).
+    pub fn queue(&self) -> SqsQueue {
+        SqsQueue::new(&self.sdk, &self.queue_url)
+    }
+
+    /// The state store (straight to moto).
+    pub fn state(&self) -> DynamoStateStore {
+        DynamoStateStore::new(&self.sdk, &self.table)
+    }
+
+    /// `--queue URL --state dynamodb://TABLE`.
+    pub fn flags(&self) -> Vec<String> {
+        vec![
+            "--queue".into(),
+            self.queue_url.clone(),
+            "--state".into(),
+            format!("dynamodb://{}", self.table),
+        ]
+    }
+
+    /// The SDK's standard endpoint variables, pointing at the proxies.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_SQS".into(), self.sqs.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_DYNAMODB".into(), self.dynamo.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto_url()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ]
+    }
+
+    /// A `ferry-worker` process with `args` and `envs`; its log goes to a file read by [`stop`].
+    pub fn worker(&self, args: &[String], envs: &[(String, String)]) -> Worker {
+        let mut c = Command::new(bin("ferry-worker"));
+        c.args(self.flags()).args(args);
+        isolate(&mut c);
+        for (k, v) in self.envs().iter().chain(envs) {
+            c.env(k, v);
+        }
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let child = c
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .expect("spawn ferry-worker");
+        Worker { child, log }
+    }
+
+    /// A `ferry-finder` command on this fleet.
+    pub fn finder(&self, args: &[String], envs: &[(String, String)]) -> Command {
+        let mut all: Vec<String> = args.to_vec();
+        all.extend(self.flags());
+        let mut env = self.envs();
+        env.extend(envs.iter().cloned());
+        finder(&all, &env)
+    }
+
+    /// `ferry-finder status --wait` on this fleet (with a timeout), for `run`
+    /// or the latest run.
+    pub fn status(&self, run: Option<&str>, timeout: &str) -> Command {
+        let mut c = Command::new(bin("ferry-finder"));
+        c.arg("status")
+            .args(self.flags())
+            .args(["--wait", "--interval", "300ms", "--timeout", timeout]);
+        if let Some(r) = run {
+            c.args(["--run", r]);
+        }
+        isolate(&mut c);
+        for (k, v) in self.envs() {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
+/// A running `ferry-worker`.
+pub struct Worker {
+    /// The process.
+    pub child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Worker {
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill_nine(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM to a worker and waits for it (bounded); returns its exit
+/// status and everything it logged.
+pub fn stop(worker: Worker) -> (std::process::ExitStatus, String) {
+    let Worker {
+        mut child,
+        log: log_file,
+    } = worker;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let log = String::from_utf8_lossy(&std::fs::read(log_file.path()).unwrap_or_default()).into_owned();
+            eprintln!("--- worker {} ({status}) logged:\n{log}", child.id());
+            return (status, log);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the worker did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The run id a finder printed ("Run ID finished in …").
+pub fn run_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Run ")?.split(" finished").next().map(str::to_string))
+        .unwrap_or_else(|| panic!("no run id in the finder's output:\n{stdout}"))
+}
+
+/// The number on a status line like "  done:  12 objects".
+pub fn count(stdout: &str, label: &str) -> u64 {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{label}:")))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+}

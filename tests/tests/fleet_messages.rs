@@ -1,0 +1,221 @@
+//! The fleet with awkward messages and credentials: poison messages reach the
+//! dead-letter queue, a second finder run over a backlog transfers nothing
+//! twice, and store keys kept in Secrets Manager drive a transfer without
+//! ever reaching a log.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ferry_core::queue::JobQueue;
+use ferry_core::store::{ObjectStore, S3Credentials, S3Store, S3StoreConfig, StoreError};
+use ferry_tests::fleet::{count, run_id, stop, Fleet};
+use ferry_tests::proxy::Proxy;
+use ferry_tests::*;
+
+fn side(which: &str, endpoint: &str) -> Vec<String> {
+    vec![
+        format!("--{which}-endpoint"),
+        endpoint.to_string(),
+        format!("--{which}-path-style"),
+    ]
+}
+
+fn job_file(src: &str, dest: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        f.path(),
+        format!("[source]\nurl = \"{src}\"\n[destination]\nurl = \"{dest}\"\n"),
+    )
+    .unwrap();
+    f
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_messages_reach_the_dead_letter_queue_and_disturb_nothing() {
+    let (rgw, moto) = (rgw(), moto());
+    let (src_bucket, dst_bucket) = (rgw.bucket("poison-src").await, moto.bucket("poison-dst").await);
+    let good: BTreeMap<String, Vec<u8>> = (0..5).map(|i| (format!("ok/{i}"), data(5000 + i, i as u64))).collect();
+    rgw.put_all(&src_bucket, &good).await;
+    let fleet = Fleet::new("poison", true, 2).await;
+    let q = fleet.queue();
+    let poison = [
+        "this is not JSON".to_string(),
+        r#"{"v":9,"op":"copy","run":"r","src":{"key":"ok/0","size":1,"etag":null},"dest":{"key":"x"}}"#.into(),
+        r#"{"v":1,"op":"copy","run":"r"}"#.into(),
+    ];
+    assert!(q.send_batch(&poison).await.unwrap().iter().all(|r| r.is_ok()));
+    let job = job_file(&format!("s3://{src_bucket}/"), &format!("s3://{dst_bucket}/"));
+    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
+    args.extend(side("src", &rgw.endpoint));
+    args.extend(side("dest", &moto.endpoint));
+    let mut envs = rgw.envs("src");
+    envs.extend(moto.envs("dest"));
+    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
+    wargs.extend(args[2..].iter().cloned());
+    let worker = fleet.worker(&wargs, &envs);
+    let out = run(fleet.finder(&args, &envs));
+    assert!(out.status.success());
+    let status = run(fleet.status(None, "120s"));
+    assert_eq!(status.status.code(), Some(0), "the good jobs complete");
+    let started = Instant::now();
+    loop {
+        let s = q.stats().await.unwrap();
+        if s.dead == 3 && s.live() == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "poison parked: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (st, log) = stop(worker);
+    assert!(st.success());
+    assert_same("beside poison", &good, &moto.read_all(&dst_bucket, "").await);
+    assert_eq!(
+        log.matches("Poison message").count(),
+        3,
+        "each poison message is logged once:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_finder_run_over_a_backlog_transfers_nothing_twice() {
+    let (rgw, moto) = (rgw(), moto());
+    let (src_bucket, dst_bucket) = (rgw.bucket("backlog-src").await, moto.bucket("backlog-dst").await);
+    let objects: BTreeMap<String, Vec<u8>> = (0..30)
+        .map(|i| (format!("b/{i:02}"), data(3000 + i * 11, 100 + i as u64)))
+        .collect();
+    rgw.put_all(&src_bucket, &objects).await;
+    let dst_proxy = Proxy::start(&moto.endpoint).await;
+    let fleet = Fleet::new("backlog", true, 5).await;
+    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
+    args.extend(side("src", &rgw.endpoint));
+    args.extend(side("dest", &dst_proxy.endpoint));
+    let mut envs = rgw.envs("src");
+    envs.extend(moto.envs("dest"));
+    let first = run(fleet.finder(&args, &envs));
+    assert!(first.status.success());
+    let second = run(fleet.finder(&args, &envs));
+    assert!(second.status.success(), "a finder runs while a backlog exists");
+    let (run1, run2) = (
+        run_id(&String::from_utf8_lossy(&first.stdout)),
+        run_id(&String::from_utf8_lossy(&second.stdout)),
+    );
+    assert_eq!(fleet.queue().stats().await.unwrap().ready, 60, "both runs queued");
+
+    let job = job_file(&format!("s3://{src_bucket}/"), &format!("s3://{dst_bucket}/"));
+    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
+    wargs.extend(args[2..].iter().cloned());
+    let worker = fleet.worker(&wargs, &envs);
+    let codes: Vec<_> = [&run1, &run2]
+        .iter()
+        .map(|r| run(fleet.status(Some(r), "120s")).status.code())
+        .collect();
+    let (st, _) = stop(worker);
+    assert_eq!(codes, [Some(0), Some(0)], "both runs complete");
+    assert!(st.success());
+    assert_same("backlog", &objects, &moto.read_all(&dst_bucket, "").await);
+    assert_eq!(dst_proxy.count("PutObject"), 30, "no object transferred twice");
+    let s2 = run(fleet.status(Some(&run2), "10s"));
+    let s1 = run(fleet.status(Some(&run1), "10s"));
+    let (s1, s2) = (
+        String::from_utf8_lossy(&s1.stdout).to_string(),
+        String::from_utf8_lossy(&s2.stdout).to_string(),
+    );
+    assert_eq!(count(&s1, "done") + count(&s2, "done"), 30, "{s1}\n{s2}");
+    assert_eq!(
+        count(&s1, "identical") + count(&s2, "identical"),
+        30,
+        "duplicates found done"
+    );
+}
+
+async fn put_secret(fleet: &Fleet, name: &str, value: &str) {
+    let sm = aws_sdk_secretsmanager::Client::new(&fleet.sdk);
+    if sm.describe_secret().secret_id(name).send().await.is_ok() {
+        sm.put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    } else {
+        sm.create_secret().name(name).secret_string(value).send().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_drives_the_source_credentials_and_never_reaches_a_log() {
+    let (rgw, moto) = (rgw(), moto());
+    let (src_bucket, dst_bucket) = (rgw.bucket("secret-src").await, moto.bucket("secret-dst").await);
+    let objects: BTreeMap<String, Vec<u8>> = (0..8).map(|i| (format!("s/{i}"), data(4000 + i, i as u64))).collect();
+    rgw.put_all(&src_bucket, &objects).await;
+    let fleet = Fleet::new("secret", true, 5).await;
+    let name = unique("ferry/src-keys");
+    let value = serde_json::json!({"access_key_id": rgw.access_key, "secret_access_key": rgw.secret_key}).to_string();
+    put_secret(&fleet, &name, &value).await;
+
+    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
+    args.extend(side("src", &rgw.endpoint));
+    args.extend(side("dest", &moto.endpoint));
+    args.extend(["--src-secret".to_string(), name.clone()]);
+    let envs = moto.envs("dest");
+    let debug = vec![("RUST_LOG".to_string(), "debug".to_string())];
+    let mut all_envs = envs.clone();
+    all_envs.extend(debug.clone());
+    let out = run(fleet.finder(&args, &all_envs));
+    assert!(
+        out.status.success(),
+        "the finder lists the source with the secret's keys"
+    );
+    let job = job_file(&format!("s3://{src_bucket}/"), &format!("s3://{dst_bucket}/"));
+    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
+    wargs.extend(args[2..].iter().cloned());
+    let worker = fleet.worker(&wargs, &all_envs);
+    let status = run(fleet.status(None, "120s"));
+    let (st, log) = stop(worker);
+    assert_eq!(status.status.code(), Some(0));
+    assert!(st.success());
+    assert_same("with a secret", &objects, &moto.read_all(&dst_bucket, "").await);
+    let logs = format!(
+        "{}{}{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logs.contains("Secrets Manager"), "debug logs are on:\n{log}");
+    assert!(!logs.contains(&rgw.secret_key), "the secret key reached a log");
+    assert!(!logs.contains(&rgw.access_key), "the access key id reached a log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_secret_is_read_again_after_access_denied() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("rotate").await;
+    rgw.put_all(&bucket, &BTreeMap::from([("k".to_string(), data(100, 1))]))
+        .await;
+    let fleet = Fleet::new("rotate", false, 5).await;
+    let name = unique("ferry/rotating");
+    let wrong = serde_json::json!({"access_key_id": rgw.access_key, "secret_access_key": "not-the-key"}).to_string();
+    put_secret(&fleet, &name, &wrong).await;
+    std::env::set_var(
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        std::env::var("FERRY_TEST_MOTO").unwrap(),
+    );
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_REGION", "us-east-1");
+    let store = S3Store::new(S3StoreConfig {
+        bucket: bucket.clone(),
+        endpoint: Some(rgw.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        path_style: true,
+        credentials: S3Credentials::Secret(name.clone()),
+        requester_pays: false,
+        sign_payload: false,
+    })
+    .await;
+    let e = store.head("k").await.unwrap_err();
+    assert!(matches!(e, StoreError::AccessDenied { .. }), "{e:?}");
+    let right = serde_json::json!({"access_key_id": rgw.access_key, "secret_access_key": rgw.secret_key}).to_string();
+    put_secret(&fleet, &name, &right).await;
+    let head = store.head("k").await.expect("the rotated secret is read again");
+    assert_eq!(head.map(|h| h.size), Some(100));
+}
