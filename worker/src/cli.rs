@@ -23,7 +23,7 @@ macro_rules! side_args {
         #[derive(Debug, Clone, Default, Args)]
         #[command(next_help_heading = $title)]
         pub struct $name {
-            #[doc = concat!("Vendor preset: aws, aliyun-oss, tencent-cos, huawei-obs, ksyun-ks3, ctyun-xos, qiniu-kodo, google-gcs, minio, custom [default: aws, or custom with an endpoint]")]
+            /// Vendor preset: aws, aliyun-oss, tencent-cos, huawei-obs, ksyun-ks3, ctyun-xos, qiniu-kodo, google-gcs, minio, custom [default: aws, or custom with an endpoint]
             #[arg(id = concat!($p, "_vendor"), long = concat!($p, "-vendor"), env = concat!($env, "_VENDOR"), value_name = "VENDOR")]
             pub vendor: Option<String>,
             /// Endpoint URL (overrides the vendor preset), e.g. https://oss-cn-hangzhou.aliyuncs.com
