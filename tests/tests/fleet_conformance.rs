@@ -47,4 +47,5 @@ async fn dynamo_state_conformance() {
     state_conf::lease_is_exclusive(&s, "bkt").await;
     state_conf::run_counters_add_up(&s).await;
     state_conf::runs_complete(&s).await;
+    state_conf::claim_done_records_under_the_lease(&s, "bkt").await;
 }

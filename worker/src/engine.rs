@@ -187,6 +187,15 @@ fn md5_in_etag(key: &str, what: &'static str, tag: &str) -> Result<[u8; 16], Eng
     })
 }
 
+/// Two optional ETags name the same object version (quotes aside).
+fn same_tag(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => etag::same(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 fn kib(bytes: u64) -> u32 {
     bytes.div_ceil(1024).min(u32::MAX as u64) as u32
 }
@@ -242,18 +251,30 @@ impl Engine {
     /// the leases alive (see [`crate::runner`]).
     pub async fn run_job(&self, job: &Job, worker: &str) -> Result<JobOutcome, EngineError> {
         let rk = self.record_key(&job.dest.key);
-        let rec = match self
-            .state
-            .claim(&rk, worker, &job.run, job.src.etag.as_deref(), self.cfg.lease)
-            .await?
-        {
+        // An object sent in one PUT is recorded done by its claim: one state
+        // write per object (see `StateStore::claim_done`).
+        let recorded = (job.op == Op::Copy && job.src.size <= self.cfg.multipart_threshold).then(|| Outcome {
+            status: Status::Done,
+            src_etag: job.src.etag.clone(),
+            dest_etag: self.expected_put_etag(job.src.etag.as_deref()),
+            error: None,
+        });
+        let claim = match &recorded {
+            Some(o) => self.state.claim_done(&rk, worker, &job.run, o, self.cfg.lease).await?,
+            None => {
+                self.state
+                    .claim(&rk, worker, &job.run, job.src.etag.as_deref(), self.cfg.lease)
+                    .await?
+            }
+        };
+        let rec = match claim {
             Claim::Busy { until, etag, .. } => {
                 let duplicate = etag.is_some() && etag == job.src.etag;
                 return Ok(JobOutcome::Busy { until, duplicate });
             }
             Claim::Acquired(rec) => rec,
         };
-        let result = self.run_claimed(job, worker, &rk, &rec).await;
+        let result = self.run_claimed(job, worker, &rk, &rec, recorded.as_ref()).await;
         match &result {
             Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) => {}
             Ok(JobOutcome::SourceGone) => {
@@ -272,12 +293,22 @@ impl Engine {
         result
     }
 
+    /// The ETag a single PUT of a source with ETag `src_etag` leaves: the same
+    /// MD5, unless the destination encrypts with KMS (then unknown).
+    fn expected_put_etag(&self, src_etag: Option<&str>) -> Option<String> {
+        let tag = src_etag?;
+        (etag::md5_of_etag(tag).is_some() && self.put.sse.as_deref() != Some("aws:kms")).then(|| tag.to_string())
+    }
+
+    /// The job after its claim; `recorded` is the outcome the claim already
+    /// wrote (single-PUT objects), which needs no second write when it holds.
     async fn run_claimed(
         &self,
         job: &Job,
         worker: &str,
         rk: &RecordKey,
         rec: &ObjectRecord,
+        recorded: Option<&Outcome>,
     ) -> Result<JobOutcome, EngineError> {
         if job.op == Op::Delete {
             let key = job.dest.key.clone();
@@ -300,7 +331,9 @@ impl Engine {
                         dest_etag: h.etag,
                         error: None,
                     };
-                    self.state.finish(rk, worker, &o).await?;
+                    if recorded.is_none_or(|r| r.dest_etag.is_some() && !same_tag(&r.dest_etag, &o.dest_etag)) {
+                        self.state.finish(rk, worker, &o).await?;
+                    }
                     self.stats.identical.fetch_add(1, Ordering::Relaxed);
                     return Ok(JobOutcome::Identical);
                 }
@@ -323,7 +356,11 @@ impl Engine {
                         dest_etag,
                         error: None,
                     };
-                    self.state.finish(rk, worker, &o).await?;
+                    let already =
+                        recorded.is_some_and(|r| r.src_etag == o.src_etag && same_tag(&r.dest_etag, &o.dest_etag));
+                    if !already {
+                        self.state.finish(rk, worker, &o).await?;
+                    }
                     self.stats.objects.fetch_add(1, Ordering::Relaxed);
                     return Ok(JobOutcome::Transferred { bytes: pinned.1 });
                 }

@@ -173,3 +173,44 @@ pub async fn runs_complete(s: &dyn StateStore) {
     assert_eq!(r.counters.planned_bytes, 30);
     assert!(r.complete());
 }
+
+/// A claim that records the outcome in the same write: the record reads done
+/// under a live lease (another worker is busy, told the ETag); a release sets
+/// it back to in progress; the claim returns the record as it was before.
+pub async fn claim_done_records_under_the_lease(s: &dyn StateStore, bucket: &str) {
+    let key = RecordKey {
+        bucket: bucket.into(),
+        key: "small".into(),
+    };
+    let lease = Duration::from_secs(30);
+    let done = Outcome {
+        status: Status::Done,
+        src_etag: Some("\"s1\"".into()),
+        dest_etag: Some("\"s1\"".into()),
+        error: None,
+    };
+    match s.claim_done(&key, "w:1#a", "r", &done, lease).await.unwrap() {
+        Claim::Acquired(before) => assert_eq!(before.status, Status::InProgress, "a new record"),
+        other => panic!("{other:?}"),
+    }
+    let rec = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Done);
+    assert_eq!(rec.src_etag.as_deref(), Some("\"s1\""));
+    assert_eq!(rec.dest_etag.as_deref(), Some("\"s1\""));
+    assert_eq!(rec.worker.as_deref(), Some("w:1#a"));
+    match s.claim(&key, "w:1#b", "r", Some("\"s1\""), lease).await.unwrap() {
+        Claim::Busy { etag, .. } => assert_eq!(etag.as_deref(), Some("\"s1\"")),
+        other => panic!("the lease is live: {other:?}"),
+    }
+    s.release(&key, "w:1#a", Some("PUT failed")).await.unwrap();
+    let rec = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::InProgress, "a failed attempt is not done");
+    assert_eq!(rec.attempts, 1);
+    let before = match s.claim_done(&key, "w:1#b", "r", &done, lease).await.unwrap() {
+        Claim::Acquired(b) => b,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(before.last_error.as_deref(), Some("PUT failed"));
+    let rec = s.get(&key).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.attempts, rec.last_error), (Status::Done, 0, None));
+}

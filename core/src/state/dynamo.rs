@@ -230,6 +230,133 @@ impl DynamoStateStore {
         }
     }
 
+    /// A claim (an UpdateItem conditional on the lease), recording `done` in
+    /// the same write when given.
+    async fn claim_with(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        run: &str,
+        src_etag: Option<&str>,
+        lease: Duration,
+        done: Option<&Outcome>,
+    ) -> Result<Claim, StateError> {
+        let now = now_millis();
+        let mut update = "SET #bucket = :b, #key = :k, #run = :run, #worker = :w, #lease_until = :until, \
+                          #updated_at = :now, #created_at = if_not_exists(#created_at, :now)"
+            .to_string();
+        let mut remove: Vec<&str> = Vec::new();
+        let mut values = HashMap::from([
+            (":b".to_string(), s(&key.bucket)),
+            (":k".to_string(), s(&key.key)),
+            (":run".to_string(), s(run)),
+            (":w".to_string(), s(worker)),
+            (":until".to_string(), n(now + lease.as_millis() as i64)),
+            (":now".to_string(), n(now)),
+            (":zero".to_string(), n(0)),
+        ]);
+        match src_etag {
+            Some(e) => {
+                update.push_str(", #lease_etag = :le");
+                values.insert(":le".into(), s(e));
+            }
+            None => remove.push("#lease_etag"),
+        }
+        match done {
+            None => {
+                update.push_str(", #status = if_not_exists(#status, :ip), #attempts = if_not_exists(#attempts, :zero)");
+                values.insert(":ip".into(), s(Status::InProgress.as_str()));
+            }
+            Some(o) => {
+                update.push_str(", #status = :st, #attempts = :zero");
+                values.insert(":st".into(), s(o.status.as_str()));
+                match &o.src_etag {
+                    Some(e) => {
+                        update.push_str(", #src_etag = :se");
+                        values.insert(":se".into(), s(e));
+                    }
+                    None => remove.push("#src_etag"),
+                }
+                match &o.dest_etag {
+                    Some(e) => {
+                        update.push_str(", #dest_etag = :de");
+                        values.insert(":de".into(), s(e));
+                    }
+                    None => remove.push("#dest_etag"),
+                }
+                remove.extend(["#last_error", "#upload_id", "#part_size"]);
+            }
+        }
+        if !remove.is_empty() {
+            update.push_str(" REMOVE ");
+            update.push_str(&remove.join(", "));
+        }
+        let cond = "attribute_not_exists(#worker) OR #worker = :w OR #lease_until < :now";
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(obj_pk(key), "obj")))
+            .update_expression(&update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(Some(names(&[&update, cond])))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match r {
+            Ok(out) => out.attributes,
+            Err(e) => {
+                return match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                        let item = match c.item() {
+                            Some(i) => Some(i.clone()),
+                            None => self
+                                .object_items(key)
+                                .await?
+                                .into_iter()
+                                .find(|i| get_s(i, "sk").as_deref() == Some("obj")),
+                        };
+                        let item = item.unwrap_or_default();
+                        Ok(Claim::Busy {
+                            worker: get_s(&item, "worker").unwrap_or_default(),
+                            until: get_n(&item, "lease_until").unwrap_or(0),
+                            etag: get_s(&item, "lease_etag"),
+                        })
+                    }
+                    _ => Err(self.err("UpdateItem (claim)", failure(&e))),
+                };
+            }
+        };
+        let mut rec = match old.as_ref().filter(|i| !i.is_empty()).and_then(to_record) {
+            Some(r) => r,
+            None => ObjectRecord {
+                key: key.clone(),
+                status: Status::InProgress,
+                run: Some(run.to_string()),
+                upload: None,
+                src_etag: None,
+                parts: vec![],
+                attempts: 0,
+                worker: None,
+                lease_etag: None,
+                lease_until: None,
+                dest_etag: None,
+                last_error: None,
+                updated_at: now,
+            },
+        };
+        if let Some(up) = &rec.upload {
+            if done.is_some() {
+                self.delete_parts(key).await?;
+            } else {
+                rec.parts = self.parts(key, &up.upload_id).await?;
+            }
+        }
+        Ok(Claim::Acquired(Box::new(rec)))
+    }
+
     /// An UpdateItem on an object's record, conditional on `worker` holding its
     /// lease; returns the item as it was.
     async fn owned(
@@ -360,88 +487,19 @@ impl StateStore for DynamoStateStore {
         src_etag: Option<&str>,
         lease: Duration,
     ) -> Result<Claim, StateError> {
-        let now = now_millis();
-        let mut update = "SET #bucket = :b, #key = :k, #run = :run, #worker = :w, #lease_until = :until, \
-                          #updated_at = :now, #created_at = if_not_exists(#created_at, :now), \
-                          #status = if_not_exists(#status, :ip), #attempts = if_not_exists(#attempts, :zero)"
-            .to_string();
-        let mut values = HashMap::from([
-            (":b".to_string(), s(&key.bucket)),
-            (":k".to_string(), s(&key.key)),
-            (":run".to_string(), s(run)),
-            (":w".to_string(), s(worker)),
-            (":until".to_string(), n(now + lease.as_millis() as i64)),
-            (":now".to_string(), n(now)),
-            (":ip".to_string(), s(Status::InProgress.as_str())),
-            (":zero".to_string(), n(0)),
-        ]);
-        match src_etag {
-            Some(e) => {
-                update.push_str(", #lease_etag = :le");
-                values.insert(":le".into(), s(e));
-            }
-            None => update.push_str(" REMOVE #lease_etag"),
-        }
-        let cond = "attribute_not_exists(#worker) OR #worker = :w OR #lease_until < :now";
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(obj_pk(key), "obj")))
-            .update_expression(&update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(names(&[&update, cond])))
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let old = match r {
-            Ok(out) => out.attributes,
-            Err(e) => {
-                return match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                        let item = match c.item() {
-                            Some(i) => Some(i.clone()),
-                            None => self
-                                .object_items(key)
-                                .await?
-                                .into_iter()
-                                .find(|i| get_s(i, "sk").as_deref() == Some("obj")),
-                        };
-                        let item = item.unwrap_or_default();
-                        Ok(Claim::Busy {
-                            worker: get_s(&item, "worker").unwrap_or_default(),
-                            until: get_n(&item, "lease_until").unwrap_or(0),
-                            etag: get_s(&item, "lease_etag"),
-                        })
-                    }
-                    _ => Err(self.err("UpdateItem (claim)", failure(&e))),
-                };
-            }
-        };
-        let mut rec = match old.as_ref().filter(|i| !i.is_empty()).and_then(to_record) {
-            Some(r) => r,
-            None => ObjectRecord {
-                key: key.clone(),
-                status: Status::InProgress,
-                run: Some(run.to_string()),
-                upload: None,
-                src_etag: None,
-                parts: vec![],
-                attempts: 0,
-                worker: None,
-                lease_etag: None,
-                lease_until: None,
-                dest_etag: None,
-                last_error: None,
-                updated_at: now,
-            },
-        };
-        if let Some(up) = &rec.upload {
-            rec.parts = self.parts(key, &up.upload_id).await?;
-        }
-        Ok(Claim::Acquired(Box::new(rec)))
+        self.claim_with(key, worker, run, src_etag, lease, None).await
+    }
+
+    async fn claim_done(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        run: &str,
+        outcome: &Outcome,
+        lease: Duration,
+    ) -> Result<Claim, StateError> {
+        self.claim_with(key, worker, run, outcome.src_etag.as_deref(), lease, Some(outcome))
+            .await
     }
 
     async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError> {
@@ -591,8 +649,10 @@ impl StateStore for DynamoStateStore {
             (":now".to_string(), n(now_millis())),
             (":zero".to_string(), n(0)),
             (":inc".to_string(), n(error.is_some() as u8)),
+            (":ip".to_string(), s(Status::InProgress.as_str())),
         ]);
-        let mut update = "SET #updated_at = :now, #attempts = if_not_exists(#attempts, :zero) + :inc".to_string();
+        let mut update =
+            "SET #status = :ip, #updated_at = :now, #attempts = if_not_exists(#attempts, :zero) + :inc".to_string();
         if let Some(e) = error {
             update.push_str(", #last_error = :err");
             values.insert(":err".into(), s(clip(e)));

@@ -87,6 +87,72 @@ fn load(c: &rusqlite::Connection, key: &RecordKey) -> rusqlite::Result<Option<Ob
 }
 
 impl EmbeddedStateStore {
+    /// A claim, recording `done` in the same transaction when given.
+    async fn claim_with(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        run: &str,
+        src_etag: Option<&str>,
+        lease: Duration,
+        done: Option<Outcome>,
+    ) -> Result<Claim, StateError> {
+        let (k, w, run) = (key.clone(), worker.to_string(), run.to_string());
+        let etag = src_etag.map(str::to_string);
+        let lease_ms = lease.as_millis() as i64;
+        Ok(self
+            .db
+            .call(move |c| {
+                let now = now_millis();
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let before = load(&tx, &k)?;
+                if let Some(rec) = &before {
+                    if let (Some(h), Some(until)) = (&rec.worker, rec.lease_until) {
+                        if h != &w && until > now && !owner_is_dead(h) {
+                            return Ok(Claim::Busy {
+                                worker: h.clone(),
+                                until,
+                                etag: rec.lease_etag.clone(),
+                            });
+                        }
+                    }
+                }
+                tx.prepare_cached(
+                    "INSERT INTO objects(bucket, key, status, run, worker, lease_until, lease_etag, created_at, updated_at) \
+                     VALUES (?1, ?2, 'in_progress', ?3, ?4, ?5, ?7, ?6, ?6) \
+                     ON CONFLICT(bucket, key) DO UPDATE SET run=?3, worker=?4, lease_until=?5, lease_etag=?7, updated_at=?6",
+                )?
+                .execute(params![k.bucket, k.key, run, w, now + lease_ms, now, etag])?;
+                if let Some(o) = &done {
+                    tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
+                        .execute(params![k.bucket, k.key])?;
+                    tx.prepare_cached(
+                        "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, attempts=0, \
+                         upload_id=NULL, part_size=NULL WHERE bucket=?4 AND key=?5",
+                    )?
+                    .execute(params![o.status.as_str(), o.src_etag, o.dest_etag, k.bucket, k.key])?;
+                }
+                tx.commit()?;
+                let rec = before.unwrap_or(ObjectRecord {
+                    key: k,
+                    status: Status::InProgress,
+                    run: Some(run),
+                    upload: None,
+                    src_etag: None,
+                    parts: vec![],
+                    attempts: 0,
+                    worker: None,
+                    lease_etag: None,
+                    lease_until: None,
+                    dest_etag: None,
+                    last_error: None,
+                    updated_at: now,
+                });
+                Ok(Claim::Acquired(Box::new(rec)))
+            })
+            .await?)
+    }
+
     /// Runs a write that must be made while `worker` holds the lease.
     async fn owned<F>(&self, key: &RecordKey, worker: &str, f: F) -> Result<(), StateError>
     where
@@ -135,51 +201,26 @@ impl StateStore for EmbeddedStateStore {
         src_etag: Option<&str>,
         lease: Duration,
     ) -> Result<Claim, StateError> {
-        let (k, w, run) = (key.clone(), worker.to_string(), run.to_string());
-        let etag = src_etag.map(str::to_string);
-        let lease_ms = lease.as_millis() as i64;
-        Ok(self
-            .db
-            .call(move |c| {
-                let now = now_millis();
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let before = load(&tx, &k)?;
-                if let Some(rec) = &before {
-                    if let (Some(h), Some(until)) = (&rec.worker, rec.lease_until) {
-                        if h != &w && until > now && !owner_is_dead(h) {
-                            return Ok(Claim::Busy {
-                                worker: h.clone(),
-                                until,
-                                etag: rec.lease_etag.clone(),
-                            });
-                        }
-                    }
-                }
-                tx.prepare_cached(
-                    "INSERT INTO objects(bucket, key, status, run, worker, lease_until, lease_etag, created_at, updated_at) \
-                     VALUES (?1, ?2, 'in_progress', ?3, ?4, ?5, ?7, ?6, ?6) \
-                     ON CONFLICT(bucket, key) DO UPDATE SET run=?3, worker=?4, lease_until=?5, lease_etag=?7, updated_at=?6",
-                )?
-                .execute(params![k.bucket, k.key, run, w, now + lease_ms, now, etag])?;
-                tx.commit()?;
-                let rec = before.unwrap_or(ObjectRecord {
-                    key: k,
-                    status: Status::InProgress,
-                    run: Some(run),
-                    upload: None,
-                    src_etag: None,
-                    parts: vec![],
-                    attempts: 0,
-                    worker: None,
-                    lease_etag: None,
-                    lease_until: None,
-                    dest_etag: None,
-                    last_error: None,
-                    updated_at: now,
-                });
-                Ok(Claim::Acquired(Box::new(rec)))
-            })
-            .await?)
+        self.claim_with(key, worker, run, src_etag, lease, None).await
+    }
+
+    async fn claim_done(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        run: &str,
+        outcome: &Outcome,
+        lease: Duration,
+    ) -> Result<Claim, StateError> {
+        self.claim_with(
+            key,
+            worker,
+            run,
+            outcome.src_etag.as_deref(),
+            lease,
+            Some(outcome.clone()),
+        )
+        .await
     }
 
     async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError> {
@@ -270,7 +311,7 @@ impl StateStore for EmbeddedStateStore {
     async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError> {
         let (k, e) = (key.clone(), error.map(str::to_string));
         self.owned(key, worker, move |tx| {
-            tx.prepare_cached("UPDATE objects SET worker=NULL, lease_until=NULL, lease_etag=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
+            tx.prepare_cached("UPDATE objects SET status='in_progress', worker=NULL, lease_until=NULL, lease_etag=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
                  updated_at=?3 WHERE bucket=?4 AND key=?5")?.execute(
                 params![e.is_some() as i64, e, now_millis(), k.bucket, k.key],
             )?;
@@ -404,5 +445,6 @@ mod tests {
         conformance::lease_is_exclusive(&s, "bkt").await;
         conformance::run_counters_add_up(&s).await;
         conformance::runs_complete(&s).await;
+        conformance::claim_done_records_under_the_lease(&s, "bkt").await;
     }
 }

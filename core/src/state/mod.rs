@@ -312,6 +312,23 @@ pub trait StateStore: Send + Sync + Debug {
         lease: Duration,
     ) -> Result<Claim, StateError>;
 
+    /// Claims the lease like [`claim`](Self::claim) and, in the same write,
+    /// records `outcome` (status done, source and destination ETags) — for an
+    /// object written by one atomic PUT, whose record then needs no second
+    /// write. Until the lease ends the record means "done, or being written
+    /// under this lease"; a reader checks the destination before it trusts a
+    /// done record (the engine does, with a HEAD). A failure after this claim
+    /// must [`release`](Self::release), which sets the status back to
+    /// in progress. Returns the record as it was before.
+    async fn claim_done(
+        &self,
+        key: &RecordKey,
+        worker: &str,
+        run: &str,
+        outcome: &Outcome,
+        lease: Duration,
+    ) -> Result<Claim, StateError>;
+
     /// Extends our lease; [`StateError::LeaseLost`] if it is no longer ours.
     async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError>;
 
@@ -334,8 +351,9 @@ pub trait StateStore: Send + Sync + Debug {
     /// the recorded upload.
     async fn finish(&self, key: &RecordKey, worker: &str, outcome: &Outcome) -> Result<(), StateError>;
 
-    /// Releases the lease after a failed attempt, keeping the upload for
-    /// resume, adding one attempt and recording `error`.
+    /// Releases the lease after a failed or stopped attempt, keeping the
+    /// upload for resume, setting the status to in progress, adding one
+    /// attempt and recording `error` when there is one.
     async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError>;
 
     /// The record of an object.
