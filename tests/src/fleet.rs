@@ -182,3 +182,105 @@ pub fn count(stdout: &str, label: &str) -> u64 {
         .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
         .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
 }
+
+/// An S3 → S3 job of a test: the finder's arguments (locations, endpoints,
+/// extra flags) and the job file the workers share with it.
+pub struct S3Job {
+    /// `s3://SRC/ s3://DST/ --src-endpoint … --dest-endpoint … EXTRA…`.
+    pub args: Vec<String>,
+    file: tempfile::NamedTempFile,
+}
+
+impl S3Job {
+    /// A job from `src_bucket` at `src_endpoint` to `dst_bucket` at
+    /// `dst_endpoint` (path-style), with `extra` flags for finder and workers.
+    pub fn new(src_bucket: &str, src_endpoint: &str, dst_bucket: &str, dst_endpoint: &str, extra: &[&str]) -> Self {
+        let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
+        for (side, ep) in [("src", src_endpoint), ("dest", dst_endpoint)] {
+            args.extend([
+                format!("--{side}-endpoint"),
+                ep.to_string(),
+                format!("--{side}-path-style"),
+            ]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let file = tempfile::NamedTempFile::new().expect("job file");
+        std::fs::write(
+            file.path(),
+            format!("[source]\nurl = \"s3://{src_bucket}/\"\n[destination]\nurl = \"s3://{dst_bucket}/\"\n"),
+        )
+        .expect("write the job file");
+        S3Job { args, file }
+    }
+
+    /// A worker's arguments: `--config FILE` and the finder's flags.
+    pub fn worker_args(&self) -> Vec<String> {
+        let mut w = vec!["--config".to_string(), self.file.path().display().to_string()];
+        w.extend(self.args[2..].iter().cloned());
+        w
+    }
+}
+
+/// A multipart transfer slow enough to catch midway: one object of `mib` MiB
+/// on radosgw, a moto destination behind a proxy that holds every UploadPart
+/// for 400 ms, and a job of 5 MiB parts sent one at a time.
+pub struct SlowMultipart {
+    /// Source bucket (radosgw).
+    pub src_bucket: String,
+    /// Destination bucket (moto).
+    pub dst_bucket: String,
+    /// The object `big.bin`.
+    pub body: Vec<u8>,
+    /// The proxy in front of the destination.
+    pub dst_proxy: Proxy,
+    /// The job, with `extra` flags after the part settings.
+    pub job: S3Job,
+}
+
+impl SlowMultipart {
+    /// Sets it up.
+    pub async fn new(hint: &str, mib: usize, extra: &[&str]) -> Self {
+        let (rgw, moto) = (crate::rgw(), crate::moto());
+        let src_bucket = rgw.bucket(&format!("{hint}-src")).await;
+        let dst_bucket = moto.bucket(&format!("{hint}-dst")).await;
+        let body = crate::data(mib * 1024 * 1024, mib as u64);
+        rgw.put_all(
+            &src_bucket,
+            &std::collections::BTreeMap::from([("big.bin".to_string(), body.clone())]),
+        )
+        .await;
+        let dst_proxy = Proxy::start_slow(
+            &moto.endpoint,
+            crate::proxy::Delay {
+                ops: vec!["UploadPart"],
+                by: Duration::from_millis(400),
+            },
+        )
+        .await;
+        let mut flags = vec![
+            "--part-size",
+            "5MiB",
+            "--multipart-threshold",
+            "5MiB",
+            "--concurrency",
+            "1",
+        ];
+        flags.extend_from_slice(extra);
+        let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &dst_proxy.endpoint, &flags);
+        SlowMultipart {
+            src_bucket,
+            dst_bucket,
+            body,
+            dst_proxy,
+            job,
+        }
+    }
+
+    /// The destination's record key of the object.
+    pub fn record(&self) -> ferry_core::state::RecordKey {
+        ferry_core::state::RecordKey {
+            bucket: self.dst_bucket.clone(),
+            key: "big.bin".into(),
+        }
+    }
+}

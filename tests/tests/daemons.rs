@@ -8,12 +8,9 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry_core::state::{RecordKey, StateStore};
-use ferry_tests::fleet::{count, stop, Fleet};
-use ferry_tests::proxy::{Delay, Proxy};
+use ferry_core::state::StateStore;
+use ferry_tests::fleet::{count, stop, Fleet, SlowMultipart};
 use ferry_tests::*;
-
-const MIB: usize = 1024 * 1024;
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -93,53 +90,13 @@ fn http_get(addr: &str, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_releases_running_jobs_and_health_answers() {
     let (rgw, moto) = (rgw(), moto());
-    let (src_bucket, dst_bucket) = (rgw.bucket("grace-src").await, moto.bucket("grace-dst").await);
-    let body = data(40 * MIB, 41);
-    rgw.put_all(&src_bucket, &BTreeMap::from([("big.bin".to_string(), body.clone())]))
-        .await;
-    let dst_proxy = Proxy::start_slow(
-        &moto.endpoint,
-        Delay {
-            ops: vec!["UploadPart"],
-            by: Duration::from_millis(400),
-        },
-    )
-    .await;
-    let fleet = Fleet::new("grace", true, 5).await;
-    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
-    for (side, ep) in [("src", &rgw.endpoint), ("dest", &dst_proxy.endpoint)] {
-        args.extend([
-            format!("--{side}-endpoint"),
-            ep.to_string(),
-            format!("--{side}-path-style"),
-        ]);
-    }
     // A long lease: only a release lets the second worker in quickly.
-    args.extend(
-        [
-            "--part-size",
-            "5MiB",
-            "--multipart-threshold",
-            "5MiB",
-            "--concurrency",
-            "1",
-            "--lease",
-            "120s",
-            "--shutdown-grace",
-            "1s",
-        ]
-        .map(String::from),
-    );
+    let slow = SlowMultipart::new("grace", 40, &["--lease", "120s", "--shutdown-grace", "1s"]).await;
+    let (dst_bucket, body) = (slow.dst_bucket.clone(), slow.body.clone());
+    let fleet = Fleet::new("grace", true, 5).await;
+    let (args, wargs) = (slow.job.args.clone(), slow.job.worker_args());
     let mut envs = rgw.envs("src");
     envs.extend(moto.envs("dest"));
-    let job = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        job.path(),
-        format!("[source]\nurl = \"s3://{src_bucket}/\"\n[destination]\nurl = \"s3://{dst_bucket}/\"\n"),
-    )
-    .unwrap();
-    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
-    wargs.extend(args[2..].iter().cloned());
     let health = format!("127.0.0.1:{}", free_port());
     let mut first_args = wargs.clone();
     first_args.extend(["--health-addr".to_string(), health.clone()]);
@@ -153,10 +110,7 @@ async fn sigterm_releases_running_jobs_and_health_answers() {
     assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("ok\n"), "{ok}");
 
     assert!(run(fleet.finder(&args, &envs)).status.success());
-    let rk = RecordKey {
-        bucket: dst_bucket.clone(),
-        key: "big.bin".into(),
-    };
+    let rk = slow.record();
     let state = fleet.state();
     let t = Instant::now();
     while state.get(&rk).await.unwrap().map(|r| r.parts.len()).unwrap_or(0) < 2 {

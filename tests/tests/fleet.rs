@@ -8,20 +8,12 @@ use std::time::{Duration, Instant};
 
 use ferry_core::job::{Job, SrcRef};
 use ferry_core::queue::JobQueue;
-use ferry_core::state::{RecordKey, StateStore};
-use ferry_tests::fleet::{count, run_id, stop, Fleet};
-use ferry_tests::proxy::{Delay, Proxy};
+use ferry_core::state::StateStore;
+use ferry_tests::fleet::{count, run_id, stop, Fleet, S3Job, SlowMultipart};
+use ferry_tests::proxy::Proxy;
 use ferry_tests::*;
 
 const MIB: usize = 1024 * 1024;
-
-fn side(which: &str, endpoint: &str) -> Vec<String> {
-    vec![
-        format!("--{which}-endpoint"),
-        endpoint.to_string(),
-        format!("--{which}-path-style"),
-    ]
-}
 
 fn keys_envs(src: &Server, dest: &Server) -> Vec<(String, String)> {
     let mut e = src.envs("src");
@@ -54,17 +46,15 @@ async fn finder_sqs_three_workers_dynamodb_status_complete() {
     let dst_proxy = Proxy::start(&moto.endpoint).await;
     let fleet = Fleet::new("e2e", false, 5).await;
 
-    let mut common = vec![
-        "--part-size".to_string(),
-        "5MiB".into(),
-        "--multipart-threshold".into(),
-        "5MiB".into(),
-    ];
-    common.extend(side("src", &src_proxy.endpoint));
-    common.extend(side("dest", &dst_proxy.endpoint));
+    let job = S3Job::new(
+        &src_bucket,
+        &src_proxy.endpoint,
+        &dst_bucket,
+        &dst_proxy.endpoint,
+        &["--part-size", "5MiB", "--multipart-threshold", "5MiB"],
+    );
     let envs = keys_envs(&rgw, &moto);
-    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
-    args.extend(common.clone());
+    let mut args = job.args.clone();
     args.push("--create-resources".into());
     let out = run(fleet.finder(&args, &envs));
     assert!(out.status.success(), "the finder queues the jobs");
@@ -75,25 +65,8 @@ async fn finder_sqs_three_workers_dynamodb_status_complete() {
         moto.read_all(&dst_bucket, "").await.is_empty(),
         "with an SQS queue the finder only queues by default"
     );
-
-    let mut worker_args = vec![
-        "--src-endpoint".to_string(),
-        src_proxy.endpoint.clone(),
-        "--src-path-style".into(),
-        "--dest-endpoint".into(),
-        dst_proxy.endpoint.clone(),
-        "--dest-path-style".into(),
-        "--workers".into(),
-        "4".into(),
-    ];
-    worker_args.extend(common.iter().take(4).cloned());
-    let job = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        job.path(),
-        format!("[source]\nurl = \"s3://{src_bucket}/\"\n[destination]\nurl = \"s3://{dst_bucket}/\"\n"),
-    )
-    .unwrap();
-    worker_args.extend(["--config".to_string(), job.path().display().to_string()]);
+    let mut worker_args = job.worker_args();
+    worker_args.extend(["--workers".to_string(), "4".into()]);
     let workers: Vec<_> = (0..3).map(|_| fleet.worker(&worker_args, &envs)).collect();
 
     let status = run(fleet.status(Some(&run_of), "180s"));
@@ -134,18 +107,9 @@ async fn request_counts_per_small_object() {
     let src_proxy = Proxy::start(&rgw.endpoint).await;
     let dst_proxy = Proxy::start(&moto.endpoint).await;
     let fleet = Fleet::new("count", true, 5).await;
-    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
-    args.extend(side("src", &src_proxy.endpoint));
-    args.extend(side("dest", &dst_proxy.endpoint));
+    let job = S3Job::new(&src_bucket, &src_proxy.endpoint, &dst_bucket, &dst_proxy.endpoint, &[]);
+    let (args, wargs) = (job.args.clone(), job.worker_args());
     let envs = keys_envs(&rgw, &moto);
-    let job = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        job.path(),
-        format!("[source]\nurl = \"s3://{src_bucket}/\"\n[destination]\nurl = \"s3://{dst_bucket}/\"\n"),
-    )
-    .unwrap();
-    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
-    wargs.extend(args[2..].iter().cloned());
     let worker = fleet.worker(&wargs, &envs);
     let out = run(fleet.finder(&args, &envs));
     assert!(out.status.success());
@@ -196,53 +160,17 @@ async fn request_counts_per_small_object() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_nine_worker_mid_multipart_another_takes_over_from_recorded_parts() {
     let (rgw, moto) = (rgw(), moto());
-    let (src_bucket, dst_bucket) = (rgw.bucket("takeover-src").await, moto.bucket("takeover-dst").await);
-    let body = data(40 * MIB, 77);
-    rgw.put_all(&src_bucket, &BTreeMap::from([("big.bin".to_string(), body.clone())]))
-        .await;
-    // Every part waits 400 ms at the proxy: 8 parts, one at a time, take over 3 s.
-    let dst_proxy = Proxy::start_slow(
-        &moto.endpoint,
-        Delay {
-            ops: vec!["UploadPart"],
-            by: Duration::from_millis(400),
-        },
-    )
-    .await;
+    // 8 parts, one at a time, each held 400 ms at the proxy.
+    let slow = SlowMultipart::new("takeover", 40, &["--lease", "3s"]).await;
+    let (dst_bucket, body, dst_proxy) = (slow.dst_bucket.clone(), slow.body.clone(), slow.dst_proxy.clone());
     let fleet = Fleet::new("takeover", true, 10).await;
-    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
-    args.extend(side("src", &rgw.endpoint));
-    args.extend(side("dest", &dst_proxy.endpoint));
-    args.extend(
-        [
-            "--part-size",
-            "5MiB",
-            "--multipart-threshold",
-            "5MiB",
-            "--concurrency",
-            "1",
-            "--lease",
-            "3s",
-        ]
-        .map(String::from),
-    );
     let envs = keys_envs(&rgw, &moto);
-    let out = run(fleet.finder(&args, &envs));
+    let out = run(fleet.finder(&slow.job.args, &envs));
     assert!(out.status.success());
-    let job = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        job.path(),
-        format!("[source]\nurl = \"s3://{src_bucket}/\"\n[destination]\nurl = \"s3://{dst_bucket}/\"\n"),
-    )
-    .unwrap();
-    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
-    wargs.extend(args[2..].iter().cloned());
+    let wargs = slow.job.worker_args();
 
     let mut first = fleet.worker(&wargs, &envs);
-    let rk = RecordKey {
-        bucket: dst_bucket.clone(),
-        key: "big.bin".into(),
-    };
+    let rk = slow.record();
     let state = fleet.state();
     let started = Instant::now();
     let recorded = loop {
@@ -299,7 +227,7 @@ async fn the_same_job_delivered_twice_at_once_is_transferred_once() {
     let dst_proxy = Proxy::start(&moto.endpoint).await;
     let fleet = Fleet::new("twice", true, 5).await;
     let run_of = "2026-11-22T00:00:00Z#0002";
-    let job = Job::copy(
+    let message = Job::copy(
         run_of,
         SrcRef {
             key: "k".into(),
@@ -310,22 +238,16 @@ async fn the_same_job_delivered_twice_at_once_is_transferred_once() {
         "k".into(),
     )
     .to_body();
-    let sent = fleet.queue().send_batch(&[job.clone(), job]).await.unwrap();
+    let sent = fleet.queue().send_batch(&[message.clone(), message]).await.unwrap();
     assert!(sent.iter().all(|r| r.is_ok()));
-    let cfg = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        cfg.path(),
-        format!("[source]\nurl = \"s3://{src_bucket}/\"\n[destination]\nurl = \"s3://{dst_bucket}/\"\n"),
-    )
-    .unwrap();
-    let mut wargs = vec![
-        "--config".to_string(),
-        cfg.path().display().to_string(),
-        "--workers".into(),
-        "4".into(),
-    ];
-    wargs.extend(side("src", &rgw.endpoint));
-    wargs.extend(side("dest", &dst_proxy.endpoint));
+    let job = S3Job::new(
+        &src_bucket,
+        &rgw.endpoint,
+        &dst_bucket,
+        &dst_proxy.endpoint,
+        &["--workers", "4"],
+    );
+    let wargs = job.worker_args();
     let mut envs = keys_envs(&rgw, &moto);
     envs.push(("RUST_LOG".into(), "debug,aws=info,hyper=info,h2=info".into()));
     let worker = fleet.worker(&wargs, &envs);

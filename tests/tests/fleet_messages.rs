@@ -8,27 +8,9 @@ use std::time::{Duration, Instant};
 
 use ferry_core::queue::JobQueue;
 use ferry_core::store::{ObjectStore, S3Credentials, S3Store, S3StoreConfig, StoreError};
-use ferry_tests::fleet::{count, run_id, stop, Fleet};
+use ferry_tests::fleet::{count, run_id, stop, Fleet, S3Job};
 use ferry_tests::proxy::Proxy;
 use ferry_tests::*;
-
-fn side(which: &str, endpoint: &str) -> Vec<String> {
-    vec![
-        format!("--{which}-endpoint"),
-        endpoint.to_string(),
-        format!("--{which}-path-style"),
-    ]
-}
-
-fn job_file(src: &str, dest: &str) -> tempfile::NamedTempFile {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        f.path(),
-        format!("[source]\nurl = \"{src}\"\n[destination]\nurl = \"{dest}\"\n"),
-    )
-    .unwrap();
-    f
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_reach_the_dead_letter_queue_and_disturb_nothing() {
@@ -44,14 +26,10 @@ async fn poison_messages_reach_the_dead_letter_queue_and_disturb_nothing() {
         r#"{"v":1,"op":"copy","run":"r"}"#.into(),
     ];
     assert!(q.send_batch(&poison).await.unwrap().iter().all(|r| r.is_ok()));
-    let job = job_file(&format!("s3://{src_bucket}/"), &format!("s3://{dst_bucket}/"));
-    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
-    args.extend(side("src", &rgw.endpoint));
-    args.extend(side("dest", &moto.endpoint));
+    let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &moto.endpoint, &[]);
+    let (args, wargs) = (job.args.clone(), job.worker_args());
     let mut envs = rgw.envs("src");
     envs.extend(moto.envs("dest"));
-    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
-    wargs.extend(args[2..].iter().cloned());
     let worker = fleet.worker(&wargs, &envs);
     let out = run(fleet.finder(&args, &envs));
     assert!(out.status.success());
@@ -86,9 +64,8 @@ async fn a_second_finder_run_over_a_backlog_transfers_nothing_twice() {
     rgw.put_all(&src_bucket, &objects).await;
     let dst_proxy = Proxy::start(&moto.endpoint).await;
     let fleet = Fleet::new("backlog", true, 5).await;
-    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
-    args.extend(side("src", &rgw.endpoint));
-    args.extend(side("dest", &dst_proxy.endpoint));
+    let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &dst_proxy.endpoint, &[]);
+    let (args, wargs) = (job.args.clone(), job.worker_args());
     let mut envs = rgw.envs("src");
     envs.extend(moto.envs("dest"));
     let first = run(fleet.finder(&args, &envs));
@@ -101,9 +78,6 @@ async fn a_second_finder_run_over_a_backlog_transfers_nothing_twice() {
     );
     assert_eq!(fleet.queue().stats().await.unwrap().ready, 60, "both runs queued");
 
-    let job = job_file(&format!("s3://{src_bucket}/"), &format!("s3://{dst_bucket}/"));
-    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
-    wargs.extend(args[2..].iter().cloned());
     let worker = fleet.worker(&wargs, &envs);
     let codes: Vec<_> = [&run1, &run2]
         .iter()
@@ -153,10 +127,14 @@ async fn a_secret_drives_the_source_credentials_and_never_reaches_a_log() {
     let value = serde_json::json!({"access_key_id": rgw.access_key, "secret_access_key": rgw.secret_key}).to_string();
     put_secret(&fleet, &name, &value).await;
 
-    let mut args = vec![format!("s3://{src_bucket}/"), format!("s3://{dst_bucket}/")];
-    args.extend(side("src", &rgw.endpoint));
-    args.extend(side("dest", &moto.endpoint));
-    args.extend(["--src-secret".to_string(), name.clone()]);
+    let job = S3Job::new(
+        &src_bucket,
+        &rgw.endpoint,
+        &dst_bucket,
+        &moto.endpoint,
+        &["--src-secret", &name],
+    );
+    let (args, wargs) = (job.args.clone(), job.worker_args());
     let envs = moto.envs("dest");
     let debug = vec![("RUST_LOG".to_string(), "debug".to_string())];
     let mut all_envs = envs.clone();
@@ -166,9 +144,6 @@ async fn a_secret_drives_the_source_credentials_and_never_reaches_a_log() {
         out.status.success(),
         "the finder lists the source with the secret's keys"
     );
-    let job = job_file(&format!("s3://{src_bucket}/"), &format!("s3://{dst_bucket}/"));
-    let mut wargs = vec!["--config".to_string(), job.path().display().to_string()];
-    wargs.extend(args[2..].iter().cloned());
     let worker = fleet.worker(&wargs, &all_envs);
     let status = run(fleet.status(None, "120s"));
     let (st, log) = stop(worker);

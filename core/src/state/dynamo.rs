@@ -125,6 +125,27 @@ fn to_record(item: &Item) -> Option<ObjectRecord> {
     })
 }
 
+fn is_part(item: &Item) -> bool {
+    get_s(item, "sk").is_some_and(|sk| sk.starts_with("part#"))
+}
+
+/// The part items among an object's items that belong to `upload_id`, ascending.
+fn parts_of(items: &[Item], upload_id: &str) -> Vec<PartInfo> {
+    let mut parts: Vec<PartInfo> = items
+        .iter()
+        .filter(|i| is_part(i) && get_s(i, "upload_id").as_deref() == Some(upload_id))
+        .filter_map(|i| {
+            Some(PartInfo {
+                number: get_n(i, "number")? as u32,
+                etag: get_s(i, "etag")?,
+                size: get_n(i, "size")? as u64,
+            })
+        })
+        .collect();
+    parts.sort_by_key(|p| p.number);
+    parts
+}
+
 fn to_run(id: &str, item: &Item) -> RunRecord {
     let mut counters = RunCounters::default();
     for (name, _) in RunCounters::default().fields() {
@@ -419,32 +440,12 @@ impl DynamoStateStore {
 
     /// The parts recorded for `upload_id`, ascending.
     async fn parts(&self, key: &RecordKey, upload_id: &str) -> Result<Vec<PartInfo>, StateError> {
-        let mut parts: Vec<PartInfo> = self
-            .object_items(key)
-            .await?
-            .iter()
-            .filter(|i| get_s(i, "sk").is_some_and(|sk| sk.starts_with("part#")))
-            .filter(|i| get_s(i, "upload_id").as_deref() == Some(upload_id))
-            .filter_map(|i| {
-                Some(PartInfo {
-                    number: get_n(i, "number")? as u32,
-                    etag: get_s(i, "etag")?,
-                    size: get_n(i, "size")? as u64,
-                })
-            })
-            .collect();
-        parts.sort_by_key(|p| p.number);
-        Ok(parts)
+        Ok(parts_of(&self.object_items(key).await?, upload_id))
     }
 
     /// Deletes the part items of an object.
     async fn delete_parts(&self, key: &RecordKey) -> Result<(), StateError> {
-        let parts: Vec<Item> = self
-            .object_items(key)
-            .await?
-            .into_iter()
-            .filter(|i| get_s(i, "sk").is_some_and(|sk| sk.starts_with("part#")))
-            .collect();
+        let parts: Vec<Item> = self.object_items(key).await?.into_iter().filter(is_part).collect();
         for chunk in parts.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -671,19 +672,7 @@ impl StateStore for DynamoStateStore {
             return Ok(None);
         };
         if let Some(up) = &rec.upload {
-            rec.parts = items
-                .iter()
-                .filter(|i| get_s(i, "sk").is_some_and(|sk| sk.starts_with("part#")))
-                .filter(|i| get_s(i, "upload_id").as_deref() == Some(up.upload_id.as_str()))
-                .filter_map(|i| {
-                    Some(PartInfo {
-                        number: get_n(i, "number")? as u32,
-                        etag: get_s(i, "etag")?,
-                        size: get_n(i, "size")? as u64,
-                    })
-                })
-                .collect();
-            rec.parts.sort_by_key(|p| p.number);
+            rec.parts = parts_of(&items, &up.upload_id);
         }
         Ok(Some(rec))
     }
