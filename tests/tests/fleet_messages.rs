@@ -194,3 +194,74 @@ async fn a_rotated_secret_is_read_again_after_access_denied() {
     let head = store.head("k").await.expect("the rotated secret is read again");
     assert_eq!(head.map(|h| h.size), Some(100));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_wait_exits_non_zero_and_names_the_errors_when_a_job_fails() {
+    let rgw = rgw();
+    let (src_bucket, dst_bucket) = (rgw.bucket("fails-src").await, rgw.bucket("fails-dst").await);
+    rgw.put_all(&src_bucket, &BTreeMap::from([("ok".to_string(), data(1000, 3))]))
+        .await;
+    // One delivery only: a failed job goes to the dead-letter queue at once.
+    let fleet = Fleet::new("fails", true, 1).await;
+    let run_of = "2026-11-22T01:00:00Z#00ff";
+    let state = fleet.state();
+    use ferry_core::state::{RunCounters, StateStore};
+    state.run_start(run_of).await.unwrap();
+    state
+        .run_add(
+            run_of,
+            RunCounters {
+                found: 2,
+                enqueued: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    state.run_listed(run_of).await.unwrap();
+    let job = |key: &str, dest: String| {
+        ferry_core::job::Job::copy(
+            run_of,
+            ferry_core::job::SrcRef {
+                key: key.into(),
+                size: 1000,
+                etag: None,
+                version: None,
+            },
+            dest,
+        )
+        .to_body()
+    };
+    // radosgw refuses keys over 1,024 bytes (moto does not): that job can never succeed.
+    let too_long = "k".repeat(1100);
+    let sent = fleet
+        .queue()
+        .send_batch(&[job("ok", "ok".into()), job("ok", too_long.clone())])
+        .await
+        .unwrap();
+    assert!(sent.iter().all(|r| r.is_ok()));
+    let s3job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &rgw.endpoint, &[]);
+    let mut envs = rgw.envs("src");
+    envs.extend(rgw.envs("dest"));
+    let worker = fleet.worker(&s3job.worker_args(), &envs);
+    let status = run(fleet.status(Some(run_of), "60s"));
+    let (st, _) = stop(worker);
+    assert!(st.success());
+    let report = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "complete with a failure: exit 1\n{report}"
+    );
+    assert!(report.contains("Status: complete"), "{report}");
+    assert_eq!((count(&report, "done"), count(&report, "failed")), (1, 1), "{report}");
+    assert!(
+        report.contains("Top errors:") && report.contains(&too_long[..100]),
+        "{report}"
+    );
+    assert_eq!(
+        fleet.queue().stats().await.unwrap().dead,
+        1,
+        "the failed job is in the dead-letter queue"
+    );
+}
