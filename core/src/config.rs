@@ -166,6 +166,13 @@ pub struct JobConfig {
     pub schedule: Option<String>,
     /// Worker health endpoint address, e.g. `0.0.0.0:8080` (`GET /healthz`). Default: none.
     pub health_addr: Option<String>,
+    /// Delete sync: the finder deletes destination keys that have no source
+    /// counterpart, and ObjectRemoved events delete at the destination.
+    /// Default false.
+    pub delete: bool,
+    /// With `delete`: the most deletions one finder run queues; past it the
+    /// run stops queueing deletions and fails. Default: no limit.
+    pub max_delete: Option<u64>,
     /// Engine settings.
     pub transfer: TransferConfig,
 }
@@ -451,6 +458,18 @@ impl SideConfig {
     }
 }
 
+impl Job {
+    /// How S3 event notifications and forwarded events map to this job's jobs.
+    pub fn event_context(&self) -> crate::events::EventContext {
+        crate::events::EventContext {
+            src_bucket: self.source.bucket(),
+            src_prefix: self.source.prefix().to_string(),
+            dest_prefix: self.destination.prefix().to_string(),
+            delete: self.raw.delete,
+        }
+    }
+}
+
 /// Where the state file of a source/destination pair lives by default.
 pub fn default_state_path(src: &str, dest: &str) -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
@@ -606,6 +625,8 @@ const TOP_KEYS: &[(&str, Kind)] = &[
     ("queue", Kind::Str),
     ("schedule", Kind::Str),
     ("health_addr", Kind::Str),
+    ("delete", Kind::Bool),
+    ("max_delete", Kind::Int),
 ];
 
 const TRANSFER_KEYS: &[(&str, Kind)] = &[

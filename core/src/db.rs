@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS objects(
     worker TEXT,
     lease_until INTEGER,
     lease_etag TEXT,
+    event_seq TEXT,
     dest_etag TEXT,
     last_error TEXT,
     created_at INTEGER NOT NULL,
@@ -103,6 +104,7 @@ CREATE TABLE IF NOT EXISTS runs(
 /// Files written by an older build get them on open.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("objects", "lease_etag", "TEXT"),
+    ("objects", "event_seq", "TEXT"),
     ("runs", "planned_bytes", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "skipped", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "gone", "INTEGER NOT NULL DEFAULT 0"),

@@ -55,6 +55,11 @@ pub struct Job {
     pub src: SrcRef,
     /// Destination.
     pub dest: DestRef,
+    /// Order of the event this job comes from (S3 `sequencer`, or the OSS
+    /// event time), when it comes from one: an older event than the last one
+    /// applied to the object is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<String>,
 }
 
 /// Why a message is not a job.
@@ -69,6 +74,23 @@ pub enum JobParseError {
 }
 
 impl Job {
+    /// A delete job for a destination key.
+    pub fn delete(run: &str, dest_key: String) -> Self {
+        Job {
+            v: 1,
+            op: Op::Delete,
+            run: run.into(),
+            src: SrcRef {
+                key: dest_key.clone(),
+                size: 0,
+                etag: None,
+                version: None,
+            },
+            dest: DestRef { key: dest_key },
+            seq: None,
+        }
+    }
+
     /// A copy job.
     pub fn copy(run: &str, src: SrcRef, dest_key: String) -> Self {
         Job {
@@ -77,6 +99,7 @@ impl Job {
             run: run.into(),
             src,
             dest: DestRef { key: dest_key },
+            seq: None,
         }
     }
 

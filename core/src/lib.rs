@@ -21,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod diff;
 pub mod etag;
+pub mod events;
 pub mod filter;
 pub mod job;
 pub mod location;

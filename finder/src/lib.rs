@@ -71,6 +71,10 @@ pub struct Report {
     pub failures: Vec<(String, String)>,
     /// Objects left out because a worker holds a live lease on the same version.
     pub leased: u64,
+    /// Destination-only keys queued for deletion (delete sync).
+    pub deletes: u64,
+    /// Destination-only keys kept because `max_delete` was reached.
+    pub deletes_over_cap: u64,
     /// Whether Ctrl-C stopped the run.
     pub interrupted: bool,
     /// Whether the in-process workers drained the queue.
@@ -83,6 +87,8 @@ struct Plan {
     changed: (u64, u64, Vec<String>),
     identical: u64,
     extra: (u64, Vec<String>),
+    /// Deletions queued (with delete sync) and those left out by `max_delete`.
+    deletes: (u64, u64),
     skipped: u64,
 }
 
@@ -226,6 +232,8 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
         skipped_markers: plan.skipped,
         failures,
         leased: sink.leased.load(Ordering::Relaxed),
+        deletes: plan.deletes.0,
+        deletes_over_cap: plan.deletes.1,
         interrupted: *stop.borrow(),
         drained,
     };
@@ -323,6 +331,17 @@ async fn walk(
                     if filter.matches(&e.rel) {
                         plan.extra.0 += 1;
                         remember(&mut plan.extra.1, &e.rel);
+                        if job.raw.delete {
+                            if job.raw.max_delete.is_some_and(|max| plan.deletes.0 >= max) {
+                                plan.deletes.1 += 1;
+                            } else {
+                                plan.deletes.0 += 1;
+                                batch.push(Job::delete(run, format!("{dp}{}", e.rel)));
+                                if sink.is_none() && batch.len() >= 500 {
+                                    batch.clear();
+                                }
+                            }
+                        }
                     }
                     continue;
                 }
@@ -368,7 +387,17 @@ fn print_plan(plan: &Plan) {
     out!("  new:       {:>8} objects, {}", plan.new.0, b(plan.new.1));
     out!("  changed:   {:>8} objects, {}", plan.changed.0, b(plan.changed.1));
     out!("  identical: {:>8} objects", plan.identical);
-    out!("  only at destination (kept): {}", plan.extra.0);
+    if plan.deletes.0 + plan.deletes.1 > 0 {
+        out!("  only at destination (would delete): {}", plan.deletes.0);
+        if plan.deletes.1 > 0 {
+            out!(
+                "  --max-delete reached: {} more destination-only keys would be kept",
+                plan.deletes.1
+            );
+        }
+    } else {
+        out!("  only at destination (kept; --delete removes them): {}", plan.extra.0);
+    }
     for (label, keys) in [
         ("new", &plan.new.2),
         ("changed", &plan.changed.2),
@@ -410,6 +439,18 @@ fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: s
         out!(
             "  source gone: {:>8} objects (deleted at the source during the run)",
             c.gone
+        );
+    }
+    if r.deletes > 0 {
+        out!(
+            "  deletions:   {:>8} destination-only keys queued for deletion",
+            r.deletes
+        );
+    }
+    if r.deletes_over_cap > 0 {
+        out!(
+            "  --max-delete reached: {} more destination-only keys were kept; raise the limit after checking them (--dry-run lists them)",
+            r.deletes_over_cap
         );
     }
     if r.leased > 0 {

@@ -60,6 +60,12 @@ struct Cli {
     /// When to run: once, rate:DURATION (rate:15m) or cron:EXPRESSION (cron:0 */6 * * *, UTC) [default: once]
     #[arg(long, env = "FERRY_SCHEDULE", value_name = "SCHEDULE")]
     schedule: Option<String>,
+    /// Delete destination keys that have no source counterpart (delete sync; also applies ObjectRemoved events)
+    #[arg(long, env = "FERRY_DELETE")]
+    delete: bool,
+    /// With --delete: the most deletions one run makes; past it the rest are kept and the run exits 1
+    #[arg(long, env = "FERRY_MAX_DELETE", value_name = "N")]
+    max_delete: Option<u64>,
     /// Create the SQS queue (with a dead-letter queue) and the DynamoDB table when missing (development)
     #[arg(long)]
     create_resources: bool,
@@ -169,6 +175,12 @@ async fn run() -> anyhow::Result<u8> {
     if let Some(s) = &cli.schedule {
         overrides.insert("schedule".into(), s.clone().into());
     }
+    if cli.delete {
+        overrides.insert("delete".into(), true.into());
+    }
+    if let Some(n) = cli.max_delete {
+        overrides.insert("max_delete".into(), (n as i64).into());
+    }
     if let Some(c) = &cli.compare {
         overrides.insert("compare".into(), c.clone().into());
     }
@@ -252,7 +264,7 @@ async fn run() -> anyhow::Result<u8> {
 fn finish(r: anyhow::Result<ferry_finder::Report>) -> anyhow::Result<u8> {
     match r {
         Ok(r) if r.interrupted => Ok(130),
-        Ok(r) if r.counters.failed > 0 || !r.failures.is_empty() => Ok(1),
+        Ok(r) if r.counters.failed > 0 || !r.failures.is_empty() || r.deletes_over_cap > 0 => Ok(1),
         Ok(_) => Ok(0),
         Err(e) if e.to_string() == "interrupted" => Ok(130),
         Err(e) => Err(e),

@@ -347,6 +347,7 @@ pub async fn open(job: &Job) -> Result<Runtime, OpenError> {
         lease: t.lease,
         max_receives: redrive_receives.unwrap_or(t.max_receives),
         grace: t.shutdown_grace,
+        events: job.event_context(),
     };
     Ok(Runtime {
         engine,

@@ -124,6 +124,8 @@ pub enum JobOutcome {
     Identical,
     /// The source no longer exists; nothing written.
     SourceGone,
+    /// An event older than the last one applied to the object; dropped.
+    Stale,
     /// Deleted at the destination.
     Deleted,
     /// Another worker holds the object's lease until this time (ms since the epoch).
@@ -253,12 +255,17 @@ impl Engine {
         let rk = self.record_key(&job.dest.key);
         // An object sent in one PUT is recorded done by its claim: one state
         // write per object (see `StateStore::claim_done`).
-        let recorded = (job.op == Op::Copy && job.src.size <= self.cfg.multipart_threshold).then(|| Outcome {
-            status: Status::Done,
-            src_etag: job.src.etag.clone(),
-            dest_etag: self.expected_put_etag(job.src.etag.as_deref()),
-            error: None,
-        });
+        // Event jobs are claimed plainly: their order is checked first.
+        let recorded =
+            (job.op == Op::Copy && job.seq.is_none() && job.src.size <= self.cfg.multipart_threshold).then(|| {
+                Outcome {
+                    status: Status::Done,
+                    src_etag: job.src.etag.clone(),
+                    dest_etag: self.expected_put_etag(job.src.etag.as_deref()),
+                    error: None,
+                    event_seq: None,
+                }
+            });
         let claim = match &recorded {
             Some(o) => self.state.claim_done(&rk, worker, &job.run, o, self.cfg.lease).await?,
             None => {
@@ -274,15 +281,22 @@ impl Engine {
             }
             Claim::Acquired(rec) => rec,
         };
-        let result = self.run_claimed(job, worker, &rk, &rec, recorded.as_ref()).await;
-        match &result {
-            Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) => {}
-            Ok(JobOutcome::SourceGone) => {
-                self.state
-                    .finish(&rk, worker, &Outcome::bare(Status::SourceGone))
-                    .await?
+        if let (Some(seq), Some(last)) = (&job.seq, &rec.event_seq) {
+            if ferry_core::events::seq_older(seq, last) {
+                tracing::info!(key = %job.dest.key, event = %seq, applied = %last, "An event older than the last one applied to the object; dropped.");
+                self.state.release(&rk, worker, None).await?;
+                return Ok(JobOutcome::Stale);
             }
-            Ok(JobOutcome::Deleted) => self.state.finish(&rk, worker, &Outcome::bare(Status::Deleted)).await?,
+        }
+        let result = self.run_claimed(job, worker, &rk, &rec, recorded.as_ref()).await;
+        let with_seq = |status| Outcome {
+            event_seq: job.seq.clone(),
+            ..Outcome::bare(status)
+        };
+        match &result {
+            Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) | Ok(JobOutcome::Stale) => {}
+            Ok(JobOutcome::SourceGone) => self.state.finish(&rk, worker, &with_seq(Status::SourceGone)).await?,
+            Ok(JobOutcome::Deleted) => self.state.finish(&rk, worker, &with_seq(Status::Deleted)).await?,
             Ok(JobOutcome::Busy { .. }) => {}
             Err(e) => {
                 if let Err(se) = self.state.release(&rk, worker, Some(&e.to_string())).await {
@@ -330,6 +344,7 @@ impl Engine {
                         src_etag: job.src.etag.clone(),
                         dest_etag: h.etag,
                         error: None,
+                        event_seq: job.seq.clone(),
                     };
                     if recorded.is_none_or(|r| r.dest_etag.is_some() && !same_tag(&r.dest_etag, &o.dest_etag)) {
                         self.state.finish(rk, worker, &o).await?;
@@ -355,6 +370,7 @@ impl Engine {
                         src_etag: pinned.0.clone(),
                         dest_etag,
                         error: None,
+                        event_seq: job.seq.clone(),
                     };
                     let already =
                         recorded.is_some_and(|r| r.src_etag == o.src_etag && same_tag(&r.dest_etag, &o.dest_etag));

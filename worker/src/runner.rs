@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_core::db::owner_id;
+use ferry_core::events::{parse_message, EventContext, EVENTS_RUN};
 use ferry_core::job::Job;
 use ferry_core::queue::{JobQueue, Message};
 use ferry_core::state::{Outcome, RecordKey, RunCounters, Status};
@@ -50,6 +51,8 @@ pub struct RunnerConfig {
     pub max_receives: u32,
     /// Time running jobs get to finish after a stop request.
     pub grace: Duration,
+    /// How S3 event notifications on the queue map to jobs.
+    pub events: EventContext,
 }
 
 /// What the loop did.
@@ -135,7 +138,9 @@ pub async fn run(
                 for m in msgs {
                     next_id += 1;
                     let worker = format!("{}#{next_id}", owner_id());
-                    let record = Job::parse(&m.body).ok().map(|j| engine.record_key(&j.dest.key));
+                    let record = parse_message(&m.body, &cfg.events)
+                        .ok()
+                        .and_then(|p| p.jobs.first().map(|j| engine.record_key(&j.dest.key)));
                     let receipt = m.receipt.clone();
                     let h = tasks.spawn(handle(
                         engine.clone(),
@@ -266,8 +271,8 @@ async fn handle(
     msg: Message,
     worker: String,
 ) -> TaskResult {
-    let job = match Job::parse(&msg.body) {
-        Ok(j) => j,
+    let parsed = match parse_message(&msg.body, &cfg.events) {
+        Ok(p) => p,
         Err(e) => {
             if msg.receives == 1 {
                 tracing::error!(message_id = %msg.id, error = %e, "Poison message: not a job; leaving it to the dead-letter queue.");
@@ -276,138 +281,161 @@ async fn handle(
             return TaskResult::Other;
         }
     };
-    let rk = engine.record_key(&job.dest.key);
-    let heartbeat = {
-        let (queue, engine, receipt, rk, worker) = (
-            queue.clone(),
-            engine.clone(),
-            msg.receipt.clone(),
-            rk.clone(),
-            worker.clone(),
+    if parsed.ignored > 0 {
+        tracing::debug!(
+            message_id = %msg.id,
+            ignored = parsed.ignored,
+            "Event records outside this job (other bucket or prefix, deletes without delete sync, test events) ignored."
         );
-        let lease = cfg.lease;
-        let received = Instant::now();
-        tokio::spawn(async move {
-            let mut at_limit = false;
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                match message_extension(queue.max_hidden(), received.elapsed(), lease) {
-                    Some(ext) => {
-                        if let Err(e) = queue.extend(&receipt, ext).await {
-                            tracing::warn!(error = %e, "Could not extend the message lease.");
-                        }
-                    }
-                    None if !at_limit => {
-                        at_limit = true;
-                        tracing::info!(
-                            "The queue's limit on hiding a message is near: the message will be delivered again while this job goes on under its object lease (progress is recorded; the redelivery waits for this worker or resumes)."
-                        );
-                    }
-                    None => {}
+    }
+    let current: Arc<std::sync::Mutex<Option<RecordKey>>> = Arc::default();
+    let heartbeat = spawn_heartbeat(&engine, &queue, &msg.receipt, &worker, cfg.lease, current.clone());
+    let mut delta = RunCounters::default();
+    let mut run = parsed
+        .jobs
+        .first()
+        .map(|j| j.run.clone())
+        .unwrap_or_else(|| EVENTS_RUN.into());
+    for job in &parsed.jobs {
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine.record_key(&job.dest.key));
+        let result = engine.run_job(job, &worker).await;
+        match result {
+            Ok(JobOutcome::Busy {
+                duplicate: false,
+                until,
+            }) => {
+                heartbeat.abort();
+                // Another version is being copied: look again soon (the holder renews its lease while it works).
+                let wait = Duration::from_millis((until - ferry_core::now_millis()).clamp(1000, 30_000) as u64);
+                let _ = queue
+                    .nack(&msg.receipt, wait, "another worker holds the object's lease")
+                    .await;
+                return TaskResult::Other;
+            }
+            Ok(outcome) => {
+                if let JobOutcome::Busy { .. } = outcome {
+                    // Another worker copies this very version under its own message,
+                    // which stays queued until that copy is done: this one is a duplicate.
+                    tracing::debug!(key = %job.dest.key, "Duplicate of a job in progress elsewhere; dropped.");
                 }
+                delta.add(&counters(&outcome));
+                run = job.run.clone();
+            }
+            Err(e) => {
+                heartbeat.abort();
+                return failed(&engine, &queue, &cfg, &msg, &worker, job, e).await;
+            }
+        }
+    }
+    heartbeat.abort();
+    done.push(msg.receipt.clone(), &run, delta);
+    TaskResult::Acked
+}
+
+/// The run counters of a job's outcome.
+fn counters(outcome: &JobOutcome) -> RunCounters {
+    let mut c = RunCounters::default();
+    match outcome {
+        JobOutcome::Transferred { bytes } => {
+            c.done = 1;
+            c.bytes = *bytes;
+        }
+        JobOutcome::Deleted => c.done = 1,
+        JobOutcome::Identical | JobOutcome::Stale | JobOutcome::Busy { .. } => c.skipped = 1,
+        JobOutcome::SourceGone => c.gone = 1,
+    }
+    c
+}
+
+/// Keeps the message hidden and the current object leased while a message's jobs run.
+fn spawn_heartbeat(
+    engine: &Arc<Engine>,
+    queue: &Arc<dyn JobQueue>,
+    receipt: &str,
+    worker: &str,
+    lease: Duration,
+    current: Arc<std::sync::Mutex<Option<RecordKey>>>,
+) -> tokio::task::JoinHandle<()> {
+    let (queue, engine, receipt, worker) = (queue.clone(), engine.clone(), receipt.to_string(), worker.to_string());
+    let received = Instant::now();
+    tokio::spawn(async move {
+        let mut at_limit = false;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match message_extension(queue.max_hidden(), received.elapsed(), lease) {
+                Some(ext) => {
+                    if let Err(e) = queue.extend(&receipt, ext).await {
+                        tracing::warn!(error = %e, "Could not extend the message lease.");
+                    }
+                }
+                None if !at_limit => {
+                    at_limit = true;
+                    tracing::info!(
+                        "The queue's limit on hiding a message is near: the message will be delivered again while this job goes on under its object lease (progress is recorded; the redelivery waits for this worker or resumes)."
+                    );
+                }
+                None => {}
+            }
+            let rk = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(rk) = rk {
                 // The object lease exists only once claimed; a lost lease surfaces in the engine.
                 let _ = engine.state().renew(&rk, &worker, lease).await;
             }
-        })
-    };
-    let result = engine.run_job(&job, &worker).await;
-    heartbeat.abort();
+        }
+    })
+}
+
+/// A failed job: given back with a delay, or — at the queue's delivery
+/// limit — recorded as failed and left to the dead-letter queue.
+async fn failed(
+    engine: &Arc<Engine>,
+    queue: &Arc<dyn JobQueue>,
+    cfg: &RunnerConfig,
+    msg: &Message,
+    worker: &str,
+    job: &Job,
+    e: crate::engine::EngineError,
+) -> TaskResult {
     let state = engine.state().clone();
-    match result {
-        Ok(JobOutcome::Busy { duplicate: true, .. }) => {
-            // Another worker copies this very version under its own message,
-            // which stays queued until that copy is done: this one is a duplicate.
-            tracing::debug!(key = %job.dest.key, "Duplicate of a job in progress elsewhere; dropped.");
-            done.push(
-                msg.receipt.clone(),
+    let rk = engine.record_key(&job.dest.key);
+    let text = e.to_string();
+    let given_up = msg.receives >= cfg.max_receives;
+    JobFailed {
+        key: &job.dest.key,
+        error_code: e.code(),
+        will_retry: !given_up,
+        error: &text,
+    }
+    .emit();
+    if given_up {
+        engine.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let fail = Outcome {
+            status: Status::Failed,
+            src_etag: None,
+            dest_etag: None,
+            error: Some(text.clone()),
+            event_seq: None,
+        };
+        if let Ok(ferry_core::state::Claim::Acquired(_)) = state.claim(&rk, worker, &job.run, None, cfg.lease).await {
+            let _ = state.finish(&rk, worker, &fail).await;
+        }
+        let _ = state
+            .run_add(
                 &job.run,
                 RunCounters {
-                    skipped: 1,
+                    failed: 1,
                     ..Default::default()
                 },
-            );
-            TaskResult::Acked
-        }
-        Ok(JobOutcome::Busy { until, .. }) => {
-            // Another version is being copied: look again soon (the holder renews its lease while it works).
-            let wait = Duration::from_millis((until - ferry_core::now_millis()).clamp(1000, 30_000) as u64);
-            let _ = queue
-                .nack(&msg.receipt, wait, "another worker holds the object's lease")
-                .await;
-            TaskResult::Other
-        }
-        Ok(outcome) => {
-            let delta = match outcome {
-                JobOutcome::Transferred { bytes } => RunCounters {
-                    done: 1,
-                    bytes,
-                    ..Default::default()
-                },
-                JobOutcome::Identical => RunCounters {
-                    skipped: 1,
-                    ..Default::default()
-                },
-                JobOutcome::Deleted => RunCounters {
-                    done: 1,
-                    ..Default::default()
-                },
-                JobOutcome::SourceGone => RunCounters {
-                    gone: 1,
-                    ..Default::default()
-                },
-                JobOutcome::Busy { .. } => RunCounters::default(),
-            };
-            done.push(msg.receipt.clone(), &job.run, delta);
-            TaskResult::Acked
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let given_up = msg.receives >= cfg.max_receives;
-            JobFailed {
-                key: &job.dest.key,
-                error_code: e.code(),
-                will_retry: !given_up,
-                error: &text,
-            }
-            .emit();
-            if given_up {
-                engine.stats.failed.fetch_add(1, Ordering::Relaxed);
-                let fail = Outcome {
-                    status: Status::Failed,
-                    src_etag: None,
-                    dest_etag: None,
-                    error: Some(text.clone()),
-                };
-                if let ferry_core::state::Claim::Acquired(_) = state
-                    .claim(&rk, &worker, &job.run, None, cfg.lease)
-                    .await
-                    .unwrap_or(ferry_core::state::Claim::Busy {
-                        worker: String::new(),
-                        until: 0,
-                        etag: None,
-                    })
-                {
-                    let _ = state.finish(&rk, &worker, &fail).await;
-                }
-                let _ = state
-                    .run_add(
-                        &job.run,
-                        RunCounters {
-                            failed: 1,
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-            }
-            let delay = if e.is_retryable() && !given_up {
-                Duration::from_millis((500u64 << msg.receives.min(7)).min(60_000))
-            } else {
-                Duration::ZERO
-            };
-            let _ = queue.nack(&msg.receipt, delay, &text).await;
-            TaskResult::Failed { given_up }
-        }
+            )
+            .await;
     }
+    let delay = if e.is_retryable() && !given_up {
+        Duration::from_millis((500u64 << msg.receives.min(7)).min(60_000))
+    } else {
+        Duration::ZERO
+    };
+    let _ = queue.nack(&msg.receipt, delay, &text).await;
+    TaskResult::Failed { given_up }
 }
 
 /// How far to extend a message's lease now, `received_for` after it was

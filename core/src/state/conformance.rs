@@ -94,6 +94,7 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
         src_etag: Some("\"e\"".into()),
         dest_etag: Some("\"d\"".into()),
         error: None,
+        event_seq: None,
     };
     s.finish(&key, "host:1#c", &done).await.unwrap();
     let rec = s.get(&key).await.unwrap().unwrap();
@@ -188,6 +189,7 @@ pub async fn claim_done_records_under_the_lease(s: &dyn StateStore, bucket: &str
         src_etag: Some("\"s1\"".into()),
         dest_etag: Some("\"s1\"".into()),
         error: None,
+        event_seq: None,
     };
     match s.claim_done(&key, "w:1#a", "r", &done, lease).await.unwrap() {
         Claim::Acquired(before) => assert_eq!(before.status, Status::InProgress, "a new record"),

@@ -118,6 +118,7 @@ fn to_record(item: &Item) -> Option<ObjectRecord> {
         attempts: get_n(item, "attempts").unwrap_or(0) as u32,
         worker: get_s(item, "worker"),
         lease_etag: get_s(item, "lease_etag"),
+        event_seq: get_s(item, "event_seq"),
         lease_until: get_n(item, "lease_until"),
         dest_etag: get_s(item, "dest_etag"),
         last_error: get_s(item, "last_error"),
@@ -305,6 +306,10 @@ impl DynamoStateStore {
                     }
                     None => remove.push("#dest_etag"),
                 }
+                if let Some(q) = &o.event_seq {
+                    update.push_str(", #event_seq = :seq");
+                    values.insert(":seq".into(), s(q));
+                }
                 remove.extend(["#last_error", "#upload_id", "#part_size"]);
             }
         }
@@ -362,6 +367,7 @@ impl DynamoStateStore {
                 attempts: 0,
                 worker: None,
                 lease_etag: None,
+                event_seq: None,
                 lease_until: None,
                 dest_etag: None,
                 last_error: None,
@@ -628,6 +634,10 @@ impl StateStore for DynamoStateStore {
             }
             None => remove.push("#last_error"),
         }
+        if let Some(q) = &outcome.event_seq {
+            set.push("#event_seq = :seq");
+            values.insert(":seq".into(), s(q));
+        }
         if fin {
             set.push("#attempts = :zero");
             values.insert(":zero".into(), n(0));
@@ -650,12 +660,11 @@ impl StateStore for DynamoStateStore {
             (":now".to_string(), n(now_millis())),
             (":zero".to_string(), n(0)),
             (":inc".to_string(), n(error.is_some() as u8)),
-            (":ip".to_string(), s(Status::InProgress.as_str())),
         ]);
-        let mut update =
-            "SET #status = :ip, #updated_at = :now, #attempts = if_not_exists(#attempts, :zero) + :inc".to_string();
+        let mut update = "SET #updated_at = :now, #attempts = if_not_exists(#attempts, :zero) + :inc".to_string();
         if let Some(e) = error {
-            update.push_str(", #last_error = :err");
+            update.push_str(", #status = :ip, #last_error = :err");
+            values.insert(":ip".into(), s(Status::InProgress.as_str()));
             values.insert(":err".into(), s(clip(e)));
         }
         update.push_str(" REMOVE #worker, #lease_until, #lease_etag");

@@ -27,7 +27,7 @@ impl EmbeddedStateStore {
     }
 }
 
-const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at, lease_etag";
+const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at, lease_etag, event_seq";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     let upload_id: Option<String> = r.get(6)?;
@@ -53,6 +53,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
         attempts: r.get::<_, i64>(8)? as u32,
         worker: r.get(9)?,
         lease_etag: r.get(14)?,
+        event_seq: r.get(15)?,
         lease_until: r.get(10)?,
         dest_etag: r.get(11)?,
         last_error: r.get(12)?,
@@ -128,9 +129,9 @@ impl EmbeddedStateStore {
                         .execute(params![k.bucket, k.key])?;
                     tx.prepare_cached(
                         "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, attempts=0, \
-                         upload_id=NULL, part_size=NULL WHERE bucket=?4 AND key=?5",
+                         upload_id=NULL, part_size=NULL, event_seq=COALESCE(?6, event_seq) WHERE bucket=?4 AND key=?5",
                     )?
-                    .execute(params![o.status.as_str(), o.src_etag, o.dest_etag, k.bucket, k.key])?;
+                    .execute(params![o.status.as_str(), o.src_etag, o.dest_etag, k.bucket, k.key, o.event_seq])?;
                 }
                 tx.commit()?;
                 let rec = before.unwrap_or(ObjectRecord {
@@ -143,6 +144,7 @@ impl EmbeddedStateStore {
                     attempts: 0,
                     worker: None,
                     lease_etag: None,
+                    event_seq: None,
                     lease_until: None,
                     dest_etag: None,
                     last_error: None,
@@ -290,7 +292,7 @@ impl StateStore for EmbeddedStateStore {
                 "UPDATE objects SET status=?1, src_etag=COALESCE(?2, src_etag), dest_etag=?3, last_error=?4, \
                  worker=NULL, lease_until=NULL, lease_etag=NULL, updated_at=?5, \
                  upload_id=CASE WHEN ?6 THEN NULL ELSE upload_id END, \
-                 attempts=CASE WHEN ?6 THEN 0 ELSE attempts + 1 END \
+                 attempts=CASE WHEN ?6 THEN 0 ELSE attempts + 1 END, event_seq=COALESCE(?9, event_seq) \
                  WHERE bucket=?7 AND key=?8",
             )?
             .execute(params![
@@ -301,7 +303,8 @@ impl StateStore for EmbeddedStateStore {
                 now_millis(),
                 fin,
                 k.bucket,
-                k.key
+                k.key,
+                o.event_seq
             ])?;
             Ok(())
         })
@@ -311,7 +314,7 @@ impl StateStore for EmbeddedStateStore {
     async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError> {
         let (k, e) = (key.clone(), error.map(str::to_string));
         self.owned(key, worker, move |tx| {
-            tx.prepare_cached("UPDATE objects SET status='in_progress', worker=NULL, lease_until=NULL, lease_etag=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
+            tx.prepare_cached("UPDATE objects SET status=CASE WHEN ?2 IS NULL THEN status ELSE 'in_progress' END, worker=NULL, lease_until=NULL, lease_etag=NULL, attempts=attempts + ?1, last_error=COALESCE(?2, last_error), \
                  updated_at=?3 WHERE bucket=?4 AND key=?5")?.execute(
                 params![e.is_some() as i64, e, now_millis(), k.bucket, k.key],
             )?;

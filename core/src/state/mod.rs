@@ -145,6 +145,8 @@ pub struct ObjectRecord {
     pub parts: Vec<PartInfo>,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// Order of the last event applied to the object (see [`Outcome::event_seq`]).
+    pub event_seq: Option<String>,
     /// Lease holder.
     pub worker: Option<String>,
     /// Source ETag the lease holder is copying.
@@ -186,6 +188,9 @@ pub struct Outcome {
     pub dest_etag: Option<String>,
     /// Error text for failures.
     pub error: Option<String>,
+    /// Order of the event that caused the job (S3 sequencer, OSS event
+    /// time), recorded so an older event arriving later is dropped.
+    pub event_seq: Option<String>,
 }
 
 impl Outcome {
@@ -196,6 +201,7 @@ impl Outcome {
             src_etag: None,
             dest_etag: None,
             error: None,
+            event_seq: None,
         }
     }
 }
@@ -352,8 +358,9 @@ pub trait StateStore: Send + Sync + Debug {
     async fn finish(&self, key: &RecordKey, worker: &str, outcome: &Outcome) -> Result<(), StateError>;
 
     /// Releases the lease after a failed or stopped attempt, keeping the
-    /// upload for resume, setting the status to in progress, adding one
-    /// attempt and recording `error` when there is one.
+    /// upload for resume. With an `error` (a failed attempt) the status goes
+    /// back to in progress, one attempt is added and the error recorded;
+    /// without one (stopped, or a stale event) the record is left as it is.
     async fn release(&self, key: &RecordKey, worker: &str, error: Option<&str>) -> Result<(), StateError>;
 
     /// The record of an object.
