@@ -1,0 +1,154 @@
+//! `ferry-events-bridge`: forwards Aliyun OSS object events to the job queue.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ferry_events_bridge::{server, Answer, Auth, Bridge};
+use ferry_worker::cli::{self, JobArgs};
+
+/// Receives Aliyun OSS event notifications over HTTP and queues a ferry job
+/// for every event of each (copies; deletes with delete sync), answering 200
+/// only once every job is queued.
+///
+/// As a Function Compute custom runtime it listens on 0.0.0.0:$FC_SERVER_PORT
+/// (9000 by default); elsewhere give --listen. Callers authenticate with the
+/// shared secret from FERRY_BRIDGE_TOKEN or the Secrets Manager secret
+/// --auth-secret NAME: header x-ferry-token: SECRET, or
+/// x-ferry-signature: sha256=HEX(HMAC-SHA256(SECRET, body)).
+///
+/// --stdin / --file PATH queue the notification(s) read there instead (one
+/// JSON document, or one per line), for replay and tests.
+///
+/// The job settings (source bucket and prefix, destination prefix, queue,
+/// delete) come from --config and the FERRY_* variables, as for the finder.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-events-bridge", version, verbatim_doc_comment)]
+struct Cli {
+    /// Address to listen on [default: 0.0.0.0:$FC_SERVER_PORT, or 0.0.0.0:9000]
+    #[arg(long, env = "FERRY_BRIDGE_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// Read notifications from standard input instead of serving HTTP
+    #[arg(long, conflicts_with = "file")]
+    stdin: bool,
+    /// Read notifications from this file instead of serving HTTP
+    #[arg(long, value_name = "PATH")]
+    file: Option<std::path::PathBuf>,
+    /// Secrets Manager secret (name or ARN) whose value is the callers' shared secret
+    #[arg(long, env = "FERRY_BRIDGE_AUTH_SECRET", value_name = "NAME")]
+    auth_secret: Option<String>,
+    /// Source: s3://BUCKET/PREFIX (or [source] url in --config)
+    src: Option<String>,
+    /// Destination: s3://BUCKET/PREFIX (or [destination] url in --config)
+    dest: Option<String>,
+    /// Delete sync: ObjectRemoved events delete at the destination
+    #[arg(long, env = "FERRY_DELETE")]
+    delete: bool,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    cli::init_logging("info");
+    match run().await {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ferry-events-bridge: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn auth(cli: &Cli) -> anyhow::Result<Auth> {
+    let secret = match (
+        &cli.auth_secret,
+        std::env::var("FERRY_BRIDGE_TOKEN").ok().filter(|t| !t.is_empty()),
+    ) {
+        (Some(name), _) => {
+            let sdk = ferry_core::aws::sdk_config(None).await;
+            let out = aws_sdk_secretsmanager::Client::new(&sdk)
+                .get_secret_value()
+                .secret_id(name)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", ferry_core::aws::failure(&e)))
+                .with_context(|| format!("--auth-secret {name}: reading the secret"))?;
+            out.secret_string()
+                .with_context(|| format!("--auth-secret {name}: the secret has no string value"))?
+                .to_string()
+        }
+        (None, Some(token)) => token,
+        (None, None) => {
+            bail!("callers must authenticate: set FERRY_BRIDGE_TOKEN or --auth-secret NAME (a Secrets Manager secret)")
+        }
+    };
+    Auth::new(&secret).map_err(anyhow::Error::msg)
+}
+
+async fn run() -> anyhow::Result<u8> {
+    let cli = Cli::parse();
+    let mut overrides = cli.job.overrides(cli.src.as_deref(), cli.dest.as_deref(), None);
+    if cli.delete {
+        overrides.insert("delete".into(), true.into());
+    }
+    let cfg = cli.job.load(overrides).context("reading the job settings")?;
+    let job = cfg.build().context("invalid job settings")?;
+    let (queue, _, _) = cli::open_backends(&job.state, &job.queue, &job.raw.transfer)
+        .await
+        .context("opening the job queue")?;
+    let trusted_input = cli.stdin || cli.file.is_some();
+    let bridge = Arc::new(Bridge {
+        queue,
+        ctx: job.event_context(),
+        auth: if trusted_input { None } else { Some(auth(&cli).await?) },
+    });
+    if trusted_input {
+        let text = match &cli.file {
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("--file {}", p.display()))?,
+            None => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
+        };
+        return replay(&bridge, &text).await;
+    }
+    let addr = cli.listen.clone().unwrap_or_else(|| {
+        format!(
+            "0.0.0.0:{}",
+            std::env::var("FC_SERVER_PORT").unwrap_or_else(|_| "9000".into())
+        )
+    });
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("--listen {addr}: cannot listen"))?;
+    tracing::info!(addr = %listener.local_addr()?, queue = %bridge.queue.describe(), "Events bridge listening.");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        cli::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    server::serve(listener, bridge, stop_rx).await?;
+    Ok(0)
+}
+
+/// Queues the notifications of a file or stdin: one JSON document, or one per line.
+async fn replay(bridge: &Bridge, text: &str) -> anyhow::Result<u8> {
+    let docs: Vec<&str> = if serde_json::from_str::<serde_json::Value>(text).is_ok() {
+        vec![text]
+    } else {
+        text.lines().filter(|l| !l.trim().is_empty()).collect()
+    };
+    let (mut jobs, mut ignored) = (0, 0);
+    for (i, doc) in docs.iter().enumerate() {
+        match bridge.forward(doc.as_bytes()).await {
+            Answer::Queued { jobs: j, ignored: n } => {
+                jobs += j;
+                ignored += n;
+            }
+            other => bail!("notification {} of {}: {}", i + 1, docs.len(), other.http().1),
+        }
+    }
+    println!(
+        "queued {jobs} job(s) from {} notification(s); {ignored} event(s) ignored",
+        docs.len()
+    );
+    Ok(0)
+}
