@@ -127,12 +127,19 @@ pub struct Bridge {
     pub ctx: EventContext,
     /// Caller authentication; `None` only for trusted input (a file, stdin).
     pub auth: Option<Auth>,
+    /// Accept Function Compute event invocations (`x-fc-control-path:
+    /// /invoke`, which only the platform can send to a custom runtime: HTTP
+    /// trigger callers cannot set `x-fc-*` headers) without credentials, so
+    /// an OSS trigger works. Off by default; only for Function Compute.
+    pub trust_fc_events: bool,
 }
 
 impl Bridge {
-    /// Authenticates, parses and queues one notification.
-    pub async fn handle(&self, token: Option<&str>, signature: Option<&str>, body: &[u8]) -> Answer {
-        if let Some(auth) = &self.auth {
+    /// Authenticates, parses and queues one notification; `fc_event` says the
+    /// request is a Function Compute event invocation.
+    pub async fn handle(&self, token: Option<&str>, signature: Option<&str>, fc_event: bool, body: &[u8]) -> Answer {
+        let trusted = fc_event && self.trust_fc_events;
+        if let (Some(auth), false) = (&self.auth, trusted) {
             if !auth.check(token, signature, body) {
                 return Answer::Unauthorized;
             }

@@ -41,6 +41,9 @@ struct Cli {
     src: Option<String>,
     /// Destination: s3://BUCKET/PREFIX (or [destination] url in --config)
     dest: Option<String>,
+    /// On Function Compute: accept event invocations (x-fc-control-path: /invoke, as an OSS trigger sends them) without credentials
+    #[arg(long, env = "FERRY_BRIDGE_TRUST_FC_EVENTS")]
+    trust_fc_events: bool,
     /// Delete sync: ObjectRemoved events delete at the destination
     #[arg(long, env = "FERRY_DELETE")]
     delete: bool,
@@ -102,6 +105,7 @@ async fn run() -> anyhow::Result<u8> {
         queue,
         ctx: job.event_context(),
         auth: if trusted_input { None } else { Some(auth(&cli).await?) },
+        trust_fc_events: cli.trust_fc_events,
     });
     if trusted_input {
         let text = match &cli.file {

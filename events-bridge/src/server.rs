@@ -9,6 +9,10 @@
 //! * `POST /initialize` — Function Compute's initializer: 200.
 //! * `GET /healthz` — 200 `ok`.
 //!
+//! A Function Compute event invocation (`x-fc-control-path: /invoke`) needs
+//! no credentials when the bridge is told to trust them (OSS triggers cannot
+//! send headers; only the platform reaches a custom runtime's port).
+//!
 //! For Function Compute every answer carries `x-fc-status` (200 for success,
 //! 404 — "function error", so the asynchronous invocation is retried — for
 //! anything else), and an invocation with `x-fc-request-id` writes
@@ -80,6 +84,7 @@ async fn route(bridge: &Bridge, req: Request<Incoming>) -> Response<Full<Bytes>>
             let request_id = header(&req, "x-fc-request-id").map(str::to_string);
             let token = header(&req, "x-ferry-token").map(str::to_string);
             let signature = header(&req, "x-ferry-signature").map(str::to_string);
+            let fc_event = path == "/invoke" && header(&req, "x-fc-control-path") == Some("/invoke");
             if let Some(id) = &request_id {
                 println!("FC Invoke Start RequestId: {id}");
             }
@@ -100,7 +105,9 @@ async fn route(bridge: &Bridge, req: Request<Incoming>) -> Response<Full<Bytes>>
                     };
                 }
             };
-            let answer = bridge.handle(token.as_deref(), signature.as_deref(), &body).await;
+            let answer = bridge
+                .handle(token.as_deref(), signature.as_deref(), fc_event, &body)
+                .await;
             let (status, text) = answer.http();
             if status != 200 {
                 tracing::warn!(status, answer = %text, "Notification not queued.");

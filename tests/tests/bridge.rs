@@ -44,7 +44,7 @@ fn post(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16,
     (status, text)
 }
 
-fn bridge(fleet: &Fleet, job: &S3Job) -> (Child, String) {
+fn bridge(fleet: &Fleet, job: &S3Job, extra_env: &[(&str, &str)]) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -58,6 +58,9 @@ fn bridge(fleet: &Fleet, job: &S3Job) -> (Child, String) {
         c.env(k, v);
     }
     c.env("FERRY_BRIDGE_TOKEN", TOKEN);
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
     let child = c
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -89,7 +92,7 @@ async fn oss_events_over_http_and_stdin_reach_the_destination() {
     rgw.put_all(&src_bucket, &objects).await;
     let fleet = Fleet::new("bridge", true, 5).await;
     let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &moto.endpoint, &[]);
-    let (mut bridge_proc, addr) = bridge(&fleet, &job);
+    let (mut bridge_proc, addr) = bridge(&fleet, &job, &[]);
     let q = fleet.queue();
 
     let keys: Vec<&String> = objects.keys().collect();
@@ -119,6 +122,16 @@ async fn oss_events_over_http_and_stdin_reach_the_destination() {
     let (status, text) = post(&addr, "/invoke", &[("x-ferry-token", TOKEN.into())], "{\"records\": 1}");
     assert_eq!(status, 400, "malformed: {text}");
     assert!(text.contains("not an OSS event notification"), "{text}");
+    let (status, _) = post(
+        &addr,
+        "/invoke",
+        &[("x-fc-control-path", "/invoke".into())],
+        &notification,
+    );
+    assert_eq!(
+        status, 401,
+        "Function Compute event invocations are not trusted unless asked"
+    );
     let s = q.stats().await.unwrap();
     assert_eq!((s.ready, s.in_flight), (0, 0), "nothing queued for refused requests");
 
@@ -184,7 +197,7 @@ async fn event_to_destination_latency_over_200_events() {
     rgw.put_all(&src_bucket, &objects).await;
     let fleet = Fleet::new("latency", true, 5).await;
     let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &moto.endpoint, &[]);
-    let (mut bridge_proc, addr) = bridge(&fleet, &job);
+    let (mut bridge_proc, addr) = bridge(&fleet, &job, &[]);
     let mut envs = rgw.envs("src");
     envs.extend(moto.envs("dest"));
     let worker = fleet.worker(&job.worker_args(), &envs);
@@ -237,4 +250,29 @@ async fn event_to_destination_latency_over_200_events() {
     );
     assert!(p99 < 10_000.0, "p99 {p99:.0} ms");
     assert_same("latency run", &objects, &moto.read_all(&dst_bucket, "").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn function_compute_event_invocations_can_be_trusted_when_asked() {
+    let (rgw, moto) = (rgw(), moto());
+    let (src_bucket, dst_bucket) = (rgw.bucket("fc-src").await, moto.bucket("fc-dst").await);
+    let fleet = Fleet::new("fc", true, 5).await;
+    let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &moto.endpoint, &[]);
+    let (mut bridge_proc, addr) = bridge(&fleet, &job, &[("FERRY_BRIDGE_TRUST_FC_EVENTS", "true")]);
+    let n = serde_json::json!({"events": [oss_event(&src_bucket, "ObjectCreated:PutObject", "k", b"abc", "2026-11-22T06:45:43.000Z")]}).to_string();
+    let (status, _) = post(&addr, "/", &[("x-fc-control-path", "/invoke".into())], &n);
+    assert_eq!(status, 401, "only /invoke is an event invocation");
+    let (status, text) = post(
+        &addr,
+        "/invoke",
+        &[
+            ("x-fc-control-path", "/invoke".into()),
+            ("x-fc-request-id", "r-2".into()),
+        ],
+        &n,
+    );
+    let _ = bridge_proc.kill();
+    let _ = bridge_proc.wait();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(fleet.queue().stats().await.unwrap().ready, 1);
 }
