@@ -39,6 +39,23 @@ impl EventContext {
         let rel = src_key.strip_prefix(self.src_prefix.as_str())?;
         Some(format!("{}{rel}", self.dest_prefix))
     }
+
+    /// The job for an event on `bucket`/`src.key`, or `None` when the event is
+    /// for another bucket or outside the source prefix.
+    pub fn job(&self, op: Op, bucket: &str, src: SrcRef, seq: Option<String>) -> Option<Job> {
+        if bucket != self.src_bucket {
+            return None;
+        }
+        let dest = self.dest_key(&src.key)?;
+        Some(Job {
+            v: 1,
+            op,
+            run: EVENTS_RUN.into(),
+            src,
+            dest: crate::job::DestRef { key: dest },
+            seq,
+        })
+    }
 }
 
 /// The jobs a message holds, and what was left out.
@@ -148,11 +165,6 @@ fn from_s3(n: S3Notification, ctx: &EventContext) -> Parsed {
                 continue;
             }
         };
-        let dest = ctx.dest_key(&key);
-        let (Some(dest), true) = (dest, r.s3.bucket.name == ctx.src_bucket) else {
-            out.ignored += 1;
-            continue;
-        };
         let op = match (created, removed) {
             (true, _) => Op::Copy,
             (_, true) if ctx.delete => Op::Delete,
@@ -161,19 +173,16 @@ fn from_s3(n: S3Notification, ctx: &EventContext) -> Parsed {
                 continue;
             }
         };
-        out.jobs.push(Job {
-            v: 1,
-            op,
-            run: EVENTS_RUN.into(),
-            src: SrcRef {
-                key,
-                size: r.s3.object.size.unwrap_or(0),
-                etag: r.s3.object.etag.as_deref().map(quoted),
-                version: r.s3.object.version,
-            },
-            dest: crate::job::DestRef { key: dest },
-            seq: r.s3.object.sequencer,
-        });
+        let src = SrcRef {
+            key,
+            size: r.s3.object.size.unwrap_or(0),
+            etag: r.s3.object.etag.as_deref().map(quoted),
+            version: r.s3.object.version,
+        };
+        match ctx.job(op, &r.s3.bucket.name, src, r.s3.object.sequencer) {
+            Some(job) => out.jobs.push(job),
+            None => out.ignored += 1,
+        }
     }
     out
 }

@@ -54,13 +54,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     cli::init_logging("info");
-    match run().await {
-        Ok(code) => std::process::ExitCode::from(code),
-        Err(e) => {
-            eprintln!("ferry-events-bridge: error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    cli::exit_code("ferry-events-bridge", run().await)
 }
 
 async fn auth(cli: &Cli) -> anyhow::Result<Auth> {

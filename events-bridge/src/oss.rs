@@ -16,8 +16,8 @@
 //! carries the event time as its order, so a worker drops an event older
 //! than the last one it applied to the object.
 
-use ferry_core::events::{quoted, EventContext, EVENTS_RUN};
-use ferry_core::job::{DestRef, Job, Op, SrcRef};
+use ferry_core::events::{quoted, EventContext};
+use ferry_core::job::{Job, Op, SrcRef};
 use serde::Deserialize;
 
 /// Why a request body is not OSS events.
@@ -103,27 +103,19 @@ pub fn parse(body: &[u8], ctx: &EventContext) -> Result<OssJobs, OssParseError> 
             out.ignored += 1;
             continue;
         };
-        let dest = ctx.dest_key(&e.oss.object.key);
-        let (Some(dest), true) = (dest, e.oss.bucket.name == ctx.src_bucket) else {
-            out.ignored += 1;
-            continue;
-        };
-        out.jobs.push(Job {
-            v: 1,
-            op,
-            run: EVENTS_RUN.into(),
-            src: SrcRef {
-                key: e.oss.object.key,
-                size: e.oss.object.size.unwrap_or(0),
-                etag: match op {
-                    Op::Copy => e.oss.object.etag.as_deref().filter(|t| !t.is_empty()).map(quoted),
-                    Op::Delete => None,
-                },
-                version: None,
+        let src = SrcRef {
+            size: e.oss.object.size.unwrap_or(0),
+            etag: match op {
+                Op::Copy => e.oss.object.etag.as_deref().filter(|t| !t.is_empty()).map(quoted),
+                Op::Delete => None,
             },
-            dest: DestRef { key: dest },
-            seq: e.time,
-        });
+            key: e.oss.object.key,
+            version: None,
+        };
+        match ctx.job(op, &e.oss.bucket.name, src, e.time) {
+            Some(job) => out.jobs.push(job),
+            None => out.ignored += 1,
+        }
     }
     Ok(out)
 }
@@ -170,7 +162,7 @@ mod tests {
         assert_eq!(first.src.size, 100);
         assert_eq!(first.src.etag.as_deref(), Some("\"9b2cf535f27731c974343645a3985328\""));
         assert_eq!(first.seq.as_deref(), Some("2026-11-22T06:45:43.000Z"));
-        assert!(got.jobs.iter().all(|j| j.run == EVENTS_RUN));
+        assert!(got.jobs.iter().all(|j| j.run == ferry_core::events::EVENTS_RUN));
 
         let no_delete = parse(body, &ctx(false)).unwrap();
         assert_eq!(no_delete.jobs.len(), 5);

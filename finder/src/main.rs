@@ -133,13 +133,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     cli::init_logging("info");
-    match run().await {
-        Ok(code) => std::process::ExitCode::from(code),
-        Err(e) => {
-            eprintln!("ferry-finder: error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    cli::exit_code("ferry-finder", run().await)
 }
 
 async fn run() -> anyhow::Result<u8> {

@@ -375,6 +375,18 @@ pub fn init_logging(default: &str) {
         .try_init();
 }
 
+/// The exit code of a binary's `run`: its own code, or 2 after printing the
+/// error with its causes as `NAME: error: …`.
+pub fn exit_code(name: &str, r: anyhow::Result<u8>) -> std::process::ExitCode {
+    match r {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Log targets of the AWS SDK that are capped at `info` unless named.
 const SDK_TARGETS: &[&str] = &[
     "aws_smithy_runtime",

@@ -40,13 +40,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     cli::init_logging("info");
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ferry-worker: error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    cli::exit_code("ferry-worker", run().await.map(|()| 0))
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -200,8 +200,11 @@ pub async fn run(
     while let Some(r) = tasks.join_next_with_id().await {
         account(&mut summary, &mut running, r);
     }
-    flusher.abort();
+    // Flush first: it waits for a flush the flusher has under way, which an
+    // abort would cut between taking the receipts and acknowledging them.
+    // Nothing is pushed after this, so the flusher has nothing left to lose.
     done.flush().await;
+    flusher.abort();
     if !running.is_empty() {
         release(&engine, &queue, running.into_values().collect()).await;
     }
