@@ -17,6 +17,7 @@
 
 pub mod progress;
 pub mod status;
+pub mod verify;
 
 /// Prints a line to stdout; a closed stdout (`| head`) is not an error.
 macro_rules! out {

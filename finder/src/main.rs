@@ -93,6 +93,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Compares SRC and DEST in full: every key at both, sizes, and ETags where
+    /// they are comparable, else the MD5 of both bodies; lists missing, extra
+    /// and different keys. Exit code 0 when they match, 1 when they differ.
+    Verify {
+        /// Source: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR
+        src: Option<String>,
+        /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR
+        dest: Option<String>,
+        /// Compare sizes (and comparable ETags) only; never read bodies
+        #[arg(long)]
+        size_only: bool,
+        /// Only keys matching this glob (repeatable)
+        #[arg(long, value_name = "GLOB")]
+        include: Vec<String>,
+        /// Skip keys matching this glob (repeatable)
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
+        /// How many keys of each kind to list
+        #[arg(long, default_value_t = 20)]
+        show: usize,
+        #[command(flatten)]
+        job: JobArgs,
+    },
     /// Shows the progress of a run (default: the latest) from the state store:
     /// found, queued, in flight, done, identical, failed with the top errors,
     /// bytes, rate and ETA; "complete" once every job of the run has ended.
@@ -145,6 +168,29 @@ async fn run() -> anyhow::Result<u8> {
             dry_run,
             job,
         }) => return clean_uploads(&location, older_than.into(), dry_run, &job).await,
+        Some(Command::Verify {
+            src,
+            dest,
+            size_only,
+            include,
+            exclude,
+            show,
+            job,
+        }) => {
+            let mut overrides = job.overrides(src.as_deref(), dest.as_deref(), None);
+            if !include.is_empty() {
+                overrides.insert("include".into(), include.into());
+            }
+            if !exclude.is_empty() {
+                overrides.insert("exclude".into(), exclude.into());
+            }
+            let cfg = job.load(overrides).context("reading the job settings")?;
+            let settings = cfg.build().context("invalid job settings")?;
+            let opts = ferry_finder::verify::VerifyOptions { size_only, show };
+            let report = ferry_finder::verify::verify(&settings, &opts).await?;
+            ferry_finder::verify::print(&report);
+            return Ok(if report.matches() { 0 } else { 1 });
+        }
         Some(Command::Status {
             run,
             wait,
