@@ -6,6 +6,11 @@
 //! Requests are delimited by their Content-Length (the AWS SDK always sends
 //! one here); a chunked request body fails the test loudly. Responses are
 //! copied through without parsing.
+//!
+//! It can also attack ([`Faults`]): by operation, every n-th request or a
+//! seeded fraction of them is reset, stalled, answered 500 / 503 SlowDown /
+//! 429, or has its answer cut short; each fault is logged to stderr and kept
+//! ([`Proxy::faults`]) so a failing run can be read back.
 
 use std::sync::{Arc, Mutex};
 
@@ -58,11 +63,18 @@ impl Seen {
 }
 
 /// A running proxy.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Proxy {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    injector: Arc<Mutex<Injector>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proxy({})", self.endpoint)
+    }
 }
 
 /// Requests whose operation is in `ops` wait this long before they are forwarded.
@@ -74,6 +86,101 @@ pub struct Delay {
     pub by: std::time::Duration,
 }
 
+/// A fault the proxy can inject into one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Close the connection without an answer.
+    Reset,
+    /// Hold the request this long before forwarding it.
+    Stall(std::time::Duration),
+    /// Forward the request, then cut the answer after a few hundred bytes.
+    Truncate,
+    /// Answer this status with this S3 error code instead of forwarding.
+    Status(u16, &'static str),
+}
+
+impl FaultKind {
+    /// Every kind, with the stall and statuses S3 clients must survive.
+    pub fn all() -> Vec<FaultKind> {
+        vec![
+            FaultKind::Reset,
+            FaultKind::Stall(std::time::Duration::from_millis(1500)),
+            FaultKind::Truncate,
+            FaultKind::Status(500, "InternalError"),
+            FaultKind::Status(503, "SlowDown"),
+            FaultKind::Status(429, "TooManyRequests"),
+        ]
+    }
+
+    /// A short name for logs and counts.
+    pub fn name(&self) -> String {
+        match self {
+            FaultKind::Reset => "reset".into(),
+            FaultKind::Stall(_) => "stall".into(),
+            FaultKind::Truncate => "truncate".into(),
+            FaultKind::Status(code, _) => format!("{code}"),
+        }
+    }
+}
+
+/// Which requests get faults: every `every`-th request whose operation is in
+/// `ops` (all when empty), or, with `every == 0`, each with probability
+/// `rate` from a generator seeded with `seed`. The kinds are used in turn.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Operations to fault (see [`Seen::operation`]); empty: all.
+    pub ops: Vec<&'static str>,
+    /// Fault every n-th matching request (0: use `rate`).
+    pub every: usize,
+    /// Fraction of matching requests faulted when `every` is 0.
+    pub rate: f64,
+    /// Seed of the generator for `rate`.
+    pub seed: u64,
+    /// Kinds, used in turn.
+    pub kinds: Vec<FaultKind>,
+}
+
+/// What a faulting proxy decides, shared by its connections.
+struct Injector {
+    faults: Faults,
+    matched: usize,
+    injected: usize,
+    rng: rand::rngs::StdRng,
+    log: Vec<(Seen, FaultKind)>,
+}
+
+impl Injector {
+    fn decide(&mut self, seen: &Seen) -> Option<FaultKind> {
+        if self.faults.kinds.is_empty() {
+            return None;
+        }
+        let op = seen.operation();
+        if !self.faults.ops.is_empty() && !self.faults.ops.contains(&op.as_str()) {
+            return None;
+        }
+        self.matched += 1;
+        let hit = if self.faults.every > 0 {
+            self.matched.is_multiple_of(self.faults.every)
+        } else {
+            rand::Rng::random_bool(&mut self.rng, self.faults.rate.clamp(0.0, 1.0))
+        };
+        if !hit {
+            return None;
+        }
+        let kind = self.faults.kinds[self.injected % self.faults.kinds.len()];
+        self.injected += 1;
+        eprintln!(
+            "[proxy] fault {} on {} {}?{}",
+            kind.name(),
+            seen.method,
+            seen.path,
+            seen.query
+        );
+        self.log.push((seen.clone(), kind));
+        Some(kind)
+    }
+}
+
 impl Proxy {
     /// Starts a proxy to `upstream` (`http://HOST:PORT`) on a free port.
     pub async fn start(upstream: &str) -> Proxy {
@@ -82,24 +189,50 @@ impl Proxy {
 
     /// Starts a proxy that delays some operations (to catch a transfer midway).
     pub async fn start_slow(upstream: &str, delay: Delay) -> Proxy {
+        Self::start_with(upstream, delay, Faults::default()).await
+    }
+
+    /// Starts a proxy that injects `faults` (and logs each to stderr).
+    pub async fn start_faulty(upstream: &str, faults: Faults) -> Proxy {
+        Self::start_with(upstream, Delay::default(), faults).await
+    }
+
+    /// The faults injected so far, with their requests.
+    pub fn faults(&self) -> Vec<(Seen, FaultKind)> {
+        self.injector.lock().unwrap().log.clone()
+    }
+
+    async fn start_with(upstream: &str, delay: Delay, faults: Faults) -> Proxy {
         let target = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
+        let injector = Arc::new(Mutex::new(Injector {
+            rng: rand::SeedableRng::seed_from_u64(faults.seed),
+            faults,
+            matched: 0,
+            injected: 0,
+            log: Vec::new(),
+        }));
+        let inj = injector.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, log, delay) = (target.clone(), log.clone(), delay.clone());
+                let (target, log, delay, inj) = (target.clone(), log.clone(), delay.clone(), inj.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&target).await {
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
-                        relay(client, server, log, delay).await;
+                        relay(client, server, log, delay, inj).await;
                     }
                 });
             }
         });
-        Proxy { endpoint, seen }
+        Proxy {
+            endpoint,
+            seen,
+            injector,
+        }
     }
 
     /// Every request so far.
@@ -127,15 +260,44 @@ impl Proxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, log: Arc<Mutex<Vec<Seen>>>, delay: Delay) {
-    let (mut cr, mut cw) = client.into_split();
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    log: Arc<Mutex<Vec<Seen>>>,
+    delay: Delay,
+    injector: Arc<Mutex<Injector>>,
+) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let (mut cr, cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
-    let down = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
-        let _ = cw.shutdown().await;
-    });
+    let cw = Arc::new(tokio::sync::Mutex::new(cw));
+    // Bytes of the answer still allowed through; negative: no limit.
+    let budget = Arc::new(AtomicI64::new(-1));
+    let down = {
+        let (cw, budget) = (cw.clone(), budget.clone());
+        tokio::spawn(async move {
+            let mut b = vec![0u8; 64 * 1024];
+            loop {
+                let n = match sr.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let allowed = budget.load(Ordering::SeqCst);
+                let n = if allowed >= 0 { n.min(allowed as usize) } else { n };
+                let mut w = cw.lock().await;
+                if n > 0 && w.write_all(&b[..n]).await.is_err() {
+                    break;
+                }
+                if allowed >= 0 && budget.fetch_sub(n as i64, Ordering::SeqCst) - n as i64 <= 0 {
+                    break;
+                }
+            }
+            let _ = cw.lock().await.shutdown().await;
+        })
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut cut = false;
     'requests: loop {
         // Read a whole request head.
         let head_end = loop {
@@ -147,37 +309,35 @@ async fn relay(client: TcpStream, server: TcpStream, log: Arc<Mutex<Vec<Seen>>>,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or("").split(' ');
-        let method = first.next().unwrap_or("").to_string();
-        let uri = first.next().unwrap_or("").to_string();
-        let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
-        let mut length = 0usize;
-        let mut target = String::new();
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-                match k.as_str() {
-                    "content-length" => length = v.parse().unwrap_or(0),
-                    "x-amz-target" => target = v.to_string(),
-                    "transfer-encoding" if v.contains("chunked") => {
-                        panic!("the test proxy does not read chunked request bodies ({method} {uri})")
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let seen = Seen {
-            method,
-            path: path.to_string(),
-            query: query.to_string(),
-            target,
-        };
+        let (seen, length) = parse_head(&buf[..head_end]);
         let slow = delay.ops.contains(&seen.operation().as_str());
+        let fault = injector.lock().unwrap().decide(&seen);
         log.lock().unwrap().push(seen);
         if slow {
             tokio::time::sleep(delay.by).await;
+        }
+        match fault {
+            Some(FaultKind::Reset) => {
+                cut = true;
+                break 'requests;
+            }
+            Some(FaultKind::Status(code, error)) => {
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{error}</Code><Message>injected by the test proxy</Message></Error>"
+                );
+                let answer = format!(
+                    "HTTP/1.1 {code} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut w = cw.lock().await;
+                let _ = w.write_all(answer.as_bytes()).await;
+                let _ = w.shutdown().await;
+                cut = true;
+                break 'requests;
+            }
+            Some(FaultKind::Stall(d)) => tokio::time::sleep(d).await,
+            Some(FaultKind::Truncate) => budget.store(200, Ordering::SeqCst),
+            None => {}
         }
         // Forward the head at once (a client may wait for "100 Continue"), then the body.
         if sw.write_all(&buf[..head_end]).await.is_err() {
@@ -201,7 +361,43 @@ async fn relay(client: TcpStream, server: TcpStream, log: Arc<Mutex<Vec<Seen>>>,
         }
     }
     let _ = sw.shutdown().await;
+    if cut {
+        down.abort();
+    }
     let _ = down.await;
+    let _ = cw.lock().await.shutdown().await;
+}
+
+/// The request line and headers: what was asked, and the body's length.
+fn parse_head(head: &[u8]) -> (Seen, usize) {
+    let head = String::from_utf8_lossy(head).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split(' ');
+    let method = first.next().unwrap_or("").to_string();
+    let uri = first.next().unwrap_or("").to_string();
+    let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
+    let mut length = 0usize;
+    let mut target = String::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            match k.as_str() {
+                "content-length" => length = v.parse().unwrap_or(0),
+                "x-amz-target" => target = v.to_string(),
+                "transfer-encoding" if v.contains("chunked") => {
+                    panic!("the test proxy does not read chunked request bodies ({method} {uri})")
+                }
+                _ => {}
+            }
+        }
+    }
+    let seen = Seen {
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        target,
+    };
+    (seen, length)
 }
 
 #[cfg(test)]

@@ -302,6 +302,9 @@ macro_rules! with_put_options {
     }};
 }
 
+/// Tries of one listing page.
+const LIST_TRIES: u32 = 6;
+
 #[async_trait]
 impl ObjectStore for S3Store {
     fn describe(&self) -> String {
@@ -327,21 +330,27 @@ impl ObjectStore for S3Store {
             if st.done {
                 return None;
             }
-            let resp = st
-                .store
-                .client
-                .list_objects_v2()
-                .bucket(&st.store.bucket)
-                .prefix(&st.prefix)
-                .set_start_after(st.start_after.clone())
-                .set_continuation_token(st.token.take())
-                .set_request_payer(st.store.payer())
-                .send()
-                .await;
+            // A page is asked again on retryable errors (throttling, 5xx,
+            // dropped connections): one lost page would end a whole listing.
+            let token = st.token.take();
+            let resp = crate::retry::retry(LIST_TRIES, StoreError::is_retryable, || async {
+                st.store
+                    .client
+                    .list_objects_v2()
+                    .bucket(&st.store.bucket)
+                    .prefix(&st.prefix)
+                    .set_start_after(st.start_after.clone())
+                    .set_continuation_token(token.clone())
+                    .set_request_payer(st.store.payer())
+                    .send()
+                    .await
+                    .map_err(|e| st.store.err("ListObjectsV2", &st.prefix, e))
+            })
+            .await;
             let page: Vec<Result<ObjectMeta>> = match resp {
                 Err(e) => {
                     st.done = true;
-                    vec![Err(st.store.err("ListObjectsV2", &st.prefix, e))]
+                    vec![Err(e)]
                 }
                 Ok(out) => {
                     st.token = nonempty(out.next_continuation_token());
