@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts the local test servers on 127.0.0.1:
 #   * a single-node Ceph RADOS Gateway (memstore OSD) — the strict S3 server;
-#   * moto server — SQS, DynamoDB, Secrets Manager and a second S3.
+#   * moto server — SQS, Secrets Manager and a second S3; and a second moto,
+#     serving one request at a time, for DynamoDB (moto_serial.py).
 # Writes the endpoints to $FERRY_TEST_DIR/servers.env (source it) and the
 # process ids to $FERRY_TEST_DIR/pids. Stop with tests/servers/stop.sh.
 #
@@ -13,6 +14,7 @@ set -euo pipefail
 DIR=${FERRY_TEST_DIR:-/tmp/ferry-test-servers}
 RGW_PORT=${FERRY_RGW_PORT:-7480}
 MOTO_PORT=${FERRY_MOTO_PORT:-5055}
+MOTO_DYNAMODB_PORT=${FERRY_MOTO_DYNAMODB_PORT:-$((MOTO_PORT + 1))}
 MON_PORT=${FERRY_MON_PORT:-3300}
 MON_V1_PORT=${FERRY_MON_V1_PORT:-6789}
 MOTO_VENV=${FERRY_MOTO_VENV:-/opt/ferry-moto}
@@ -122,12 +124,18 @@ wait_http "http://127.0.0.1:$RGW_PORT" radosgw
 "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$DIR/moto.log" 2>&1 &
 echo $! >>"$DIR/pids"
 wait_http "http://127.0.0.1:$MOTO_PORT/moto-api/" moto
+# DynamoDB on a moto that serves one request at a time: conditional writes
+# stay atomic, as in DynamoDB (see moto_serial.py).
+"$MOTO_VENV/bin/python" "$(dirname "$0")/moto_serial.py" 127.0.0.1 "$MOTO_DYNAMODB_PORT" >"$DIR/moto-dynamodb.log" 2>&1 &
+echo $! >>"$DIR/pids"
+wait_http "http://127.0.0.1:$MOTO_DYNAMODB_PORT/moto-api/" moto-dynamodb
 
 cat >"$DIR/servers.env" <<ENV
 export FERRY_TEST_RGW=http://127.0.0.1:$RGW_PORT
 export FERRY_TEST_RGW_ACCESS_KEY=$AK
 export FERRY_TEST_RGW_SECRET_KEY=$SK
 export FERRY_TEST_MOTO=http://127.0.0.1:$MOTO_PORT
+export FERRY_TEST_MOTO_DYNAMODB=http://127.0.0.1:$MOTO_DYNAMODB_PORT
 export FERRY_TEST_RGW_LOG=$DIR/client.rgw.a.ceph.log
 ENV
 log "radosgw on 127.0.0.1:$RGW_PORT, moto on 127.0.0.1:$MOTO_PORT (env: $DIR/servers.env)"

@@ -23,6 +23,8 @@ pub struct Fleet {
     pub dynamo: Proxy,
     /// SDK configuration straight to moto (for checks).
     pub sdk: aws_config::SdkConfig,
+    /// SDK configuration straight to moto's DynamoDB.
+    pub sdk_dynamo: aws_config::SdkConfig,
 }
 
 fn moto_url() -> String {
@@ -35,12 +37,13 @@ impl Fleet {
     /// before the dead-letter queue.
     pub async fn new(hint: &str, create: bool, max_receives: u32) -> Fleet {
         let sdk = aws_services().await;
+        let sdk_dynamo = crate::dynamodb_service().await;
         let name = unique(hint);
         let queue_url = format!("{}/123456789012/{name}", moto_url());
         let table = unique(&format!("{hint}-state"));
         if create {
             SqsQueue::create(&sdk, &name, max_receives).await.expect("create queue");
-            DynamoStateStore::create_table(&sdk, &table)
+            DynamoStateStore::create_table(&sdk_dynamo, &table)
                 .await
                 .expect("create table");
         }
@@ -48,8 +51,9 @@ impl Fleet {
             queue_url,
             table,
             sqs: Proxy::start(&moto_url()).await,
-            dynamo: Proxy::start(&moto_url()).await,
+            dynamo: Proxy::start(&std::env::var("FERRY_TEST_MOTO_DYNAMODB").expect("FERRY_TEST_MOTO_DYNAMODB")).await,
             sdk,
+            sdk_dynamo,
         }
     }
 
@@ -60,7 +64,7 @@ impl Fleet {
 
     /// The state store (straight to moto).
     pub fn state(&self) -> DynamoStateStore {
-        DynamoStateStore::new(&self.sdk, &self.table)
+        DynamoStateStore::new(&self.sdk_dynamo, &self.table)
     }
 
     /// `--queue URL --state dynamodb://TABLE`.

@@ -167,10 +167,20 @@ impl Server {
 /// The SDK configuration for moto's SQS, DynamoDB and Secrets Manager:
 /// static test keys, a fixed region, moto's endpoint.
 pub async fn aws_services() -> aws_config::SdkConfig {
+    aws_services_at(&env("FERRY_TEST_MOTO")).await
+}
+
+/// The SDK configuration for moto's DynamoDB (the moto that serves one
+/// request at a time, so conditional writes are atomic as in DynamoDB).
+pub async fn dynamodb_service() -> aws_config::SdkConfig {
+    aws_services_at(&env("FERRY_TEST_MOTO_DYNAMODB")).await
+}
+
+async fn aws_services_at(endpoint: &str) -> aws_config::SdkConfig {
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(env("FERRY_TEST_MOTO"))
+        .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
         .load()
         .await
@@ -187,7 +197,7 @@ pub fn aws_envs() -> Vec<(String, String)> {
     let moto = env("FERRY_TEST_MOTO");
     vec![
         ("AWS_ENDPOINT_URL_SQS".into(), moto.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB".into(), env("FERRY_TEST_MOTO_DYNAMODB")),
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto),
         ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),

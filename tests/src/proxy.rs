@@ -97,6 +97,10 @@ pub enum FaultKind {
     Truncate,
     /// Answer this status with this S3 error code instead of forwarding.
     Status(u16, &'static str),
+    /// Flip one bit of the request body on its way to the store.
+    FlipRequestBit,
+    /// Flip one bit of the answer's body on its way back.
+    FlipResponseBit,
 }
 
 impl FaultKind {
@@ -119,6 +123,8 @@ impl FaultKind {
             FaultKind::Stall(_) => "stall".into(),
             FaultKind::Truncate => "truncate".into(),
             FaultKind::Status(code, _) => format!("{code}"),
+            FaultKind::FlipRequestBit => "flip-request".into(),
+            FaultKind::FlipResponseBit => "flip-response".into(),
         }
     }
 }
@@ -273,8 +279,9 @@ async fn relay(
     let cw = Arc::new(tokio::sync::Mutex::new(cw));
     // Bytes of the answer still allowed through; negative: no limit.
     let budget = Arc::new(AtomicI64::new(-1));
+    let flip_answer = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let down = {
-        let (cw, budget) = (cw.clone(), budget.clone());
+        let (cw, budget, flip_answer) = (cw.clone(), budget.clone(), flip_answer.clone());
         tokio::spawn(async move {
             let mut b = vec![0u8; 64 * 1024];
             loop {
@@ -282,6 +289,15 @@ async fn relay(
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
+                if flip_answer.load(Ordering::SeqCst) {
+                    // Flip the first body byte when the head ends in this chunk.
+                    if let Some(i) = b[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+                        if i + 4 < n {
+                            b[i + 4] ^= 0x01;
+                            flip_answer.store(false, Ordering::SeqCst);
+                        }
+                    }
+                }
                 let allowed = budget.load(Ordering::SeqCst);
                 let n = if allowed >= 0 { n.min(allowed as usize) } else { n };
                 let mut w = cw.lock().await;
@@ -337,8 +353,10 @@ async fn relay(
             }
             Some(FaultKind::Stall(d)) => tokio::time::sleep(d).await,
             Some(FaultKind::Truncate) => budget.store(200, Ordering::SeqCst),
-            None => {}
+            Some(FaultKind::FlipResponseBit) => flip_answer.store(true, Ordering::SeqCst),
+            Some(FaultKind::FlipRequestBit) | None => {}
         }
+        let mut flip_body = fault == Some(FaultKind::FlipRequestBit) && length > 0;
         // Forward the head at once (a client may wait for "100 Continue"), then the body.
         if sw.write_all(&buf[..head_end]).await.is_err() {
             break;
@@ -353,6 +371,10 @@ async fn relay(
                 }
             }
             let n = left.min(buf.len());
+            if flip_body {
+                buf[n / 2] ^= 0x01;
+                flip_body = false;
+            }
             if sw.write_all(&buf[..n]).await.is_err() {
                 break 'requests;
             }

@@ -111,3 +111,98 @@ async fn every_fault_kind_on_the_way_to_and_from_the_store_loses_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bits_flipped_on_the_way_to_the_store_are_refused_and_sent_again() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("flips").await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let mut files: BTreeMap<String, Vec<u8>> = (0..15)
+        .map(|i| (format!("f/{i:02}"), data(2000 + i * 700, 70 + i as u64)))
+        .collect();
+    files.insert("f/big.bin".into(), data(16 * MIB, 3));
+    write_tree(&src, &files);
+    // Every 3rd PutObject or UploadPart reaches radosgw with one bit flipped:
+    // its Content-MD5 no longer matches, radosgw answers BadDigest.
+    let proxy = Proxy::start_faulty(
+        &rgw.endpoint,
+        Faults {
+            ops: vec!["PutObject", "UploadPart"],
+            every: 3,
+            kinds: vec![FaultKind::FlipRequestBit],
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut args = vec![
+        src.display().to_string(),
+        format!("s3://{bucket}/"),
+        "--state".into(),
+        work.path().join("s.sqlite").display().to_string(),
+        "--dest-endpoint".into(),
+        proxy.endpoint.clone(),
+        "--dest-path-style".into(),
+    ];
+    args.extend(
+        [
+            "--part-size",
+            "5MiB",
+            "--multipart-threshold",
+            "5MiB",
+            "--max-receives",
+            "10",
+        ]
+        .map(String::from),
+    );
+    let out = run(finder(&args, &rgw.envs("dest")));
+    assert!(out.status.success(), "every damaged body is refused and sent again");
+    assert!(proxy.faults().len() >= 5, "{} bodies damaged", proxy.faults().len());
+    eprintln!("request bodies damaged on the way: {}", proxy.faults().len());
+    assert_same("after damaged bodies", &files, &rgw.read_all(&bucket, "").await);
+    assert_eq!(rgw.uploads(&bucket).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bits_flipped_on_the_way_from_the_source_are_noticed_before_writing() {
+    let rgw = rgw();
+    let (a, b) = (rgw.bucket("flip-src").await, rgw.bucket("flip-dst").await);
+    let objects: BTreeMap<String, Vec<u8>> = (0..15)
+        .map(|i| (format!("g/{i:02}"), data(3000 + i * 900, 90 + i as u64)))
+        .collect();
+    rgw.put_all(&a, &objects).await;
+    // Every 3rd GET answer comes back with one bit flipped. The source's ETag
+    // is its MD5 and goes out as the PUT's Content-MD5, so radosgw refuses
+    // the damaged copy; ferry tells a damaged read from damage on the way out
+    // and reads again.
+    let proxy = Proxy::start_faulty(
+        &rgw.endpoint,
+        Faults {
+            ops: vec!["GetObject"],
+            every: 3,
+            kinds: vec![FaultKind::FlipResponseBit],
+            ..Default::default()
+        },
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        format!("s3://{a}/"),
+        format!("s3://{b}/"),
+        "--state".into(),
+        work.path().join("s.sqlite").display().to_string(),
+        "--src-endpoint".into(),
+        proxy.endpoint.clone(),
+        "--src-path-style".into(),
+        "--max-receives".into(),
+        "10".into(),
+    ];
+    args.extend(rgw.flags("dest"));
+    let mut envs = rgw.envs("src");
+    envs.extend(rgw.envs("dest"));
+    let out = run(finder(&args, &envs));
+    assert!(out.status.success(), "damaged reads are read again");
+    assert!(proxy.faults().len() >= 5, "{} reads damaged", proxy.faults().len());
+    eprintln!("GET answers damaged on the way: {}", proxy.faults().len());
+    assert_same("after damaged reads", &objects, &rgw.read_all(&b, "").await);
+}

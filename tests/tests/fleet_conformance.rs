@@ -35,7 +35,7 @@ async fn sqs_refuses_oversize_messages_per_entry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dynamo_state_conformance() {
-    let sdk = aws_services().await;
+    let sdk = dynamodb_service().await;
     let table = unique("state");
     DynamoStateStore::create_table(&sdk, &table)
         .await

@@ -99,7 +99,11 @@ pub async fn run(
             account(&mut summary, &mut running, r);
         }
         let free = cfg.workers.saturating_sub(tasks.len());
-        if free == 0 {
+        // While jobs run, receive only once a whole batch fits: each receive
+        // is a paid request on SQS, and a few free slots would take a few
+        // messages per request.
+        let batch = queue.max_batch().clamp(1, 10).min(cfg.workers);
+        if free == 0 || (!tasks.is_empty() && free < batch) {
             tokio::select! {
                 r = tasks.join_next_with_id() => if let Some(r) = r { account(&mut summary, &mut running, r) },
                 _ = control.stop.changed() => {}
