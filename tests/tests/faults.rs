@@ -11,6 +11,31 @@ use ferry_tests::*;
 
 const MIB: usize = 1024 * 1024;
 
+/// A local → radosgw sync through `proxy` in 5 MiB parts, with room for retried jobs.
+fn upload_args(src: &std::path::Path, bucket: &str, state: &std::path::Path, proxy: &Proxy) -> Vec<String> {
+    let mut args = vec![
+        src.display().to_string(),
+        format!("s3://{bucket}/"),
+        "--state".into(),
+        state.display().to_string(),
+        "--dest-endpoint".into(),
+        proxy.endpoint.clone(),
+        "--dest-path-style".into(),
+    ];
+    args.extend(
+        [
+            "--part-size",
+            "5MiB",
+            "--multipart-threshold",
+            "5MiB",
+            "--max-receives",
+            "10",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
 fn kinds_seen(p: &Proxy) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for (_, k) in p.faults() {
@@ -38,28 +63,8 @@ async fn every_fault_kind_on_the_way_to_and_from_the_store_loses_nothing() {
         ..Default::default()
     };
     let up = Proxy::start_faulty(&rgw.endpoint, faults()).await;
-    let mut args = vec![
-        src.display().to_string(),
-        format!("s3://{bucket}/"),
-        "--state".into(),
-        work.path().join("up.sqlite").display().to_string(),
-        "--dest-endpoint".into(),
-        up.endpoint.clone(),
-        "--dest-path-style".into(),
-    ];
-    args.extend(
-        [
-            "--part-size",
-            "5MiB",
-            "--multipart-threshold",
-            "5MiB",
-            "--workers",
-            "4",
-            "--max-receives",
-            "10",
-        ]
-        .map(String::from),
-    );
+    let mut args = upload_args(&src, &bucket, &work.path().join("up.sqlite"), &up);
+    args.extend(["--workers".to_string(), "4".into()]);
     let out = run(finder(&args, &rgw.envs("dest")));
     assert!(out.status.success(), "the upload completes despite the faults");
     assert_same("uploaded through faults", &files, &rgw.read_all(&bucket, "").await);
@@ -135,26 +140,7 @@ async fn bits_flipped_on_the_way_to_the_store_are_refused_and_sent_again() {
         },
     )
     .await;
-    let mut args = vec![
-        src.display().to_string(),
-        format!("s3://{bucket}/"),
-        "--state".into(),
-        work.path().join("s.sqlite").display().to_string(),
-        "--dest-endpoint".into(),
-        proxy.endpoint.clone(),
-        "--dest-path-style".into(),
-    ];
-    args.extend(
-        [
-            "--part-size",
-            "5MiB",
-            "--multipart-threshold",
-            "5MiB",
-            "--max-receives",
-            "10",
-        ]
-        .map(String::from),
-    );
+    let args = upload_args(&src, &bucket, &work.path().join("s.sqlite"), &proxy);
     let out = run(finder(&args, &rgw.envs("dest")));
     assert!(out.status.success(), "every damaged body is refused and sent again");
     assert!(proxy.faults().len() >= 5, "{} bodies damaged", proxy.faults().len());
