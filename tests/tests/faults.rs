@@ -192,3 +192,41 @@ async fn bits_flipped_on_the_way_from_the_source_are_noticed_before_writing() {
     eprintln!("GET answers damaged on the way: {}", proxy.faults().len());
     assert_same("after damaged reads", &objects, &rgw.read_all(&b, "").await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_deleted_mid_transfer_ends_as_source_gone_without_leftovers() {
+    use ferry_core::state::{StateStore, Status};
+    use ferry_tests::fleet::{stop, Fleet, SlowMultipart};
+    let (rgw, moto) = (rgw(), moto());
+    let slow = SlowMultipart::new("vanish", 40, &[]).await;
+    let fleet = Fleet::new("vanish", true, 5).await;
+    let mut envs = rgw.envs("src");
+    envs.extend(moto.envs("dest"));
+    assert!(run(fleet.finder(&slow.job.args, &envs)).status.success());
+    let worker = fleet.worker(&slow.job.worker_args(), &envs);
+    let (state, rk) = (fleet.state(), slow.record());
+    let t = std::time::Instant::now();
+    while state.get(&rk).await.unwrap().map(|r| r.parts.len()).unwrap_or(0) < 2 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "no parts recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    rgw.client()
+        .delete_object()
+        .bucket(&slow.src_bucket)
+        .key("big.bin")
+        .send()
+        .await
+        .unwrap();
+    let status = run(fleet.status(None, "60s"));
+    let (st, _) = stop(worker);
+    assert!(st.success());
+    let report = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(0), "{report}");
+    assert!(report.contains("source gone:          1"), "{report}");
+    assert_eq!(state.get(&rk).await.unwrap().unwrap().status, Status::SourceGone);
+    assert!(
+        moto.read_all(&slow.dst_bucket, "").await.is_empty(),
+        "no partial object"
+    );
+    assert_eq!(moto.uploads(&slow.dst_bucket).await, 0, "the begun upload is aborted");
+}

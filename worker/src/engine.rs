@@ -295,7 +295,21 @@ impl Engine {
         };
         match &result {
             Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) | Ok(JobOutcome::Stale) => {}
-            Ok(JobOutcome::SourceGone) => self.state.finish(&rk, worker, &with_seq(Status::SourceGone)).await?,
+            Ok(JobOutcome::SourceGone) => {
+                // An upload begun for the vanished source would stay (and be
+                // billed) unseen once the record forgets it: abort it first.
+                if let Some(up) = self.state.get(&rk).await?.and_then(|r| r.upload) {
+                    let key = job.dest.key.clone();
+                    if let Err(e) = retry(self.cfg.retries, StoreError::is_retryable, || {
+                        self.dst.abort_multipart(&key, &up.upload_id)
+                    })
+                    .await
+                    {
+                        tracing::warn!(key = %key, error = %e, "Could not abort the upload of a vanished source; clean-uploads removes it.");
+                    }
+                }
+                self.state.finish(&rk, worker, &with_seq(Status::SourceGone)).await?
+            }
             Ok(JobOutcome::Deleted) => self.state.finish(&rk, worker, &with_seq(Status::Deleted)).await?,
             Ok(JobOutcome::Busy { .. }) => {}
             Err(e) => {
