@@ -29,16 +29,13 @@ pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
 }
 
 /// An SDK error reduced to what callers need: the service's error code (empty
-/// when the request never got an answer), a message, and whether the request
-/// may succeed when sent again.
+/// when the request never got an answer) and a message.
 #[derive(Debug, Clone)]
 pub struct SdkFailure {
     /// The service's error code, e.g. `ConditionalCheckFailedException`.
     pub code: String,
     /// A readable description.
     pub message: String,
-    /// Whether retrying can help (throttling, 5xx, timeouts, connection failures).
-    pub retryable: bool,
 }
 
 impl std::fmt::Display for SdkFailure {
@@ -58,33 +55,17 @@ where
     R: std::fmt::Debug,
 {
     match e {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("").to_string();
-            let retryable = code.contains("Throttl")
-                || code.contains("ProvisionedThroughputExceeded")
-                || code.contains("RequestLimitExceeded")
-                || code.contains("InternalServerError")
-                || code.contains("InternalFailure")
-                || code.contains("ServiceUnavailable");
-            SdkFailure {
-                message: se
-                    .err()
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
-                code,
-                retryable,
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SdkFailure {
-            code: String::new(),
-            message: DisplayErrorContext(e).to_string(),
-            retryable: true,
+        SdkError::ServiceError(se) => SdkFailure {
+            code: se.err().code().unwrap_or("").to_string(),
+            message: se
+                .err()
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
         },
         _ => SdkFailure {
             code: String::new(),
             message: DisplayErrorContext(e).to_string(),
-            retryable: false,
         },
     }
 }

@@ -191,19 +191,6 @@ pub fn unique(hint: &str) -> String {
     format!("{hint}-{:08x}", rand::random::<u32>())
 }
 
-/// The environment that points ferry's SQS, DynamoDB and Secrets Manager
-/// clients at moto (the SDK's standard endpoint variables).
-pub fn aws_envs() -> Vec<(String, String)> {
-    let moto = env("FERRY_TEST_MOTO");
-    vec![
-        ("AWS_ENDPOINT_URL_SQS".into(), moto.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB".into(), env("FERRY_TEST_MOTO_DYNAMODB")),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto),
-        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-    ]
-}
-
 /// The path of a workspace binary (built by `cargo build --bins`, which tests/run.sh does).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
