@@ -96,6 +96,59 @@ impl Server {
         }
     }
 
+    /// Writes one object with the raw client as a multipart upload, its parts
+    /// of the `parts` sizes in turn (the last repeated); returns its ETag.
+    pub async fn put_multipart(&self, bucket: &str, key: &str, body: &[u8], parts: &[usize]) -> String {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let c = self.client();
+        let up = c
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let id = up.upload_id().unwrap().to_string();
+        let mut done = Vec::new();
+        let mut chunks = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let len = parts[chunks.len().min(parts.len() - 1)].min(rest.len());
+            let (a, b) = rest.split_at(len);
+            chunks.push(a);
+            rest = b;
+        }
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let n = i as i32 + 1;
+            let r = c
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from(chunk.to_vec()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("part {n} of {key:?}: {e:?}"));
+            done.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(r.e_tag().unwrap())
+                    .build(),
+            );
+        }
+        let r = c
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("complete {key:?}: {e:?}"));
+        r.e_tag().unwrap().to_string()
+    }
+
     /// Reads every object under `prefix` with the raw client: key → bytes.
     pub async fn read_all(&self, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
         let c = self.client();

@@ -144,6 +144,8 @@ pub struct Faults {
     pub seed: u64,
     /// Kinds, used in turn.
     pub kinds: Vec<FaultKind>,
+    /// Most faults injected in all (0: no limit).
+    pub limit: usize,
 }
 
 /// What a faulting proxy decides, shared by its connections.
@@ -157,7 +159,7 @@ struct Injector {
 
 impl Injector {
     fn decide(&mut self, seen: &Seen) -> Option<FaultKind> {
-        if self.faults.kinds.is_empty() {
+        if self.faults.kinds.is_empty() || self.faults.limit > 0 && self.injected >= self.faults.limit {
             return None;
         }
         let op = seen.operation();

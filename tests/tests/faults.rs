@@ -230,3 +230,157 @@ async fn a_source_deleted_mid_transfer_ends_as_source_gone_without_leftovers() {
     );
     assert_eq!(moto.uploads(&slow.dst_bucket).await, 0, "the begun upload is aborted");
 }
+
+/// A copy through a proxy that flips a bit in the first three GET answers;
+/// returns the proxy (for its fault log).
+async fn copy_through_flips(from: &Server, to: &Server, a: &str, b: &str, state: &std::path::Path) -> Proxy {
+    let proxy = Proxy::start_faulty(
+        &from.endpoint,
+        Faults {
+            ops: vec!["GetObject"],
+            every: 1,
+            kinds: vec![FaultKind::FlipResponseBit],
+            limit: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut args = vec![
+        format!("s3://{a}/"),
+        format!("s3://{b}/"),
+        "--state".into(),
+        state.display().to_string(),
+        "--src-endpoint".into(),
+        proxy.endpoint.clone(),
+        "--src-path-style".into(),
+        "--max-receives".into(),
+        "20".into(),
+        "--part-size".into(),
+        "5MiB".into(),
+        "--multipart-threshold".into(),
+        "12MiB".into(),
+    ];
+    args.extend(to.flags("dest"));
+    let mut envs = from.envs("src");
+    envs.extend(to.envs("dest"));
+    let out = run(finder(&args, &envs));
+    assert!(out.status.success(), "damaged parts are read again");
+    proxy
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bits_flipped_in_parts_read_from_the_source_are_noticed_before_completion() {
+    let (rgw, moto) = (rgw(), moto());
+    // A multipart source (moto answers HEAD ?partNumber=): the parts mirror its
+    // layout and their MD5-of-MD5s must equal its ETag.
+    let (a, b) = (moto.bucket("flipmp-src").await, rgw.bucket("flipmp-dst").await);
+    let big = data(17 * MIB + 5, 31);
+    let src_tag = moto.put_multipart(&a, "mp/big.bin", &big, &[6 * MIB]).await;
+
+    let work = tempfile::tempdir().unwrap();
+    let proxy = copy_through_flips(&moto, &rgw, &a, &b, &work.path().join("a.sqlite")).await;
+    let flipped = proxy.faults().len();
+    assert!(flipped >= 2, "{flipped} part reads damaged");
+    let expected = BTreeMap::from([("mp/big.bin".to_string(), big)]);
+    assert_same(
+        "multipart source after damaged reads",
+        &expected,
+        &rgw.read_all(&b, "").await,
+    );
+    let head = rgw
+        .client()
+        .head_object()
+        .bucket(&b)
+        .key("mp/big.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.e_tag(),
+        Some(src_tag.as_str()),
+        "the destination mirrors the source's parts"
+    );
+    assert_eq!(rgw.uploads(&b).await, 0, "damaged uploads are aborted");
+
+    // A multipart source under the threshold is read whole; its parts' MD5s
+    // are recomputed from memory.
+    let (e, f) = (moto.bucket("flipsmall-src").await, rgw.bucket("flipsmall-dst").await);
+    let small = BTreeMap::from([("mp/small.bin".to_string(), data(11 * MIB, 33))]);
+    moto.put_multipart(&e, "mp/small.bin", &small["mp/small.bin"], &[6 * MIB])
+        .await;
+    let proxy = copy_through_flips(&moto, &rgw, &e, &f, &work.path().join("c.sqlite")).await;
+    let flipped_small = proxy.faults().len();
+    assert!(flipped_small >= 2, "{flipped_small} whole reads damaged");
+    assert_same(
+        "small multipart source after damaged reads",
+        &small,
+        &rgw.read_all(&f, "").await,
+    );
+
+    // A single-part source larger than a part: its ETag is the whole MD5,
+    // checked by hashing the parts in order.
+    let (c, d) = (rgw.bucket("flipwhole-src").await, moto.bucket("flipwhole-dst").await);
+    let objects = BTreeMap::from([("w/whole.bin".to_string(), data(13 * MIB + 3, 32))]);
+    rgw.put_all(&c, &objects).await;
+    let proxy = copy_through_flips(&rgw, &moto, &c, &d, &work.path().join("b.sqlite")).await;
+    assert!(proxy.faults().len() >= 2, "{} part reads damaged", proxy.faults().len());
+    assert_same(
+        "whole-MD5 source after damaged reads",
+        &objects,
+        &moto.read_all(&d, "").await,
+    );
+    assert_eq!(moto.uploads(&d).await, 0);
+    eprintln!(
+        "GET answers damaged: {flipped} (parts, mirrored layout), {flipped_small} (multipart source read whole), {} (parts, whole MD5)",
+        proxy.faults().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_with_parts_of_unequal_size_is_copied_without_a_mirrored_check() {
+    let (rgw, moto) = (rgw(), moto());
+    let (a, b) = (moto.bucket("uneven-src").await, rgw.bucket("uneven-dst").await);
+    // 6, 5 and 6.5 MiB: three parts of the first one's size would also make
+    // the object, so only the failed check reveals the uneven layout.
+    let body = data(17 * MIB + MIB / 2, 41);
+    moto.put_multipart(&a, "u.bin", &body, &[6 * MIB, 5 * MIB, 7 * MIB])
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        format!("s3://{a}/"),
+        format!("s3://{b}/"),
+        "--state".into(),
+        work.path().join("s.sqlite").display().to_string(),
+    ];
+    args.extend(moto.flags("src"));
+    args.extend(rgw.flags("dest"));
+    let mut envs = moto.envs("src");
+    envs.extend(rgw.envs("dest"));
+    // Read whole (under the threshold) and in parts.
+    for (i, threshold) in ["64MiB", "5MiB"].into_iter().enumerate() {
+        let mut args = args.clone();
+        args[3] = work.path().join(format!("s{i}.sqlite")).display().to_string();
+        args.extend([
+            "--multipart-threshold".into(),
+            threshold.into(),
+            "--part-size".into(),
+            "5MiB".into(),
+        ]);
+        let out = run(finder(&args, &envs));
+        assert!(out.status.success(), "an uneven source is still copied");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("parts differ in size"),
+            "the weaker check is reported"
+        );
+        let expected = BTreeMap::from([("u.bin".to_string(), body.clone())]);
+        assert_same("uneven layout", &expected, &rgw.read_all(&b, "").await);
+        assert_eq!(rgw.uploads(&b).await, 0);
+        rgw.client()
+            .delete_object()
+            .bucket(&b)
+            .key("u.bin")
+            .send()
+            .await
+            .unwrap();
+    }
+}

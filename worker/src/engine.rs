@@ -17,8 +17,11 @@
 //!    abort it and start a new upload. Parts run in parallel (up to
 //!    `concurrency`), each holding its bytes from the process-wide budget
 //!    until it is uploaded, and each is recorded as soon as it is done.
-//!    Completion is followed by a HEAD: size and the MD5-of-MD5s `-N` ETag
-//!    computed here must match.
+//!    Before completion, what was read is checked against the source's ETag
+//!    ([`crate::source_check`]: the parts mirror a multipart source's layout,
+//!    or are hashed in order against a whole-object MD5). Completion is
+//!    followed by a HEAD: size and the MD5-of-MD5s `-N` ETag computed here
+//!    must match.
 //! 4. A source that changed (if-match failed) is re-read with its new ETag and
 //!    the upload restarted; a source that vanished ends as "source gone".
 //!
@@ -39,6 +42,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::plan;
+use crate::source_check::{mirrorable, OrderedMd5};
+
+/// A planned part: its number and byte range.
+type Part = (u32, std::ops::Range<u64>);
 
 /// Engine settings (see `ferry_core::config::TransferConfig` for the defaults).
 #[derive(Debug, Clone)]
@@ -466,6 +473,9 @@ impl Engine {
             tracing::debug!(key = %job.src.key, "The source size changed; copying what was read.");
         }
         let body = got.body.clone();
+        if let Some(tag) = src_etag.filter(|t| matches!(etag::kind(t), etag::ETagKind::Multipart(_))) {
+            self.check_body_layout(&job.src.key, tag, &body).await?;
+        }
         let opts = self.put_options(&got);
         let key = job.dest.key.clone();
         // A single-part source ETag is the MD5 of the object: sent as the
@@ -542,6 +552,130 @@ impl Engine {
         Ok(put.or(Some(expect)))
     }
 
+    /// The source's part size when the transfer can mirror its multipart
+    /// layout (see [`crate::source_check`]); `None` to plan parts freely.
+    async fn source_layout(&self, key: &str, src_etag: Option<&str>, size: u64, planned: u64) -> Option<u64> {
+        let tag = src_etag.filter(|_| self.src.etags_are_md5())?;
+        let etag::ETagKind::Multipart(n) = etag::kind(tag) else {
+            return None;
+        };
+        let max_part = (u64::from(self.budget_kib) * 1024).max(planned).min(plan::MAX_PART);
+        match retry(self.cfg.retries, StoreError::is_retryable, || {
+            self.src.part_size(key, 1)
+        })
+        .await
+        {
+            Ok(Some((first, count))) if mirrorable(size, first, count, n, max_part) => Some(first),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(key, error = %e, "The source's part layout is unknown; planning parts freely.");
+                None
+            }
+        }
+    }
+
+    /// Checks what was read against the source's ETag before the upload is
+    /// completed: the parts' MD5-of-MD5s when the layout is mirrored
+    /// (`mirrored`: that ETag and the plan), or the ordered whole-object MD5
+    /// (`whole`: expected, read). A mismatch aborts and forgets the upload so
+    /// the next attempt reads everything again.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_read(
+        &self,
+        job: &Job,
+        worker: &str,
+        rk: &RecordKey,
+        upload_id: &str,
+        src_etag: Option<&str>,
+        mirrored: Option<(&String, &[Part])>,
+        whole: Option<([u8; 16], [u8; 16])>,
+    ) -> Result<(), EngineError> {
+        let key = &job.src.key;
+        let bad = match (mirrored, src_etag, whole) {
+            (Some((sent, plan)), Some(tag), _) if !etag::same(sent, tag) => {
+                if !self.source_parts_match(key, plan).await {
+                    tracing::warn!(
+                        key = %key,
+                        "The source's parts differ in size, so its ETag cannot be recomputed; \
+                         the object is verified part by part only."
+                    );
+                    return Ok(());
+                }
+                Some(("source multipart ETag of the bytes read", tag.to_string(), sent.clone()))
+            }
+            (None, _, Some((want, read))) if want != read => Some((
+                "MD5 of the bytes read from the source",
+                hex::encode(want),
+                hex::encode(read),
+            )),
+            _ => None,
+        };
+        let Some((what, expected, found)) = bad else {
+            return Ok(());
+        };
+        let dkey = job.dest.key.clone();
+        retry(self.cfg.retries, StoreError::is_retryable, || {
+            self.dst.abort_multipart(&dkey, upload_id)
+        })
+        .await
+        .map_err(EngineError::Dest)?;
+        self.state.clear_upload(rk, worker).await?;
+        Err(EngineError::Verify {
+            key: key.clone(),
+            what,
+            expected,
+            found,
+        })
+    }
+
+    /// Checks a whole object read at once against its multipart source ETag,
+    /// when the source tells its part layout (see [`crate::source_check`]).
+    async fn check_body_layout(&self, key: &str, tag: &str, body: &Bytes) -> Result<(), EngineError> {
+        let size = body.len() as u64;
+        let Some(first) = self.source_layout(key, Some(tag), size, size).await else {
+            return Ok(());
+        };
+        let b = body.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let md5s: Vec<[u8; 16]> = b.chunks(first as usize).map(etag::md5).collect();
+            etag::multipart_etag(md5s.iter())
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        if etag::same(&read, tag) {
+            return Ok(());
+        }
+        let plan: Vec<_> = plan::parts(size, first).collect();
+        if !self.source_parts_match(key, &plan).await {
+            tracing::warn!(key = %key, "The source's parts differ in size, so its ETag cannot be recomputed; \
+                the object is verified by its MD5 at the destination only.");
+            return Ok(());
+        }
+        Err(EngineError::Verify {
+            key: key.to_string(),
+            what: "source multipart ETag of the bytes read",
+            expected: tag.to_string(),
+            found: read,
+        })
+    }
+
+    /// Whether every part of the source has the size the plan gives it.
+    async fn source_parts_match(&self, key: &str, plan: &[Part]) -> bool {
+        for (n, range) in plan {
+            match retry(self.cfg.retries, StoreError::is_retryable, || {
+                self.src.part_size(key, *n)
+            })
+            .await
+            {
+                Ok(Some((len, _))) if len == range.end - range.start => {}
+                Ok(Some(_)) => return false,
+                // Unknown: treat the mismatch as damage; the next attempt asks again.
+                Ok(None) | Err(_) => return true,
+            }
+        }
+        true
+    }
+
     async fn multipart(
         &self,
         job: &Job,
@@ -552,7 +686,9 @@ impl Engine {
         size: u64,
     ) -> Result<Option<String>, EngineError> {
         let dkey = job.dest.key.clone();
-        let part_size = plan::part_size(size, self.cfg.part_size);
+        let planned = plan::part_size(size, self.cfg.part_size);
+        let mirrored = self.source_layout(&job.src.key, src_etag, size, planned).await;
+        let part_size = mirrored.unwrap_or(planned);
         let plan: Vec<(u32, std::ops::Range<u64>)> = plan::parts(size, part_size).collect();
         let mut done: Vec<PartInfo> = Vec::new();
         let mut upload_id = None;
@@ -630,6 +766,13 @@ impl Engine {
             }
         };
         let resumed = done.len() as u32;
+        // A whole-object MD5 source ETag is checked by hashing the parts in
+        // order; resumed parts are not read again, so only a fresh upload can.
+        let whole_md5 = src_etag
+            .filter(|_| mirrored.is_none() && done.is_empty() && self.src.etags_are_md5())
+            .filter(|t| etag::kind(t) == etag::ETagKind::SinglePart)
+            .and_then(etag::md5_of_etag);
+        let hasher = whole_md5.map(|_| OrderedMd5::new());
         self.stats.resumed_parts.fetch_add(resumed as u64, Ordering::Relaxed);
         let todo: Vec<(u32, std::ops::Range<u64>)> = plan
             .iter()
@@ -639,6 +782,7 @@ impl Engine {
         let first = std::sync::Mutex::new(first.map(|g| (g, first_permit)));
         let uploaded: Vec<PartInfo> = stream::iter(todo.into_iter().map(|(n, range)| {
             let first = &first;
+            let hasher = &hasher;
             let upload_id = &upload_id;
             let dkey = &dkey;
             async move {
@@ -657,6 +801,9 @@ impl Engine {
                         )
                     }
                 };
+                if let Some(h) = hasher {
+                    h.feed(n, body.clone()).await;
+                }
                 let len = body.len() as u64;
                 let (tag, md5) = if self.dst.hashes_bodies() {
                     // The store hashes what it writes; its ETag is the part's MD5.
@@ -703,6 +850,17 @@ impl Engine {
         done.sort_by_key(|p| p.number);
         let md5s: Vec<[u8; 16]> = done.iter().filter_map(|p| etag::md5_of_etag(&p.etag)).collect();
         let expect = etag::multipart_etag(md5s.iter());
+        let read_md5 = hasher.and_then(|h| h.finish(plan.len() as u32));
+        self.check_read(
+            job,
+            worker,
+            rk,
+            &upload_id,
+            src_etag,
+            mirrored.map(|_| (&expect, plan.as_slice())),
+            whole_md5.zip(read_md5),
+        )
+        .await?;
         let completed = retry(self.cfg.retries, StoreError::is_retryable, || {
             self.dst.complete_multipart(&dkey, &upload_id, &done)
         })

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod health;
 pub mod plan;
 pub mod runner;
+pub mod source_check;
 
 /// The allocator of every binary built on this crate. With glibc, large freed
 /// part buffers stayed resident in per-thread arenas and a 2 GiB copy peaked

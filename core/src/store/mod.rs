@@ -174,6 +174,14 @@ pub trait ObjectStore: Send + Sync + Debug {
         self.upload_part(key, upload_id, number, body, md5).await
     }
 
+    /// The size of part `number` of an object, and its part count, as the store reports them (S3: `HEAD ?partNumber=`).
+    /// `Ok(None)` when the store does not say: it ignores the parameter, the
+    /// object was not uploaded in parts, or the store has no such notion.
+    async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
+        let _ = (key, number);
+        Ok(None)
+    }
+
     /// The parts the store holds for an upload, ascending by number. An upload
     /// that no longer exists is [`StoreError::NoSuchUpload`].
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>>;

@@ -397,6 +397,26 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
+        let r = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .part_number(number.min(i32::MAX as u32) as i32)
+            .set_request_payer(self.payer())
+            .send()
+            .await;
+        match r {
+            // A store that ignores `partNumber` sends no part count.
+            Ok(o) => Ok(o
+                .parts_count()
+                .filter(|&n| n >= 1)
+                .map(|n| (o.content_length().unwrap_or(0).max(0) as u64, n as u32))),
+            Err(e) => Err(self.err("HeadObject", key, e)),
+        }
+    }
+
     async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
         let range = opts
             .range
