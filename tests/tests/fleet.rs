@@ -279,3 +279,82 @@ async fn the_same_job_delivered_twice_at_once_is_transferred_once() {
         &moto.read_all(&dst_bucket, "").await,
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_whose_worker_died_holding_its_lease_is_not_dropped_as_a_duplicate() {
+    use ferry_core::state::RecordKey;
+    let (rgw, moto) = (rgw(), moto());
+    let (src_bucket, dst_bucket) = (rgw.bucket("orphan-src").await, moto.bucket("orphan-dst").await);
+    let body = data(200_000, 6);
+    rgw.put_all(&src_bucket, &BTreeMap::from([("k".to_string(), body.clone())]))
+        .await;
+    let etag = rgw
+        .client()
+        .head_object()
+        .bucket(&src_bucket)
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .map(str::to_string);
+    let fleet = Fleet::new("orphan", true, 5).await;
+    let run_of = "2026-11-22T00:00:00Z#0003";
+    let src = SrcRef {
+        key: "k".into(),
+        size: body.len() as u64,
+        etag: etag.clone(),
+        version: None,
+    };
+    let queue = fleet.queue();
+    queue
+        .send_batch(&[Job::copy(run_of, src, "k".into()).to_body()])
+        .await
+        .unwrap();
+    // A worker receives the message, claims the object under it and dies: its
+    // message comes back after 2 s while its object lease lives 6 s.
+    let got = queue
+        .receive(1, Duration::from_secs(2), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let rk = RecordKey {
+        bucket: dst_bucket.clone(),
+        key: "k".into(),
+    };
+    let dead = format!("elsewhere:1#1@{}", got[0].id);
+    let state = fleet.state();
+    let claim = state
+        .claim(&rk, &dead, run_of, etag.as_deref(), Duration::from_secs(6))
+        .await
+        .unwrap();
+    assert!(matches!(claim, ferry_core::state::Claim::Acquired(_)));
+
+    let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &moto.endpoint, &[]);
+    let worker = fleet.worker(&job.worker_args(), &keys_envs(&rgw, &moto));
+    let started = Instant::now();
+    let counters = loop {
+        let c = state
+            .run_get(run_of)
+            .await
+            .unwrap()
+            .map(|r| r.counters)
+            .unwrap_or_default();
+        if c.done + c.skipped >= 1 || started.elapsed() > Duration::from_secs(60) {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (st, _) = stop(worker);
+    assert!(st.success());
+    assert_eq!(
+        (counters.done, counters.skipped),
+        (1, 0),
+        "the dead delivery's own message is copied once its lease lapses, not dropped: {counters:?}"
+    );
+    assert_same(
+        "after a dead delivery",
+        &BTreeMap::from([("k".to_string(), body)]),
+        &moto.read_all(&dst_bucket, "").await,
+    );
+}

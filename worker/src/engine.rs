@@ -205,6 +205,11 @@ fn same_tag(a: &Option<String>, b: &Option<String>) -> bool {
     }
 }
 
+/// The queue message id in a worker name `OWNER#SLOT@MESSAGE`, if any.
+fn message_of(worker: &str) -> Option<&str> {
+    worker.rsplit_once('@').map(|(_, id)| id)
+}
+
 fn kib(bytes: u64) -> u32 {
     bytes.div_ceil(1024).min(u32::MAX as u64) as u32
 }
@@ -282,8 +287,16 @@ impl Engine {
             }
         };
         let rec = match claim {
-            Claim::Busy { until, etag, .. } => {
-                let duplicate = etag.is_some() && etag == job.src.etag;
+            Claim::Busy {
+                until,
+                etag,
+                worker: holder,
+            } => {
+                // The holder copies this very version under its own message, which
+                // stays queued until it is done: this job is a duplicate. Unless the
+                // lease was taken under this same message, by a delivery that died.
+                let same_message = matches!((message_of(&holder), message_of(worker)), (Some(a), Some(b)) if a == b);
+                let duplicate = etag.is_some() && etag == job.src.etag && !same_message;
                 return Ok(JobOutcome::Busy { until, duplicate });
             }
             Claim::Acquired(rec) => rec,

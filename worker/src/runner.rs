@@ -141,7 +141,9 @@ pub async fn run(
                 idle_backoff = Duration::from_millis(50);
                 for m in msgs {
                     next_id += 1;
-                    let worker = format!("{}#{next_id}", owner_id());
+                    // The message id is part of the name: a lease held under this very
+                    // message (by a worker that died) is not a duplicate's (see `Engine`).
+                    let worker = format!("{}#{next_id}@{}", owner_id(), m.id);
                     let record = parse_message(&m.body, &cfg.events)
                         .ok()
                         .and_then(|p| p.jobs.first().map(|j| engine.record_key(&j.dest.key)));
