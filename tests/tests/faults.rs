@@ -384,3 +384,52 @@ async fn a_source_with_parts_of_unequal_size_is_copied_without_a_mirrored_check(
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_overwritten_mid_transfer_ends_whole_in_its_new_version() {
+    use ferry_core::state::StateStore;
+    use ferry_tests::fleet::{stop, Fleet, SlowMultipart};
+    let (rgw, moto) = (rgw(), moto());
+    let slow = SlowMultipart::new("overwrite", 40, &[]).await;
+    let fleet = Fleet::new("overwrite", true, 5).await;
+    let mut envs = rgw.envs("src");
+    envs.extend(moto.envs("dest"));
+    assert!(run(fleet.finder(&slow.job.args, &envs)).status.success());
+    let worker = fleet.worker(&slow.job.worker_args(), &envs);
+    let (state, rk) = (fleet.state(), slow.record());
+    let t = std::time::Instant::now();
+    while state.get(&rk).await.unwrap().map(|r| r.parts.len()).unwrap_or(0) < 2 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "no parts recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A new version of another size, written while parts of the old one are uploaded.
+    let new = data(23 * MIB + 11, 77);
+    rgw.put_all(&slow.src_bucket, &BTreeMap::from([("big.bin".to_string(), new.clone())]))
+        .await;
+    let status = run(fleet.status(None, "120s"));
+    let (st, log) = stop(worker);
+    assert!(st.success());
+    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stdout));
+    assert_same(
+        "after the overwrite",
+        &BTreeMap::from([("big.bin".to_string(), new)]),
+        &moto.read_all(&slow.dst_bucket, "").await,
+    );
+    assert_eq!(moto.uploads(&slow.dst_bucket).await, 0, "the old version's upload is aborted");
+    assert!(
+        slow.dst_proxy.count("CompleteMultipartUpload") == 1,
+        "only the new version is completed: {log}"
+    );
+    let rec = state.get(&rk).await.unwrap().unwrap();
+    let new_tag = rgw
+        .client()
+        .head_object()
+        .bucket(&slow.src_bucket)
+        .key("big.bin")
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .map(str::to_string);
+    assert_eq!(rec.src_etag, new_tag, "the record names the version copied");
+}
