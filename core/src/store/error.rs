@@ -90,7 +90,7 @@ pub enum StoreError {
         message: String,
     },
     /// A local file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", io_hint(source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -140,8 +140,21 @@ impl StoreError {
             StoreError::AccessDenied { .. } => "access_denied",
             StoreError::Throttled { .. } => "throttled",
             StoreError::Unreachable { .. } => "unreachable",
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => "disk_full",
             StoreError::Io { .. } => "io",
             StoreError::Backend { .. } => "backend",
         }
+    }
+}
+
+/// What to do about a local file error, when there is something to say.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => {
+            " (the destination's file system is full: free space and run again; \
+             parts already written are kept and the transfer resumes)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (check the directory's owner and permissions)",
+        _ => "",
     }
 }

@@ -15,8 +15,10 @@
 //! uploads keep one file per part under `<root>/.ferry-uploads/<upload id>/`
 //! (named `<number>.<md5>`, so they survive a crash and can be listed), and
 //! completion concatenates them into a temporary file that is renamed into
-//! place. Parts are not synced one by one (see `write_part`); the assembled
-//! file is. The reserved top-level name `.ferry-uploads` is never listed.
+//! place, removing each part once appended so the disk never holds the object
+//! twice. Parts are not synced one by one (see `write_part`); the assembled
+//! file is. A write that fails (a full disk) removes what it began. The
+//! reserved top-level name `.ferry-uploads` is never listed.
 //!
 //! ETags: a file's ETag is a weak token `W/"<mtime ns>-<size>"` (never compared
 //! as content, only used to pin reads); PUT and complete return the MD5 forms
@@ -210,6 +212,40 @@ fn write_part(dir: &Path, number: u32, body: &[u8], md5: [u8; 16]) -> Result<Str
         }
     }
     Ok(etag::single_part_etag(&md5))
+}
+
+/// Concatenates the parts into `tmp` and syncs it; returns the parts' MD5s.
+/// Every part is checked to exist first; each is removed once appended, so
+/// the disk holds the object plus one part at most, not the object twice. A
+/// failure part-way loses the parts already appended: they list as missing
+/// and are uploaded again.
+fn assemble(s: &LocalStore, dir: &Path, tmp: &Path, parts: &[PartInfo]) -> Result<Vec<[u8; 16]>> {
+    let invalid = |message: String| StoreError::Backend {
+        store: s.describe(),
+        operation: "CompleteMultipartUpload",
+        code: "InvalidPart".into(),
+        message,
+        retryable: false,
+    };
+    let mut files = Vec::with_capacity(parts.len());
+    for p in parts {
+        let md5 = etag::md5_of_etag(&p.etag)
+            .ok_or_else(|| invalid(format!("part {} has a malformed ETag {}", p.number, p.etag)))?;
+        let pf = dir.join(format!("{:05}.{}", p.number, hex::encode(md5)));
+        if !pf.is_file() {
+            return Err(invalid(format!("part {} with ETag {} was not uploaded", p.number, p.etag)));
+        }
+        files.push((pf, md5));
+    }
+    let mut out = File::create(tmp).map_err(io(tmp))?;
+    for (pf, _) in &files {
+        let mut inp = File::open(pf).map_err(io(pf))?;
+        std::io::copy(&mut inp, &mut out).map_err(io(tmp))?;
+        drop(inp);
+        let _ = fs::remove_file(pf);
+    }
+    out.sync_data().map_err(io(tmp))?;
+    Ok(files.into_iter().map(|(_, m)| m).collect())
 }
 
 /// Reads up to this many bytes in the same blocking call that opens the file.
@@ -527,29 +563,12 @@ impl ObjectStore for LocalStore {
         self.blocking(move |s| {
             let dir = s.upload_dir(&key, &upload_id)?;
             let tmp = dir.join("assembled");
-            let mut out = File::create(&tmp).map_err(io(&tmp))?;
-            let mut md5s = Vec::with_capacity(parts.len());
-            for p in &parts {
-                let md5 = etag::md5_of_etag(&p.etag).ok_or_else(|| StoreError::Backend {
-                    store: s.describe(),
-                    operation: "CompleteMultipartUpload",
-                    code: "InvalidPart".into(),
-                    message: format!("part {} has a malformed ETag {}", p.number, p.etag),
-                    retryable: false,
-                })?;
-                let pf = dir.join(format!("{:05}.{}", p.number, hex::encode(md5)));
-                let mut inp = File::open(&pf).map_err(|_| StoreError::Backend {
-                    store: s.describe(),
-                    operation: "CompleteMultipartUpload",
-                    code: "InvalidPart".into(),
-                    message: format!("part {} with ETag {} was not uploaded", p.number, p.etag),
-                    retryable: false,
-                })?;
-                std::io::copy(&mut inp, &mut out).map_err(io(&tmp))?;
-                md5s.push(md5);
+            let assembled = assemble(&s, &dir, &tmp, &parts);
+            if assembled.is_err() {
+                // Nothing half-assembled stays behind to fill the disk.
+                let _ = fs::remove_file(&tmp);
             }
-            out.sync_data().map_err(io(&tmp))?;
-            drop(out);
+            let md5s = assembled?;
             s.publish(&key, &tmp)?;
             let _ = fs::remove_dir_all(&dir);
             s.tidy();
