@@ -95,8 +95,5 @@ fn a_full_disk_is_reported_clearly_leaves_no_partial_file_and_resumes() {
     let second = run(finder(&args, &[]));
     assert!(second.status.success(), "the run completes once space is freed");
     assert_same("after freeing space", &files, &read_tree(&dst));
-    assert!(
-        !dst.join(".ferry-uploads").exists(),
-        "nothing staged is left behind"
-    );
+    assert!(!dst.join(".ferry-uploads").exists(), "nothing staged is left behind");
 }

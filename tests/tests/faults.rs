@@ -404,18 +404,30 @@ async fn a_source_overwritten_mid_transfer_ends_whole_in_its_new_version() {
     }
     // A new version of another size, written while parts of the old one are uploaded.
     let new = data(23 * MIB + 11, 77);
-    rgw.put_all(&slow.src_bucket, &BTreeMap::from([("big.bin".to_string(), new.clone())]))
-        .await;
+    rgw.put_all(
+        &slow.src_bucket,
+        &BTreeMap::from([("big.bin".to_string(), new.clone())]),
+    )
+    .await;
     let status = run(fleet.status(None, "120s"));
     let (st, log) = stop(worker);
     assert!(st.success());
-    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stdout));
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
     assert_same(
         "after the overwrite",
         &BTreeMap::from([("big.bin".to_string(), new)]),
         &moto.read_all(&slow.dst_bucket, "").await,
     );
-    assert_eq!(moto.uploads(&slow.dst_bucket).await, 0, "the old version's upload is aborted");
+    assert_eq!(
+        moto.uploads(&slow.dst_bucket).await,
+        0,
+        "the old version's upload is aborted"
+    );
     assert!(
         slow.dst_proxy.count("CompleteMultipartUpload") == 1,
         "only the new version is completed: {log}"

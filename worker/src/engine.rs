@@ -297,6 +297,7 @@ impl Engine {
                 // lease was taken under this same message, by a delivery that died.
                 let same_message = matches!((message_of(&holder), message_of(worker)), (Some(a), Some(b)) if a == b);
                 let duplicate = etag.is_some() && etag == job.src.etag && !same_message;
+                self.check_clock(&holder, until);
                 return Ok(JobOutcome::Busy { until, duplicate });
             }
             Claim::Acquired(rec) => rec,
@@ -339,6 +340,27 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// Warns once per process when a lease ends further ahead than twice this
+    /// worker's lease: the holder's clock is ahead of this one's (or it runs a
+    /// longer `--lease`). Leases compare the writers' clocks, so skew costs
+    /// duplicated work (a lease judged lapsed too early is taken over; the
+    /// former holder's next write fails its ownership check). Never a wrong
+    /// object: every copy is pinned to its source ETag.
+    fn check_clock(&self, holder: &str, until: i64) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let ahead = until - ferry_core::now_millis();
+        if ahead > 2 * self.cfg.lease.as_millis() as i64 && !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                holder,
+                lease_ends_in_s = ahead / 1000,
+                lease_s = self.cfg.lease.as_secs(),
+                "A lease ends far later than this worker's lease allows: the holder's clock may be ahead of \
+                 this machine's (or it uses a longer --lease). Keep the fleet's clocks in sync (NTP); \
+                 skewed clocks cost duplicated work."
+            );
+        }
     }
 
     /// The ETag a single PUT of a source with ETag `src_etag` leaves: the same

@@ -233,7 +233,10 @@ fn assemble(s: &LocalStore, dir: &Path, tmp: &Path, parts: &[PartInfo]) -> Resul
             .ok_or_else(|| invalid(format!("part {} has a malformed ETag {}", p.number, p.etag)))?;
         let pf = dir.join(format!("{:05}.{}", p.number, hex::encode(md5)));
         if !pf.is_file() {
-            return Err(invalid(format!("part {} with ETag {} was not uploaded", p.number, p.etag)));
+            return Err(invalid(format!(
+                "part {} with ETag {} was not uploaded",
+                p.number, p.etag
+            )));
         }
         files.push((pf, md5));
     }
