@@ -566,7 +566,7 @@ impl ObjectStore for LocalStore {
         self.blocking(move |s| {
             let dir = s.upload_dir(&key, &upload_id)?;
             let tmp = dir.join("assembled");
-            let assembled = assemble(&s, &dir, &tmp, &parts);
+            let assembled = assemble(s, &dir, &tmp, &parts);
             if assembled.is_err() {
                 // Nothing half-assembled stays behind to fill the disk.
                 let _ = fs::remove_file(&tmp);
