@@ -57,6 +57,21 @@ impl Fleet {
         }
     }
 
+    /// Creates or updates a Secrets Manager secret on moto.
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        let sm = aws_sdk_secretsmanager::Client::new(&self.sdk);
+        if sm.describe_secret().secret_id(name).send().await.is_ok() {
+            sm.put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            sm.create_secret().name(name).secret_string(value).send().await.unwrap();
+        }
+    }
+
     /// The queue (straight to moto).
     pub fn queue(&self) -> SqsQueue {
         SqsQueue::new(&self.sdk, &self.queue_url)

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod proxy;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -341,4 +342,24 @@ pub fn assert_same(what: &str, expected: &BTreeMap<String, Vec<u8>>, got: &BTree
             got[k].len()
         );
     }
+}
+
+/// A raw HTTP/1.1 POST to `addr`; returns the status and the body.
+pub fn http_post(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).unwrap();
+    c.write_all(body.as_bytes()).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let text = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, text)
 }

@@ -4,7 +4,7 @@
 //! the latency from POST to object at the destination measured.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,25 +25,6 @@ fn oss_event(bucket: &str, name: &str, key: &str, body: &[u8], time: &str) -> se
 }
 
 /// POSTs `body` to the bridge; returns (status, response body).
-fn post(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
-    let mut c = std::net::TcpStream::connect(addr).expect("connect to the bridge");
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.write_all(req.as_bytes()).unwrap();
-    c.write_all(body.as_bytes()).unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let text = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, text)
-}
-
 fn bridge(fleet: &Fleet, job: &S3Job, extra_env: &[(&str, &str)]) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -110,19 +91,19 @@ async fn oss_events_over_http_and_stdin_reach_the_destination() {
         .collect();
     let notification = serde_json::json!({"events": events}).to_string();
 
-    let (status, _) = post(&addr, "/invoke", &[], &notification);
+    let (status, _) = http_post(&addr, "/invoke", &[], &notification);
     assert_eq!(status, 401, "no credentials");
-    let (status, _) = post(
+    let (status, _) = http_post(
         &addr,
         "/invoke",
         &[("x-ferry-token", "wrong-token-0123456789".into())],
         &notification,
     );
     assert_eq!(status, 401, "a wrong token");
-    let (status, text) = post(&addr, "/invoke", &[("x-ferry-token", TOKEN.into())], "{\"records\": 1}");
+    let (status, text) = http_post(&addr, "/invoke", &[("x-ferry-token", TOKEN.into())], "{\"records\": 1}");
     assert_eq!(status, 400, "malformed: {text}");
     assert!(text.contains("not an OSS event notification"), "{text}");
-    let (status, _) = post(
+    let (status, _) = http_post(
         &addr,
         "/invoke",
         &[("x-fc-control-path", "/invoke".into())],
@@ -141,7 +122,7 @@ async fn oss_events_over_http_and_stdin_reach_the_destination() {
             .unwrap()
             .sign(notification.as_bytes())
     );
-    let (status, text) = post(
+    let (status, text) = http_post(
         &addr,
         "/invoke",
         &[("x-ferry-signature", signature), ("x-fc-request-id", "req-1".into())],
@@ -220,7 +201,7 @@ async fn event_to_destination_latency_over_200_events() {
             // One event every 20 ms.
             let k = &keys[next];
             let body = serde_json::json!({"events": [oss_event(&src_bucket, "ObjectCreated:PutObject", k, &objects[k], "2026-11-22T06:45:43.000Z")]}).to_string();
-            let (status, text) = post(&addr, "/", &[("x-ferry-token", TOKEN.into())], &body);
+            let (status, text) = http_post(&addr, "/", &[("x-ferry-token", TOKEN.into())], &body);
             assert_eq!(status, 200, "{text}");
             sent.insert(k.clone(), Instant::now());
             next += 1;
@@ -260,9 +241,9 @@ async fn function_compute_event_invocations_can_be_trusted_when_asked() {
     let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &moto.endpoint, &[]);
     let (mut bridge_proc, addr) = bridge(&fleet, &job, &[("FERRY_BRIDGE_TRUST_FC_EVENTS", "true")]);
     let n = serde_json::json!({"events": [oss_event(&src_bucket, "ObjectCreated:PutObject", "k", b"abc", "2026-11-22T06:45:43.000Z")]}).to_string();
-    let (status, _) = post(&addr, "/", &[("x-fc-control-path", "/invoke".into())], &n);
+    let (status, _) = http_post(&addr, "/", &[("x-fc-control-path", "/invoke".into())], &n);
     assert_eq!(status, 401, "only /invoke is an event invocation");
-    let (status, text) = post(
+    let (status, text) = http_post(
         &addr,
         "/invoke",
         &[

@@ -102,20 +102,6 @@ async fn a_second_finder_run_over_a_backlog_transfers_nothing_twice() {
     );
 }
 
-async fn put_secret(fleet: &Fleet, name: &str, value: &str) {
-    let sm = aws_sdk_secretsmanager::Client::new(&fleet.sdk);
-    if sm.describe_secret().secret_id(name).send().await.is_ok() {
-        sm.put_secret_value()
-            .secret_id(name)
-            .secret_string(value)
-            .send()
-            .await
-            .unwrap();
-    } else {
-        sm.create_secret().name(name).secret_string(value).send().await.unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_drives_the_source_credentials_and_never_reaches_a_log() {
     let (rgw, moto) = (rgw(), moto());
@@ -125,7 +111,7 @@ async fn a_secret_drives_the_source_credentials_and_never_reaches_a_log() {
     let fleet = Fleet::new("secret", true, 5).await;
     let name = unique("ferry/src-keys");
     let value = serde_json::json!({"access_key_id": rgw.access_key, "secret_access_key": rgw.secret_key}).to_string();
-    put_secret(&fleet, &name, &value).await;
+    fleet.put_secret(&name, &value).await;
 
     let job = S3Job::new(
         &src_bucket,
@@ -169,7 +155,7 @@ async fn a_rotated_secret_is_read_again_after_access_denied() {
     let fleet = Fleet::new("rotate", false, 5).await;
     let name = unique("ferry/rotating");
     let wrong = serde_json::json!({"access_key_id": rgw.access_key, "secret_access_key": "not-the-key"}).to_string();
-    put_secret(&fleet, &name, &wrong).await;
+    fleet.put_secret(&name, &wrong).await;
     std::env::set_var(
         "AWS_ENDPOINT_URL_SECRETS_MANAGER",
         std::env::var("FERRY_TEST_MOTO").unwrap(),
@@ -190,7 +176,7 @@ async fn a_rotated_secret_is_read_again_after_access_denied() {
     let e = store.head("k").await.unwrap_err();
     assert!(matches!(e, StoreError::AccessDenied { .. }), "{e:?}");
     let right = serde_json::json!({"access_key_id": rgw.access_key, "secret_access_key": rgw.secret_key}).to_string();
-    put_secret(&fleet, &name, &right).await;
+    fleet.put_secret(&name, &right).await;
     let head = store.head("k").await.expect("the rotated secret is read again");
     assert_eq!(head.map(|h| h.size), Some(100));
 }
