@@ -160,3 +160,60 @@ async fn ctrl_c_stops_cleanly_and_the_next_run_resumes() {
     assert!(rgw.read_all(&bucket, "").await["mid.bin"] == body);
     assert_eq!(rgw.uploads(&bucket).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_created_but_never_recorded_is_aborted_by_the_next_attempt() {
+    use ferry_core::state::{Claim, UploadRecord};
+    let rgw = rgw();
+    let bucket = rgw.bucket("unrecorded").await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let files = std::collections::BTreeMap::from([("big.bin".to_string(), data(12 * 1024 * 1024 + 5, 61))]);
+    write_tree(&src, &files);
+    let state_path = work.path().join("s.sqlite");
+    // An attempt that claimed the object, wrote its marker, created an upload
+    // and died before recording the upload's id.
+    let state = EmbeddedStateStore::new(Db::open(&state_path).unwrap());
+    let rk = RecordKey {
+        bucket: bucket.clone(),
+        key: "big.bin".into(),
+    };
+    let dead = "elsewhere:1#1@m1";
+    let claim = state
+        .claim(&rk, dead, "earlier", None, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Acquired(_)));
+    let marker = UploadRecord {
+        upload_id: String::new(),
+        part_size: 5 * 1024 * 1024,
+        src_etag: None,
+        src_size: files["big.bin"].len() as u64,
+    };
+    state.begin_upload(&rk, dead, &marker).await.unwrap();
+    rgw.client()
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("big.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rgw.uploads(&bucket).await, 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let mut args = vec![
+        src.display().to_string(),
+        format!("s3://{bucket}/"),
+        "--state".into(),
+        state_path.display().to_string(),
+        "--part-size".into(),
+        "5MiB".into(),
+        "--multipart-threshold".into(),
+        "5MiB".into(),
+    ];
+    args.extend(rgw.flags("dest"));
+    let out = run(finder(&args, &rgw.envs("dest")));
+    assert!(out.status.success());
+    assert_same("after the dead attempt", &files, &rgw.read_all(&bucket, "").await);
+    assert_eq!(rgw.uploads(&bucket).await, 0, "the unrecorded upload is aborted");
+}

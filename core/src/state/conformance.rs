@@ -38,12 +38,17 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
     assert_eq!(first.worker.as_deref(), Some("host:1#a"));
     assert_eq!(first.lease_etag.as_deref(), Some("\"e\""));
     assert!(many[1].is_none());
-    let up = UploadRecord {
-        upload_id: "u1".into(),
+    // The marker written before an upload is created: an empty id.
+    let mut up = UploadRecord {
+        upload_id: String::new(),
         part_size: 8,
         src_etag: Some("\"e\"".into()),
         src_size: 20,
     };
+    s.begin_upload(&key, "host:1#a", &up).await.unwrap();
+    let marked = s.get(&key).await.unwrap().unwrap().upload.expect("the marker");
+    assert_eq!(marked.upload_id, "", "the marker reads back as an empty id");
+    up.upload_id = "u1".into();
     s.begin_upload(&key, "host:1#a", &up).await.unwrap();
     s.part_done(
         &key,
