@@ -251,3 +251,109 @@ async fn status_wait_exits_non_zero_and_names_the_errors_when_a_job_fails() {
         "the failed job is in the dead-letter queue"
     );
 }
+
+/// Runs `radosgw-admin` against the test cluster.
+fn radosgw_admin(args: &[&str]) {
+    let dir = std::env::var("FERRY_TEST_DIR").unwrap_or_else(|_| "/tmp/ferry-test-servers".into());
+    let out = std::process::Command::new("radosgw-admin")
+        .arg("-c")
+        .arg(format!("{dir}/ceph.conf"))
+        .args(args)
+        .output()
+        .expect("run radosgw-admin");
+    assert!(
+        out.status.success(),
+        "radosgw-admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_rotated_mid_run_are_read_again_and_the_run_completes() {
+    use ferry_core::state::StateStore;
+    let (rgw, moto) = (rgw(), moto());
+    let (src_bucket, dst_bucket) = (rgw.bucket("rotate-src").await, moto.bucket("rotate-dst").await);
+    let objects: BTreeMap<String, Vec<u8>> = (0..40)
+        .map(|i| (format!("r/{i:02}"), data(2000 + i * 50, 300 + i as u64)))
+        .collect();
+    rgw.put_all(&src_bucket, &objects).await;
+    // The secret starts with a second key pair of the radosgw user.
+    let tag: String = unique("k").chars().filter(char::is_ascii_alphanumeric).collect();
+    let (old_key, old_secret) = (format!("OLD{}", tag.to_uppercase()), format!("old-secret-{tag}"));
+    let (new_key, new_secret) = (format!("NEW{}", tag.to_uppercase()), format!("new-secret-{tag}"));
+    radosgw_admin(&[
+        "key",
+        "create",
+        "--uid=test",
+        "--key-type=s3",
+        "--access-key",
+        &old_key,
+        "--secret-key",
+        &old_secret,
+    ]);
+    let fleet = Fleet::new("rotate", true, 10).await;
+    let name = unique("ferry/rotate-keys");
+    let keys = |k: &str, s: &str| serde_json::json!({"access_key_id": k, "secret_access_key": s}).to_string();
+    fleet.put_secret(&name, &keys(&old_key, &old_secret)).await;
+    // Each PutObject held 150 ms so the run is still going when the keys change.
+    let slow = Proxy::start_slow(
+        &moto.endpoint,
+        ferry_tests::proxy::Delay {
+            ops: vec!["PutObject"],
+            by: Duration::from_millis(150),
+        },
+    )
+    .await;
+    let job = S3Job::new(
+        &src_bucket,
+        &rgw.endpoint,
+        &dst_bucket,
+        &slow.endpoint,
+        &["--src-secret", &name],
+    );
+    let out = run(fleet.finder(&job.args, &moto.envs("dest")));
+    assert!(out.status.success());
+    let run_of = run_id(&String::from_utf8_lossy(&out.stdout));
+    let mut wargs = job.worker_args();
+    wargs.extend(["--workers".to_string(), "2".to_string()]);
+    let mut envs = moto.envs("dest");
+    envs.push(("RUST_LOG".into(), "info".into()));
+    let worker = fleet.worker(&wargs, &envs);
+    let state = fleet.state();
+    let t = std::time::Instant::now();
+    while state
+        .run_get(&run_of)
+        .await
+        .unwrap()
+        .map(|r| r.counters.done)
+        .unwrap_or(0)
+        < 5
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "nothing copied");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Rotation: the new pair is created and stored, the old one revoked.
+    radosgw_admin(&[
+        "key",
+        "create",
+        "--uid=test",
+        "--key-type=s3",
+        "--access-key",
+        &new_key,
+        "--secret-key",
+        &new_secret,
+    ]);
+    fleet.put_secret(&name, &keys(&new_key, &new_secret)).await;
+    radosgw_admin(&["key", "rm", "--uid=test", "--key-type=s3", "--access-key", &old_key]);
+    let done_before = state.run_get(&run_of).await.unwrap().unwrap().counters.done;
+    let status = run(fleet.status(Some(&run_of), "120s"));
+    let (st, log) = stop(worker);
+    assert!(st.success());
+    assert_eq!(status.status.code(), Some(0), "the run completes after the rotation");
+    assert!(done_before < objects.len() as u64, "the keys changed mid-run");
+    assert_same("after a rotation", &objects, &moto.read_all(&dst_bucket, "").await);
+    for s in [&old_secret, &new_secret] {
+        assert!(!log.contains(s.as_str()), "a secret reached the log");
+    }
+    radosgw_admin(&["key", "rm", "--uid=test", "--key-type=s3", "--access-key", &new_key]);
+}
