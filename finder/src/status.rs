@@ -1,8 +1,11 @@
 //! `ferry-finder status`: the progress of a run, read from the ledger (the
 //! state store's run record and object records) and the queue's counts.
 //!
-//! A run is complete when its listing has ended and as many jobs ended
-//! (done, skipped as already done, source gone, failed) as were enqueued.
+//! A run is complete when its listing has ended, as many jobs ended (done,
+//! skipped as already done, source gone, failed) as were enqueued, no object
+//! record of the run is still in progress, and the queue holds no message
+//! waiting or in flight. The last two guard against counters that count a
+//! redelivered job twice (see [`settled`]).
 //! Rate and ETA come from the bytes done since the run started.
 
 use std::time::Duration;
@@ -57,7 +60,7 @@ pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8>
         let Some(rec) = state.run_get(&run).await? else {
             bail!("run {run:?} is not recorded in {where_}");
         };
-        let complete = rec.complete();
+        let complete = rec.complete() && settled(&*state, &*queue, &run).await?;
         if complete || !opts.wait {
             print(&rec);
             if let Ok(q) = queue.stats().await {
@@ -85,6 +88,25 @@ pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8>
         }
         tokio::time::sleep(opts.interval).await;
     }
+}
+
+/// Whether nothing of the run can still be under way: no record of the run
+/// in progress and no message waiting or in flight. The counters alone can
+/// over-count: a worker killed between writing a batch's counters and
+/// acknowledging its messages has those jobs delivered, and counted, again.
+async fn settled(
+    state: &dyn ferry_core::state::StateStore,
+    queue: &dyn ferry_core::queue::JobQueue,
+    run: &str,
+) -> anyhow::Result<bool> {
+    if !state.run_objects(run, Status::InProgress, 1).await?.is_empty() {
+        return Ok(false);
+    }
+    Ok(match queue.stats().await {
+        Ok(q) => q.ready == 0 && q.in_flight == 0,
+        // A queue whose counts cannot be read does not hold the answer back.
+        Err(_) => true,
+    })
 }
 
 fn describe(state: &StateLocation) -> String {

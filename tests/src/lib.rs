@@ -83,6 +83,25 @@ impl Server {
         name
     }
 
+    /// Deletes every object in a bucket (frees a test's space on the server).
+    pub async fn empty(&self, bucket: &str) {
+        let c = self.client();
+        loop {
+            let r = c.list_objects_v2().bucket(bucket).send().await.expect("list");
+            if r.contents().is_empty() {
+                break;
+            }
+            for o in r.contents() {
+                c.delete_object()
+                    .bucket(bucket)
+                    .key(o.key().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+
     /// Writes objects with the raw client.
     pub async fn put_all(&self, bucket: &str, objects: &BTreeMap<String, Vec<u8>>) {
         let c = self.client();
