@@ -25,6 +25,7 @@ pub mod events;
 pub mod filter;
 pub mod job;
 pub mod location;
+pub mod metrics;
 pub mod queue;
 pub mod retry;
 pub mod schedule;

@@ -63,13 +63,31 @@ impl Backoff {
     }
 }
 
+/// An error with a stable code, for the retry metric.
+pub trait Coded {
+    /// A short stable code from a small fixed set.
+    fn code(&self) -> &'static str;
+}
+
+impl Coded for crate::store::StoreError {
+    fn code(&self) -> &'static str {
+        crate::store::StoreError::code(self)
+    }
+}
+
+impl Coded for String {
+    fn code(&self) -> &'static str {
+        "other"
+    }
+}
+
 /// Runs `op` until it succeeds, fails with an error that `retryable` rejects,
-/// or has been tried `attempts` times.
+/// or has been tried `attempts` times. Each retry counts in `ferry.retries`.
 pub async fn retry<T, E, F, Fut>(attempts: u32, retryable: impl Fn(&E) -> bool, mut op: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    E: std::fmt::Display + Coded,
 {
     let mut backoff = Backoff::new(BackoffConfig::default());
     let mut n = 1;
@@ -79,6 +97,7 @@ where
             Err(e) if n < attempts && retryable(&e) => {
                 let d = backoff.next_delay();
                 tracing::warn!(attempt = n, delay_ms = d.as_millis() as u64, error = %e, "Retrying.");
+                crate::metrics::retry(e.code());
                 tokio::time::sleep(d).await;
                 n += 1;
             }

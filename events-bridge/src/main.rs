@@ -53,8 +53,10 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    cli::init_logging("info");
-    cli::exit_code("ferry-events-bridge", run().await)
+    let telemetry = ferry_worker::otel::Telemetry::init("ferry-events-bridge", "info");
+    let result = run().await;
+    telemetry.shutdown().await;
+    cli::exit_code("ferry-events-bridge", result)
 }
 
 async fn auth(cli: &Cli) -> anyhow::Result<Auth> {

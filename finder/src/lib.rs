@@ -307,7 +307,12 @@ async fn walk(
     let mut batch: Vec<Job> = Vec::new();
     let mut delta = RunCounters::default();
     for p in prefixes {
-        let s = diff::relative(src.list(&format!("{sp}{p}"), None), sp.clone());
+        let listed = src.list(&format!("{sp}{p}"), None).inspect(|r| {
+            if r.is_ok() {
+                ferry_core::telemetry::SourceListed { objects: 1 }.emit();
+            }
+        });
+        let s = diff::relative(Box::pin(listed), sp.clone());
         let d = diff::relative(dst.list(&format!("{dp}{p}"), None), dp.clone());
         let mut decisions = Box::pin(diff::diff(s, d, job.raw.compare));
         loop {

@@ -155,8 +155,10 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    cli::init_logging("info");
-    cli::exit_code("ferry-finder", run().await)
+    let telemetry = ferry_worker::otel::Telemetry::init("ferry-finder", "info");
+    let result = run().await;
+    telemetry.shutdown().await;
+    cli::exit_code("ferry-finder", result)
 }
 
 async fn run() -> anyhow::Result<u8> {

@@ -357,22 +357,17 @@ pub async fn open(job: &Job) -> Result<Runtime, OpenError> {
     })
 }
 
-/// Installs the log subscriber: `RUST_LOG` or `info`, to stderr.
+/// The log filter: `RUST_LOG`, or `default` when unset or invalid.
 ///
 /// The AWS SDK's own crates stay at `info` unless `RUST_LOG` names them: their
 /// debug output prints request identities, access key ids included.
-pub fn init_logging(default: &str) {
+pub fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
     let spec = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| default.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(sdk_capped(&spec))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(sdk_capped(default)));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    tracing_subscriber::EnvFilter::try_new(sdk_capped(&spec))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(sdk_capped(default)))
 }
 
 /// The exit code of a binary's `run`: its own code, or 2 after printing the

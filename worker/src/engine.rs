@@ -37,9 +37,10 @@ use ferry_core::job::{Job, Op};
 use ferry_core::retry::retry;
 use ferry_core::state::{Claim, ObjectRecord, Outcome, RecordKey, StateError, StateStore, Status, UploadRecord};
 use ferry_core::store::{GetOptions, GetResult, ObjectStore, PartInfo, PutOptions, StoreError};
-use ferry_core::telemetry::{ObjectTransferred, PartUploaded};
+use ferry_core::telemetry::{LeaseTakenOver, ObjectTransferred, PartUploaded};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
 
 use crate::plan;
 use crate::source_check::OrderedMd5;
@@ -302,7 +303,20 @@ impl Engine {
                 self.check_clock(&holder, until);
                 return Ok(JobOutcome::Busy { until, duplicate });
             }
-            Claim::Acquired(rec) => rec,
+            Claim::Acquired(rec) => {
+                // The record as it was: a holder other than this worker that did
+                // not release its lease let it lapse.
+                if let Some(from) = rec.worker.as_deref().filter(|h| *h != worker) {
+                    if rec.status == Status::InProgress {
+                        LeaseTakenOver {
+                            key: &job.dest.key,
+                            from,
+                        }
+                        .emit();
+                    }
+                }
+                rec
+            }
         };
         if let (Some(seq), Some(last)) = (&job.seq, &rec.event_seq) {
             if ferry_core::events::seq_older(seq, last) {
@@ -504,6 +518,7 @@ impl Engine {
     }
 
     async fn single(&self, job: &Job, src_etag: Option<&str>, size: u64) -> Result<Option<String>, EngineError> {
+        let started = std::time::Instant::now();
         let _permit = self.reserve(size).await;
         let got = self.read(&job.src.key, src_etag, None).await?;
         if got.meta.size != size && src_etag.is_none() {
@@ -579,6 +594,11 @@ impl Engine {
             }
         }
         self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        PartUploaded {
+            bytes: body.len() as u64,
+            duration: started.elapsed(),
+        }
+        .emit();
         ObjectTransferred {
             key: &job.dest.key,
             bytes: size,
@@ -702,11 +722,13 @@ impl Engine {
             .collect();
         let first = std::sync::Mutex::new(first.map(|g| (g, first_permit)));
         let uploaded: Vec<PartInfo> = stream::iter(todo.into_iter().map(|(n, range)| {
+            let span = tracing::debug_span!("part", number = n, bytes = range.end - range.start);
             let first = &first;
             let hasher = &hasher;
             let upload_id = &upload_id;
             let dkey = &dkey;
             async move {
+                let started = std::time::Instant::now();
                 let pre = if n == 1 {
                     first.lock().unwrap_or_else(|e| e.into_inner()).take()
                 } else {
@@ -760,9 +782,14 @@ impl Engine {
                 };
                 self.state.part_done(rk, worker, upload_id, &info).await?;
                 self.stats.bytes.fetch_add(len, Ordering::Relaxed);
-                PartUploaded { bytes: len }.emit();
+                PartUploaded {
+                    bytes: len,
+                    duration: started.elapsed(),
+                }
+                .emit();
                 Ok::<_, EngineError>(info)
             }
+            .instrument(span)
         }))
         .buffer_unordered(self.cfg.concurrency.max(1))
         .try_collect()

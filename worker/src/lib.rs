@@ -7,6 +7,7 @@ pub mod cli;
 pub mod completions;
 pub mod engine;
 pub mod health;
+pub mod otel;
 pub mod plan;
 pub mod runner;
 pub mod source_check;

@@ -39,8 +39,10 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    cli::init_logging("info");
-    cli::exit_code("ferry-worker", run().await.map(|()| 0))
+    let telemetry = ferry_worker::otel::Telemetry::init("ferry-worker", "info");
+    let result = run().await.map(|()| 0);
+    telemetry.shutdown().await;
+    cli::exit_code("ferry-worker", result)
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -31,14 +31,17 @@ use std::time::{Duration, Instant};
 use ferry_core::db::owner_id;
 use ferry_core::events::{parse_message, EventContext, EVENTS_RUN};
 use ferry_core::job::Job;
+use ferry_core::metrics::Outcome as MetricOutcome;
 use ferry_core::queue::{JobQueue, Message};
 use ferry_core::state::{Outcome, RecordKey, RunCounters, Status};
 use ferry_core::telemetry::JobFailed;
+use ferry_core::telemetry::{JobEnded, JobReceived};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::completions::Completions;
 use crate::engine::{Engine, JobOutcome};
+use tracing::Instrument as _;
 
 /// Runner settings.
 #[derive(Debug, Clone)]
@@ -297,6 +300,12 @@ async fn handle(
             "Event records outside this job (other bucket or prefix, deletes without delete sync, test events) ignored."
         );
     }
+    if let Some(sent) = msg.sent_at.filter(|_| msg.receives == 1) {
+        JobReceived {
+            lag: Duration::from_millis((ferry_core::now_millis() - sent).max(0) as u64),
+        }
+        .emit();
+    }
     let current: Arc<std::sync::Mutex<Option<RecordKey>>> = Arc::default();
     let heartbeat = spawn_heartbeat(&engine, &queue, &msg.receipt, &worker, cfg.lease, current.clone());
     let mut delta = RunCounters::default();
@@ -307,7 +316,8 @@ async fn handle(
         .unwrap_or_else(|| EVENTS_RUN.into());
     for job in &parsed.jobs {
         *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine.record_key(&job.dest.key));
-        let result = engine.run_job(job, &worker).await;
+        let span = tracing::info_span!("job", run = %job.run, key = %job.dest.key, op = ?job.op);
+        let result = engine.run_job(job, &worker).instrument(span).await;
         match result {
             Ok(JobOutcome::Busy {
                 duplicate: false,
@@ -328,6 +338,10 @@ async fn handle(
                     tracing::debug!(key = %job.dest.key, "Duplicate of a job in progress elsewhere; dropped.");
                 }
                 delta.add(&counters(&outcome));
+                JobEnded {
+                    outcome: outcome_metric(&outcome),
+                }
+                .emit();
                 run = job.run.clone();
             }
             Err(e) => {
@@ -339,6 +353,18 @@ async fn handle(
     heartbeat.abort();
     done.push(msg.receipt.clone(), &run, delta);
     TaskResult::Acked
+}
+
+/// The metric outcome of a job's outcome.
+fn outcome_metric(outcome: &JobOutcome) -> MetricOutcome {
+    match outcome {
+        JobOutcome::Transferred { .. } => MetricOutcome::Transferred,
+        JobOutcome::Identical => MetricOutcome::Identical,
+        JobOutcome::Busy { .. } => MetricOutcome::Skipped,
+        JobOutcome::Stale => MetricOutcome::Stale,
+        JobOutcome::Deleted => MetricOutcome::Deleted,
+        JobOutcome::SourceGone => MetricOutcome::SourceGone,
+    }
 }
 
 /// The run counters of a job's outcome.
@@ -418,6 +444,10 @@ async fn failed(
     .emit();
     if given_up {
         engine.stats.failed.fetch_add(1, Ordering::Relaxed);
+        JobEnded {
+            outcome: MetricOutcome::Failed,
+        }
+        .emit();
         let fail = Outcome {
             status: Status::Failed,
             src_etag: None,

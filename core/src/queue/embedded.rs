@@ -98,12 +98,13 @@ impl EmbeddedQueue {
                 let mut out = Vec::new();
                 {
                     let mut st = tx.prepare_cached(
-                        "SELECT id, body, receives FROM jobs WHERE state='ready' AND visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+                        "SELECT id, body, receives, enqueued_at FROM jobs WHERE state='ready' AND visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
                     )?;
-                    let rows: Vec<(i64, String, i64)> = st
-                        .query_map(params![now, (max * 2) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    type Row = (i64, String, i64, Option<i64>);
+                    let rows: Vec<Row> = st
+                        .query_map(params![now, (max * 2) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                         .collect::<rusqlite::Result<_>>()?;
-                    for (id, body, receives) in rows {
+                    for (id, body, receives, sent_at) in rows {
                         if out.len() >= max {
                             break;
                         }
@@ -115,7 +116,7 @@ impl EmbeddedQueue {
                         tx.prepare_cached("UPDATE jobs SET receives=?1, visible_at=?2, owner=?3 WHERE id=?4")?.execute(
                             params![n, now + lease_ms, me, id],
                         )?;
-                        out.push(Message { receipt: format!("{id}:{n}"), id: id.to_string(), body, receives: n as u32 });
+                        out.push(Message { receipt: format!("{id}:{n}"), id: id.to_string(), body, receives: n as u32, sent_at });
                     }
                 }
                 tx.commit()?;

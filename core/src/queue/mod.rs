@@ -68,6 +68,8 @@ pub struct Message {
     pub body: String,
     /// How many times it has been delivered, this delivery included.
     pub receives: u32,
+    /// When it was first sent, ms since the epoch, if the queue says.
+    pub sent_at: Option<i64>,
 }
 
 /// Message counts.

@@ -277,6 +277,7 @@ impl JobQueue for SqsQueue {
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .visibility_timeout(secs(lease).max(1))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|e| self.err("ReceiveMessage", failure(&e)))?;
@@ -289,11 +290,16 @@ impl JobQueue for SqsQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1);
+                let sent_at = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|v| v.parse().ok());
                 Some(Message {
                     receipt: m.receipt_handle()?.to_string(),
                     id: m.message_id().unwrap_or_default().to_string(),
                     body: m.body().unwrap_or_default().to_string(),
                     receives,
+                    sent_at,
                 })
             })
             .collect())
