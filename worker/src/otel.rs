@@ -33,6 +33,21 @@ pub struct Telemetry {
     emf: Option<(String, tokio::task::JoinHandle<()>)>,
 }
 
+/// The environment variables read here (the OpenTelemetry ones are the
+/// standard OTLP exporter variables).
+pub const ENV_VARS: &[&str] = &[
+    "FERRY_EMF",
+    "FERRY_EMF_INTERVAL",
+    "RUST_LOG",
+    "OTEL_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_METRIC_EXPORT_INTERVAL",
+];
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }

@@ -38,6 +38,9 @@ use crate::store::PartInfo;
 
 type Item = HashMap<String, AttributeValue>;
 
+/// How long a part item outlives its last write (DynamoDB TTL, `expires_at`,
+/// seconds since the epoch).
+const PART_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The name of the index of objects by run and status.
 pub const RUN_INDEX: &str = "by_run";
 
@@ -564,6 +567,9 @@ impl StateStore for DynamoStateStore {
         item.insert("number".into(), n(part.number));
         item.insert("etag".into(), s(&part.etag));
         item.insert("size".into(), n(part.size));
+        // Parts of an upload that is never finished expire (the table's TTL
+        // attribute); a finished or aborted upload deletes its parts at once.
+        item.insert("expires_at".into(), n(now_millis() / 1000 + PART_TTL.as_secs() as i64));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))

@@ -1,0 +1,232 @@
+//! The CloudFormation templates against the code, so they cannot drift apart:
+//!
+//! * every environment variable a task definition sets is one the binaries
+//!   read (a job setting of `ferry_core::config::env_names`, a flag's `env`
+//!   in the binary's `--help`, or a telemetry variable), and every flag in a
+//!   container command is in that binary's `--help`;
+//! * the IAM policies of the task roles grant exactly the actions of the SDK
+//!   operations the code calls: nothing the code never calls, nothing it
+//!   calls at run time missing. The operations are found by scanning the
+//!   sources for the SDK's operation builders.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use ferry_tests::bin;
+use serde_yaml::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn templates() -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root().join("infra")).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let v: Value = serde_yaml::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            out.push((p, v));
+        }
+    }
+    assert!(!out.is_empty(), "no template in infra/");
+    out
+}
+
+fn resources(t: &Value, kind: &str) -> Vec<(String, Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(k, r)| (k.as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
+/// Every string inside `v`, through intrinsic functions (`!If`, `!Split`, …).
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(s) => s.iter().for_each(|x| strings(x, out)),
+        Value::Mapping(m) => m.values().for_each(|x| strings(x, out)),
+        Value::Tagged(t) => strings(&t.value, out),
+        _ => {}
+    }
+}
+
+fn help(binary: &str) -> String {
+    let out = std::process::Command::new(bin(binary))
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| panic!("{binary} --help: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn every_container_setting_is_one_the_binaries_read() {
+    let settings: BTreeSet<String> = ferry_core::config::env_names().into_iter().map(|(v, _)| v).collect();
+    let mut checked = 0;
+    for (path, t) in templates() {
+        for (name, task) in resources(&t, "AWS::ECS::TaskDefinition") {
+            for c in task["Properties"]["ContainerDefinitions"].as_sequence().unwrap() {
+                let cmd: Vec<String> = c["Command"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                let binary = &cmd[0];
+                assert!(
+                    ["ferry-finder", "ferry-worker", "ferry-events-bridge"].contains(&binary.as_str()),
+                    "{}: {name} runs {binary}",
+                    path.display()
+                );
+                let text = help(binary);
+                for flag in cmd.iter().filter(|a| a.starts_with("--")) {
+                    assert!(
+                        text.contains(flag.as_str()),
+                        "{}: {name}: {binary} has no flag {flag}",
+                        path.display()
+                    );
+                }
+                for e in c["Environment"].as_sequence().unwrap() {
+                    let var = e["Name"].as_str().unwrap();
+                    let known = settings.contains(var)
+                        || ferry_worker::otel::ENV_VARS.contains(&var)
+                        || text.contains(&format!("[env: {var}="))
+                        || var == "AWS_REGION";
+                    assert!(
+                        known,
+                        "{}: {name} sets {var}, which {binary} does not read",
+                        path.display()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} variables checked");
+}
+
+/// SDK operation builder → the IAM actions it needs.
+const OPERATIONS: &[(&str, &[&str])] = &[
+    ("head_object", &["s3:GetObject"]),
+    ("get_object", &["s3:GetObject"]),
+    ("put_object", &["s3:PutObject"]),
+    ("create_multipart_upload", &["s3:PutObject"]),
+    ("upload_part", &["s3:PutObject"]),
+    ("upload_part_copy", &["s3:PutObject", "s3:GetObject"]),
+    ("complete_multipart_upload", &["s3:PutObject"]),
+    ("list_parts", &["s3:ListMultipartUploadParts"]),
+    ("abort_multipart_upload", &["s3:AbortMultipartUpload"]),
+    ("list_multipart_uploads", &["s3:ListBucketMultipartUploads"]),
+    ("delete_object", &["s3:DeleteObject"]),
+    ("list_objects_v2", &["s3:ListBucket"]),
+    ("send_message_batch", &["sqs:SendMessage"]),
+    ("receive_message", &["sqs:ReceiveMessage"]),
+    ("delete_message", &["sqs:DeleteMessage"]),
+    ("delete_message_batch", &["sqs:DeleteMessage"]),
+    ("change_message_visibility", &["sqs:ChangeMessageVisibility"]),
+    ("change_message_visibility_batch", &["sqs:ChangeMessageVisibility"]),
+    ("get_queue_attributes", &["sqs:GetQueueAttributes"]),
+    ("create_queue", &["sqs:CreateQueue"]),
+    ("get_queue_url", &["sqs:GetQueueUrl"]),
+    ("set_queue_attributes", &["sqs:SetQueueAttributes"]),
+    ("get_item", &["dynamodb:GetItem"]),
+    ("put_item", &["dynamodb:PutItem"]),
+    ("update_item", &["dynamodb:UpdateItem"]),
+    ("delete_item", &["dynamodb:DeleteItem"]),
+    ("query", &["dynamodb:Query"]),
+    ("batch_get_item", &["dynamodb:BatchGetItem"]),
+    ("batch_write_item", &["dynamodb:BatchWriteItem"]),
+    // A transaction is authorised per item: ferry's hold a condition check and a put.
+    (
+        "transact_write_items",
+        &["dynamodb:ConditionCheckItem", "dynamodb:PutItem"],
+    ),
+    ("create_table", &["dynamodb:CreateTable"]),
+    ("get_secret_value", &["secretsmanager:GetSecretValue"]),
+];
+
+/// Operations only `--create-resources` (development) calls; the stack creates
+/// those resources itself.
+const DEVELOPMENT_ONLY: &[&str] = &["create_queue", "get_queue_url", "set_queue_attributes", "create_table"];
+
+/// Actions the code needs without calling an operation for them: a PUT with a
+/// canned ACL (`s3:PutObjectAcl`) or with SSE-KMS (the KMS key's data keys).
+const IMPLIED: &[&str] = &["s3:PutObjectAcl", "kms:GenerateDataKey", "kms:Decrypt"];
+
+/// The SDK operations the product's sources call.
+fn operations_used() -> BTreeSet<&'static str> {
+    let mut used = BTreeSet::new();
+    let mut stack: Vec<PathBuf> = ["core/src", "worker/src", "finder/src", "events-bridge/src"]
+        .iter()
+        .map(|d| root().join(d))
+        .collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("conformance.rs") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (op, _) in OPERATIONS {
+                if text.contains(&format!(".{op}()")) {
+                    used.insert(*op);
+                }
+            }
+        }
+    }
+    used
+}
+
+#[test]
+fn task_roles_grant_exactly_what_the_code_calls() {
+    let used = operations_used();
+    assert!(
+        used.contains("receive_message") && used.contains("upload_part"),
+        "{used:?}"
+    );
+    let actions: BTreeMap<&str, &[&str]> = OPERATIONS.iter().copied().collect();
+    let needed: BTreeSet<String> = used
+        .iter()
+        .filter(|op| !DEVELOPMENT_ONLY.contains(op))
+        .flat_map(|op| actions[op].iter().map(|a| a.to_string()))
+        .collect();
+    let allowed: BTreeSet<String> = needed
+        .iter()
+        .cloned()
+        .chain(IMPLIED.iter().map(|a| a.to_string()))
+        .collect();
+    for (path, t) in templates() {
+        let mut granted = BTreeSet::new();
+        for (name, role) in resources(&t, "AWS::IAM::Role") {
+            let principal = format!("{:?}", role["Properties"]["AssumeRolePolicyDocument"]);
+            if !principal.contains("ecs-tasks.amazonaws.com") || role["Properties"]["Policies"].is_null() {
+                continue; // The scheduler's role and the managed execution role are not ferry's calls.
+            }
+            let mut all = Vec::new();
+            strings(&role["Properties"]["Policies"], &mut all);
+            for a in all.iter().flat_map(|s| s.split(',')) {
+                let is_action = a.split_once(':').is_some_and(|(svc, op)| {
+                    !svc.is_empty()
+                        && svc.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                        && op.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                        && op.chars().all(|c| c.is_ascii_alphanumeric())
+                });
+                if is_action {
+                    assert!(
+                        allowed.contains(a),
+                        "{}: {name} grants {a}, which no operation of the code needs",
+                        path.display()
+                    );
+                    granted.insert(a.to_string());
+                }
+            }
+        }
+        let missing: Vec<_> = needed.difference(&granted).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: the code calls operations needing {missing:?}, which no task role grants",
+            path.display()
+        );
+    }
+}
