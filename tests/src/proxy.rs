@@ -286,18 +286,29 @@ async fn relay(
         let (cw, budget, flip_answer) = (cw.clone(), budget.clone(), flip_answer.clone());
         tokio::spawn(async move {
             let mut b = vec![0u8; 64 * 1024];
+            let mut head_done = false;
             loop {
                 let n = match sr.read(&mut b).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
                 if flip_answer.load(Ordering::SeqCst) {
-                    // Flip the first body byte when the head ends in this chunk.
-                    if let Some(i) = b[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-                        if i + 4 < n {
-                            b[i + 4] ^= 0x01;
+                    // Flip the first body byte: in this chunk when the head ends
+                    // inside it, else at the start of the next (servers often write
+                    // the head and the body separately).
+                    let at = if head_done {
+                        Some(0)
+                    } else {
+                        b[..n].windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+                    };
+                    match at {
+                        Some(i) if i < n => {
+                            b[i] ^= 0x01;
                             flip_answer.store(false, Ordering::SeqCst);
+                            head_done = false;
                         }
+                        Some(_) => head_done = true,
+                        None => {}
                     }
                 }
                 let allowed = budget.load(Ordering::SeqCst);
