@@ -82,6 +82,28 @@ impl Fleet {
         DynamoStateStore::new(&self.sdk_dynamo, &self.table)
     }
 
+    /// Polls the counters of `run` until `done` says so or 60 s pass; returns the last read.
+    pub async fn counters_until(
+        &self,
+        run: &str,
+        done: impl Fn(&ferry_core::state::RunCounters) -> bool,
+    ) -> ferry_core::state::RunCounters {
+        use ferry_core::state::StateStore;
+        let (state, started) = (self.state(), Instant::now());
+        loop {
+            let c = state
+                .run_get(run)
+                .await
+                .unwrap()
+                .map(|r| r.counters)
+                .unwrap_or_default();
+            if done(&c) || started.elapsed() > Duration::from_secs(60) {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `--queue URL --state dynamodb://TABLE`.
     pub fn flags(&self) -> Vec<String> {
         vec![
@@ -292,6 +314,18 @@ impl SlowMultipart {
             body,
             dst_proxy,
             job,
+        }
+    }
+
+    /// Waits (at most 60 s) until `state` records `n` parts of the object.
+    pub async fn wait_for_parts(&self, state: &impl ferry_core::state::StateStore, n: usize) {
+        let (rk, started) = (self.record(), Instant::now());
+        while state.get(&rk).await.unwrap().map(|r| r.parts.len()).unwrap_or(0) < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "fewer than {n} parts recorded in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

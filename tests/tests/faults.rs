@@ -205,11 +205,7 @@ async fn a_source_deleted_mid_transfer_ends_as_source_gone_without_leftovers() {
     assert!(run(fleet.finder(&slow.job.args, &envs)).status.success());
     let worker = fleet.worker(&slow.job.worker_args(), &envs);
     let (state, rk) = (fleet.state(), slow.record());
-    let t = std::time::Instant::now();
-    while state.get(&rk).await.unwrap().map(|r| r.parts.len()).unwrap_or(0) < 2 {
-        assert!(t.elapsed() < std::time::Duration::from_secs(60), "no parts recorded");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    slow.wait_for_parts(&state, 2).await;
     rgw.client()
         .delete_object()
         .bucket(&slow.src_bucket)
@@ -397,11 +393,7 @@ async fn a_source_overwritten_mid_transfer_ends_whole_in_its_new_version() {
     assert!(run(fleet.finder(&slow.job.args, &envs)).status.success());
     let worker = fleet.worker(&slow.job.worker_args(), &envs);
     let (state, rk) = (fleet.state(), slow.record());
-    let t = std::time::Instant::now();
-    while state.get(&rk).await.unwrap().map(|r| r.parts.len()).unwrap_or(0) < 2 {
-        assert!(t.elapsed() < std::time::Duration::from_secs(60), "no parts recorded");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    slow.wait_for_parts(&state, 2).await;
     // A new version of another size, written while parts of the old one are uploaded.
     let new = data(23 * MIB + 11, 77);
     rgw.put_all(

@@ -251,20 +251,7 @@ async fn the_same_job_delivered_twice_at_once_is_transferred_once() {
     let mut envs = keys_envs(&rgw, &moto);
     envs.push(("RUST_LOG".into(), "debug,aws=info,hyper=info,h2=info".into()));
     let worker = fleet.worker(&wargs, &envs);
-    let state = fleet.state();
-    let started = Instant::now();
-    let counters = loop {
-        let c = state
-            .run_get(run_of)
-            .await
-            .unwrap()
-            .map(|r| r.counters)
-            .unwrap_or_default();
-        if c.done + c.skipped >= 2 || started.elapsed() > Duration::from_secs(60) {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let counters = fleet.counters_until(run_of, |c| c.done + c.skipped >= 2).await;
     let (st, _) = stop(worker);
     assert!(st.success());
     assert_eq!(
@@ -332,19 +319,7 @@ async fn a_message_whose_worker_died_holding_its_lease_is_not_dropped_as_a_dupli
 
     let job = S3Job::new(&src_bucket, &rgw.endpoint, &dst_bucket, &moto.endpoint, &[]);
     let worker = fleet.worker(&job.worker_args(), &keys_envs(&rgw, &moto));
-    let started = Instant::now();
-    let counters = loop {
-        let c = state
-            .run_get(run_of)
-            .await
-            .unwrap()
-            .map(|r| r.counters)
-            .unwrap_or_default();
-        if c.done + c.skipped >= 1 || started.elapsed() > Duration::from_secs(60) {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let counters = fleet.counters_until(run_of, |c| c.done + c.skipped >= 1).await;
     let (st, _) = stop(worker);
     assert!(st.success());
     assert_eq!(
