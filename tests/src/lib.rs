@@ -102,6 +102,14 @@ impl Server {
         }
     }
 
+    /// Writes one object with the raw client; returns its ETag.
+    pub async fn put_one(&self, bucket: &str, key: &str, body: &[u8]) -> Option<String> {
+        self.put_all(bucket, &BTreeMap::from([(key.to_string(), body.to_vec())]))
+            .await;
+        let head = self.client().head_object().bucket(bucket).key(key).send().await;
+        head.expect("head after put").e_tag().map(str::to_string)
+    }
+
     /// Writes objects with the raw client.
     pub async fn put_all(&self, bucket: &str, objects: &BTreeMap<String, Vec<u8>>) {
         let c = self.client();

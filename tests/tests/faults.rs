@@ -196,16 +196,10 @@ async fn bits_flipped_on_the_way_from_the_source_are_noticed_before_writing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_deleted_mid_transfer_ends_as_source_gone_without_leftovers() {
     use ferry_core::state::{StateStore, Status};
-    use ferry_tests::fleet::{stop, Fleet, SlowMultipart};
+    use ferry_tests::fleet::stop;
     let (rgw, moto) = (rgw(), moto());
-    let slow = SlowMultipart::new("vanish", 40, &[]).await;
-    let fleet = Fleet::new("vanish", true, 5).await;
-    let mut envs = rgw.envs("src");
-    envs.extend(moto.envs("dest"));
-    assert!(run(fleet.finder(&slow.job.args, &envs)).status.success());
-    let worker = fleet.worker(&slow.job.worker_args(), &envs);
+    let (slow, fleet, worker) = mid_multipart("vanish").await;
     let (state, rk) = (fleet.state(), slow.record());
-    slow.wait_for_parts(&state, 2).await;
     rgw.client()
         .delete_object()
         .bucket(&slow.src_bucket)
@@ -384,16 +378,10 @@ async fn a_source_with_parts_of_unequal_size_is_copied_without_a_mirrored_check(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_overwritten_mid_transfer_ends_whole_in_its_new_version() {
     use ferry_core::state::StateStore;
-    use ferry_tests::fleet::{stop, Fleet, SlowMultipart};
+    use ferry_tests::fleet::stop;
     let (rgw, moto) = (rgw(), moto());
-    let slow = SlowMultipart::new("overwrite", 40, &[]).await;
-    let fleet = Fleet::new("overwrite", true, 5).await;
-    let mut envs = rgw.envs("src");
-    envs.extend(moto.envs("dest"));
-    assert!(run(fleet.finder(&slow.job.args, &envs)).status.success());
-    let worker = fleet.worker(&slow.job.worker_args(), &envs);
+    let (slow, fleet, worker) = mid_multipart("overwrite").await;
     let (state, rk) = (fleet.state(), slow.record());
-    slow.wait_for_parts(&state, 2).await;
     // A new version of another size, written while parts of the old one are uploaded.
     let new = data(23 * MIB + 11, 77);
     rgw.put_all(
@@ -436,4 +424,25 @@ async fn a_source_overwritten_mid_transfer_ends_whole_in_its_new_version() {
         .e_tag()
         .map(str::to_string);
     assert_eq!(rec.src_etag, new_tag, "the record names the version copied");
+}
+
+/// A slow multipart copy (radosgw → moto) on a fleet, with its worker running
+/// and two parts recorded.
+async fn mid_multipart(
+    hint: &str,
+) -> (
+    ferry_tests::fleet::SlowMultipart,
+    ferry_tests::fleet::Fleet,
+    ferry_tests::fleet::Worker,
+) {
+    use ferry_tests::fleet::{Fleet, SlowMultipart};
+    let (rgw, moto) = (rgw(), moto());
+    let slow = SlowMultipart::new(hint, 40, &[]).await;
+    let fleet = Fleet::new(hint, true, 5).await;
+    let mut envs = rgw.envs("src");
+    envs.extend(moto.envs("dest"));
+    assert!(run(fleet.finder(&slow.job.args, &envs)).status.success());
+    let worker = fleet.worker(&slow.job.worker_args(), &envs);
+    slow.wait_for_parts(&fleet.state(), 2).await;
+    (slow, fleet, worker)
 }

@@ -212,18 +212,7 @@ async fn the_same_job_delivered_twice_at_once_is_transferred_once() {
     let (rgw, moto) = (rgw(), moto());
     let (src_bucket, dst_bucket) = (rgw.bucket("twice-src").await, moto.bucket("twice-dst").await);
     let body = data(300_000, 5);
-    rgw.put_all(&src_bucket, &BTreeMap::from([("k".to_string(), body.clone())]))
-        .await;
-    let etag = rgw
-        .client()
-        .head_object()
-        .bucket(&src_bucket)
-        .key("k")
-        .send()
-        .await
-        .unwrap()
-        .e_tag()
-        .map(str::to_string);
+    let etag = rgw.put_one(&src_bucket, "k", &body).await;
     let dst_proxy = Proxy::start(&moto.endpoint).await;
     let fleet = Fleet::new("twice", true, 5).await;
     let run_of = "2026-11-22T00:00:00Z#0002";
@@ -273,18 +262,7 @@ async fn a_message_whose_worker_died_holding_its_lease_is_not_dropped_as_a_dupli
     let (rgw, moto) = (rgw(), moto());
     let (src_bucket, dst_bucket) = (rgw.bucket("orphan-src").await, moto.bucket("orphan-dst").await);
     let body = data(200_000, 6);
-    rgw.put_all(&src_bucket, &BTreeMap::from([("k".to_string(), body.clone())]))
-        .await;
-    let etag = rgw
-        .client()
-        .head_object()
-        .bucket(&src_bucket)
-        .key("k")
-        .send()
-        .await
-        .unwrap()
-        .e_tag()
-        .map(str::to_string);
+    let etag = rgw.put_one(&src_bucket, "k", &body).await;
     let fleet = Fleet::new("orphan", true, 5).await;
     let run_of = "2026-11-22T00:00:00Z#0003";
     let src = SrcRef {
