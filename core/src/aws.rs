@@ -11,7 +11,6 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Loads the shared SDK configuration, with `region` when given (else the
@@ -38,12 +37,39 @@ pub struct SdkFailure {
     pub message: String,
 }
 
+impl SdkFailure {
+    /// What the user can do about it, when the code says.
+    pub fn hint(&self) -> Option<&'static str> {
+        let c = self.code.as_str();
+        if c.is_empty() {
+            return Some("check the endpoint, the network and the region");
+        }
+        if c.contains("AccessDenied") || c.contains("NotAuthorized") || c == "AuthorizationError" {
+            Some("grant this action on this resource to the role or user ferry runs as")
+        } else if matches!(
+            c,
+            "UnrecognizedClientException" | "InvalidClientTokenId" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"
+        ) || c.contains("ExpiredToken")
+        {
+            Some("check the credentials (keys, profile, secret) and the region")
+        } else if c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist") || c == "ResourceNotFoundException" {
+            Some("check the name, the account and the region")
+        } else {
+            None
+        }
+    }
+}
+
 impl std::fmt::Display for SdkFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.code.is_empty() {
-            f.write_str(&self.message)
+            f.write_str(&self.message)?;
         } else {
-            write!(f, "{}: {}", self.code, self.message)
+            write!(f, "{}: {}", self.code, self.message)?;
+        }
+        match self.hint() {
+            Some(h) => write!(f, " ({h})"),
+            None => Ok(()),
         }
     }
 }
@@ -52,7 +78,7 @@ impl std::fmt::Display for SdkFailure {
 pub fn failure<E, R>(e: &SdkError<E, R>) -> SdkFailure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match e {
         SdkError::ServiceError(se) => SdkFailure {
@@ -61,11 +87,30 @@ where
                 .err()
                 .message()
                 .map(str::to_string)
-                .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
+                .unwrap_or_else(|| error_chain(e)),
         },
         _ => SdkFailure {
             code: String::new(),
-            message: DisplayErrorContext(e).to_string(),
+            message: error_chain(e),
         },
     }
+}
+
+/// An error and its causes on one line, each cause's `Display` once:
+/// `dispatch failure: io error: tcp connect error: Connection refused (os error 111)`.
+/// Never a `Debug` dump (the SDK's own `DisplayErrorContext` prints the
+/// innermost cause with `{:?}`). A cause whose text its parent already
+/// contains is left out.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
 }

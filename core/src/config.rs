@@ -96,7 +96,15 @@ pub struct TransferConfig {
     pub workers: usize,
     /// Tries of one store call when it fails with a retryable error. Default 5.
     pub retries: u32,
-    /// Deliveries of a job before it is parked as dead. Default 5.
+    /// Failed attempts of a job, counted in the ledger, before it is given up
+    /// (its upload aborted, its message dead-lettered, `status` naming it).
+    /// Default 5. Attempts cut short by a worker that died or stopped are not
+    /// failures and are not counted.
+    pub max_attempts: u32,
+    /// Deliveries of a message before the embedded queue parks it as dead (on
+    /// SQS the queue's redrive policy says). A backstop only: a message whose
+    /// deliveries were spent by workers that died or stopped is requeued
+    /// fresh before it reaches the limit. Default 10.
     pub max_receives: u32,
     /// Lease on a job and an object, extended while the job runs. Default 60 s.
     #[serde(with = "humantime_serde_compat")]
@@ -117,7 +125,8 @@ impl Default for TransferConfig {
             max_in_flight: ByteSize::mib(256),
             workers: 32,
             retries: 5,
-            max_receives: 5,
+            max_attempts: 5,
+            max_receives: 10,
             lease: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(25),
         }
@@ -636,6 +645,7 @@ const TRANSFER_KEYS: &[(&str, Kind)] = &[
     ("max_in_flight", Kind::Str),
     ("workers", Kind::Int),
     ("retries", Kind::Int),
+    ("max_attempts", Kind::Int),
     ("max_receives", Kind::Int),
     ("lease", Kind::Str),
     ("shutdown_grace", Kind::Str),

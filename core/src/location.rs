@@ -27,6 +27,12 @@ impl Location {
         if s.is_empty() {
             return Err(format!("an empty location; {hint}"));
         }
+        if let Some(meant) = probably_meant(s) {
+            return Err(format!(
+                "{s:?} looks like a URL but is not one: did you mean {meant:?}? \
+                 (for a local directory with that name, write ./{s})"
+            ));
+        }
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -63,6 +69,29 @@ impl Location {
         }
         Ok(Location::Local { dir: s.into() })
     }
+}
+
+/// Schemes a user may mistype; a path starting with one of them and a colon
+/// is taken for a mistyped URL, not a directory.
+const SCHEMES: &[&str] = &["s3", "file", "oss", "cos", "obs", "ks3", "gs", "minio", "http", "https"];
+
+/// The URL a malformed one was probably meant to be: `s3:/b/x` and `s3:b`
+/// → `s3://b/x`, `S3://b` → `s3://b`, `file:/d` → `file:///d`.
+fn probably_meant(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once(':')?;
+    let lower = scheme.to_ascii_lowercase();
+    if !SCHEMES.contains(&lower.as_str()) {
+        return None;
+    }
+    if scheme == lower && rest.starts_with("//") {
+        return None; // Well formed: judged by the scheme's own rules.
+    }
+    let tail = rest.trim_start_matches('/');
+    Some(if lower == "file" {
+        format!("file:///{tail}")
+    } else {
+        format!("{lower}://{tail}")
+    })
 }
 
 impl std::fmt::Display for Location {
@@ -103,5 +132,33 @@ mod tests {
         assert!(Location::parse("oss://b/k").unwrap_err().contains("vendor"));
         assert!(Location::parse("file://rel").is_err());
         assert!(Location::parse("s3://Bad Name/").is_err());
+    }
+
+    #[test]
+    fn malformed_urls_say_what_was_meant() {
+        for (typed, meant) in [
+            ("s3:/bucket/x", "s3://bucket/x"),
+            ("s3:bucket", "s3://bucket"),
+            ("S3://bucket/p", "s3://bucket/p"),
+            ("file:/data", "file:///data"),
+            ("oss:bkt", "oss://bkt"),
+        ] {
+            let e = Location::parse(typed).unwrap_err();
+            assert!(e.contains(&format!("did you mean {meant:?}")), "{typed}: {e}");
+            assert!(e.contains(&format!("./{typed}")), "{typed}: {e}");
+        }
+        // Directories whose names only contain a colon stay directories.
+        assert_eq!(
+            Location::parse("./s3:bucket").unwrap(),
+            Location::Local {
+                dir: "./s3:bucket".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("backup:2026").unwrap(),
+            Location::Local {
+                dir: "backup:2026".into()
+            }
+        );
     }
 }

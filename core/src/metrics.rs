@@ -41,7 +41,7 @@ pub mod defs {
         name: "ferry.objects",
         unit: "{object}",
         cloudwatch_unit: "Count",
-        description: "Objects whose job ended, by outcome (transferred, identical, skipped, source_gone, deleted, stale, failed).",
+        description: "Objects whose job ended, by outcome (transferred, identical, skipped, source_gone, deleted, stale, failed, restore_needed).",
     };
     /// Bytes written to the destination.
     pub const BYTES: Def = Def {
@@ -115,6 +115,8 @@ pub enum Outcome {
     Stale,
     /// Given up.
     Failed,
+    /// The source is archived and must be restored first.
+    RestoreNeeded,
 }
 
 impl Outcome {
@@ -128,6 +130,7 @@ impl Outcome {
             Outcome::Deleted => "deleted",
             Outcome::Stale => "stale",
             Outcome::Failed => "failed",
+            Outcome::RestoreNeeded => "restore_needed",
         }
     }
 }

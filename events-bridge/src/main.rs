@@ -93,7 +93,7 @@ async fn run() -> anyhow::Result<u8> {
     }
     let cfg = cli.job.load(overrides).context("reading the job settings")?;
     let job = cfg.build().context("invalid job settings")?;
-    let (queue, _, _) = cli::open_backends(&job.state, &job.queue, &job.raw.transfer)
+    let (queue, _) = cli::open_backends(&job.state, &job.queue, &job.raw.transfer)
         .await
         .context("opening the job queue")?;
     let trusted_input = cli.stdin || cli.file.is_some();

@@ -219,13 +219,11 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
     }
     progress.finish();
     let counters = rt.state.run_get(&run_id).await?.unwrap_or_default().counters;
-    let failures = rt
-        .state
-        .run_objects(&run_id, Status::Failed, 50)
-        .await?
-        .into_iter()
-        .map(|r| (r.key.key, r.last_error.unwrap_or_default()))
-        .collect();
+    let mut failures = Vec::new();
+    for status in [Status::Failed, Status::RestoreNeeded] {
+        let named = rt.state.run_objects(&run_id, status, 50).await?;
+        failures.extend(named.into_iter().map(|r| (r.key.key, r.last_error.unwrap_or_default())));
+    }
     let report = Report {
         run: run_id,
         counters,

@@ -137,6 +137,14 @@ enum Command {
         #[command(flatten)]
         job: JobArgs,
     },
+    /// Sends every dead-lettered job back to the queue (like SQS's DLQ
+    /// redrive), for after the cause of the failures is fixed: the workers take
+    /// them again, each with its full count of attempts. Uses --queue/--state
+    /// (or --config) like status.
+    Redrive {
+        #[command(flatten)]
+        job: JobArgs,
+    },
     /// Aborts unfinished multipart uploads under a destination prefix (they
     /// cost storage until aborted). Uses the --dest-* connection flags.
     CleanUploads {
@@ -210,6 +218,21 @@ async fn run() -> anyhow::Result<u8> {
                 timeout: timeout.map(Into::into),
             };
             return ferry_finder::status::status(&cfg, &opts).await;
+        }
+        Some(Command::Redrive { job }) => {
+            let cfg = job
+                .load(job.overrides(None, None, None))
+                .context("reading the job settings")?;
+            let (state, queue, _) = cfg.ledger().context("invalid job settings")?;
+            let (queue, _) = cli::open_backends(&state, &queue, &cfg.transfer)
+                .await
+                .context("opening the job's queue")?;
+            let n = queue
+                .redrive_dead()
+                .await
+                .with_context(|| format!("sending dead-lettered jobs back to {}", queue.describe()))?;
+            out!("{n} dead-lettered job(s) sent back to {}", queue.describe());
+            return Ok(0);
         }
         None => {}
     }

@@ -1,18 +1,25 @@
-//! `ferry-finder status`: the progress of a run, read from the ledger (the
-//! state store's run record and object records) and the queue's counts.
+//! `ferry-finder status`: the progress of a run, read from the ledger and the
+//! queue's counts.
 //!
-//! A run is complete when its listing has ended, as many jobs ended (done,
-//! skipped as already done, source gone, failed) as were enqueued, no object
-//! record of the run is still in progress, and the queue holds no message
-//! waiting or in flight. The last two guard against counters that count a
-//! redelivered job twice (see [`settled`]).
-//! Rate and ETA come from the bytes done since the run started.
+//! Objects are counted from the ledger's records of the run, each object
+//! once by its status ([`StateStore::run_tally`]): redeliveries and crashes
+//! between two writes cannot count a job twice. The finder's own counters
+//! (found, identical, queued, planned bytes) have one writer and are shown as
+//! they are; bytes copied come from the workers' counters.
+//!
+//! A run is complete when its listing has ended and the queue holds no
+//! message waiting or in flight: nothing can still change its records. A
+//! record still in progress then is *stranded* (claimed, never ended, nothing
+//! left to end it) and counts as failed, like jobs given up, archived sources
+//! (`restore_needed`) and dead letters. A complete run with any of those
+//! exits 1; their keys and last errors are named.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ferry_core::config::{JobConfig, StateLocation};
-use ferry_core::state::{RunRecord, Status};
+use ferry_core::queue::{JobQueue, QueueStats};
+use ferry_core::state::{ObjectRecord, RunRecord, RunTally, StateStore, Status};
 
 /// Prints a line to stdout; a closed stdout (`| head`) is not an error.
 macro_rules! out {
@@ -35,16 +42,79 @@ pub struct StatusOptions {
     pub timeout: Option<Duration>,
 }
 
+/// How many keys of each kind of failure are named.
+const NAMED: usize = 10;
+/// In-progress records read to find the stranded ones.
+const SCANNED: usize = 10_000;
+
 fn size(n: u64) -> String {
     bytesize::ByteSize(n).display().iec().to_string()
 }
 
+/// One look at a run.
+struct View {
+    rec: RunRecord,
+    tally: RunTally,
+    queue: Option<QueueStats>,
+    /// In-progress records with no live lease, when the queue is empty.
+    stranded: Vec<ObjectRecord>,
+}
+
+impl View {
+    async fn read(state: &dyn StateStore, queue: &dyn JobQueue, run: &str, where_: &str) -> anyhow::Result<View> {
+        let Some(rec) = state.run_get(run).await? else {
+            bail!("run {run:?} is not recorded in {where_}");
+        };
+        let tally = state.run_tally(run).await?;
+        let queue = match queue.stats().await {
+            Ok(q) => Some(q),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read the queue's counts.");
+                None
+            }
+        };
+        let mut stranded = Vec::new();
+        if queue.is_some_and(|q| q.live() == 0) && tally.in_progress > 0 {
+            let now = ferry_core::now_millis();
+            stranded = state
+                .run_objects(run, Status::InProgress, SCANNED)
+                .await?
+                .into_iter()
+                .filter(|r| r.lease_until.is_none_or(|t| t < now))
+                .collect();
+        }
+        Ok(View {
+            rec,
+            tally,
+            queue,
+            stranded,
+        })
+    }
+
+    /// Nothing can still change the run's records.
+    fn complete(&self) -> bool {
+        self.rec.listed_at.is_some()
+            && self.queue.is_some_and(|q| q.live() == 0)
+            && self.tally.in_progress == self.stranded.len() as u64
+    }
+
+    /// Objects that did not arrive and will not without help.
+    fn failed(&self) -> u64 {
+        self.tally.failed + self.tally.restore_needed + self.stranded.len() as u64
+    }
+
+    fn dead(&self) -> u64 {
+        self.queue.map_or(0, |q| q.dead)
+    }
+}
+
 /// Prints the status of a run; returns the exit code: 0 complete without
-/// failures (or still running without `--wait`), 1 complete with failures,
-/// 3 when `--timeout` passed first.
+/// failures (or still running without `--wait`), 1 complete with failures
+/// (given up, archived, stranded or dead-lettered jobs), 3 when `--timeout`
+/// passed first.
 pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8> {
     let (state_loc, queue_loc, _) = cfg.ledger().context("invalid job settings")?;
-    let (queue, state, _) = ferry_worker::cli::open_backends(&state_loc, &queue_loc, &cfg.transfer)
+    let (queue, state) = ferry_worker::cli::open_backends(&state_loc, &queue_loc, &cfg.transfer)
         .await
         .context("opening the job's queue and state")?;
     let where_ = describe(&state_loc);
@@ -57,32 +127,16 @@ pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8>
     };
     let started = std::time::Instant::now();
     loop {
-        let Some(rec) = state.run_get(&run).await? else {
-            bail!("run {run:?} is not recorded in {where_}");
-        };
-        let complete = rec.complete() && settled(&*state, &*queue, &run).await?;
+        let view = View::read(&*state, &*queue, &run, &where_).await?;
+        let complete = view.complete();
         if complete || !opts.wait {
-            print(&rec);
-            if let Ok(q) = queue.stats().await {
-                out!(
-                    "  queue:       {} ready, {} in flight, {} dead ({})",
-                    q.ready,
-                    q.in_flight,
-                    q.dead,
-                    queue.describe()
-                );
-            }
-            if rec.counters.failed > 0 {
-                out!("Top errors:");
-                for r in state.run_objects(&run, Status::Failed, 10).await? {
-                    out!("  {}: {}", r.key.key, r.last_error.unwrap_or_default());
-                }
-            }
+            print(&view, &*queue);
+            name_failures(&view, &*state, &run).await?;
             out!("Status: {}", if complete { "complete" } else { "running" });
-            return Ok(if complete && rec.counters.failed > 0 { 1 } else { 0 });
+            return Ok(if complete && view.failed() + view.dead() > 0 { 1 } else { 0 });
         }
         if opts.timeout.is_some_and(|t| started.elapsed() >= t) {
-            print(&rec);
+            print(&view, &*queue);
             out!("Status: running (gave up waiting)");
             return Ok(3);
         }
@@ -90,23 +144,27 @@ pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8>
     }
 }
 
-/// Whether nothing of the run can still be under way: no record of the run
-/// in progress and no message waiting or in flight. The counters alone can
-/// over-count: a worker killed between writing a batch's counters and
-/// acknowledging its messages has those jobs delivered, and counted, again.
-async fn settled(
-    state: &dyn ferry_core::state::StateStore,
-    queue: &dyn ferry_core::queue::JobQueue,
-    run: &str,
-) -> anyhow::Result<bool> {
-    if !state.run_objects(run, Status::InProgress, 1).await?.is_empty() {
-        return Ok(false);
+/// Names the keys that did not arrive, with their last errors.
+async fn name_failures(view: &View, state: &dyn StateStore, run: &str) -> anyhow::Result<()> {
+    if view.tally.failed > 0 {
+        out!("Given up (send them again with `ferry-finder redrive` once the cause is fixed):");
+        for r in state.run_objects(run, Status::Failed, NAMED).await? {
+            out!("  {}: {}", r.key.key, r.last_error.unwrap_or_default());
+        }
     }
-    Ok(match queue.stats().await {
-        Ok(q) => q.ready == 0 && q.in_flight == 0,
-        // A queue whose counts cannot be read does not hold the answer back.
-        Err(_) => true,
-    })
+    if view.tally.restore_needed > 0 {
+        out!("Archived at the source (restore them, then run again):");
+        for r in state.run_objects(run, Status::RestoreNeeded, NAMED).await? {
+            out!("  {}", r.key.key);
+        }
+    }
+    if !view.stranded.is_empty() {
+        out!("Stranded (claimed, never ended, no message left to end them; run the finder again):");
+        for r in view.stranded.iter().take(NAMED) {
+            out!("  {}: {}", r.key.key, r.last_error.as_deref().unwrap_or("no error recorded"));
+        }
+    }
+    Ok(())
 }
 
 fn describe(state: &StateLocation) -> String {
@@ -116,7 +174,8 @@ fn describe(state: &StateLocation) -> String {
     }
 }
 
-fn print(rec: &RunRecord) {
+fn print(view: &View, queue: &dyn JobQueue) {
+    let (rec, t) = (&view.rec, &view.tally);
     let c = &rec.counters;
     let now = ferry_core::now_millis();
     let secs = ((now - rec.started_at).max(1) as f64) / 1000.0;
@@ -130,27 +189,42 @@ fn print(rec: &RunRecord) {
             "; listing"
         }
     );
-    let pending = c.enqueued.saturating_sub(c.ended());
-    out!("  found:       {:>10} objects", c.found);
+    let ended = t.done + t.failed + t.source_gone + t.deleted + t.restore_needed;
+    out!("  found:          {:>10} objects", c.found);
+    out!("  identical:      {:>10} objects (already at the destination)", c.identical);
+    out!("  queued:         {:>10} objects, {}", c.enqueued, size(c.planned_bytes));
     out!(
-        "  identical:   {:>10} objects (already at the destination)",
-        c.identical + c.skipped
+        "  in flight:      {:>10} objects (queued or running)",
+        c.enqueued.saturating_sub(ended).max(t.in_progress - view.stranded.len() as u64)
     );
-    out!("  queued:      {:>10} objects, {}", c.enqueued, size(c.planned_bytes));
-    out!("  in flight:   {:>10} objects (queued or running)", pending);
     out!(
-        "  done:        {:>10} objects, {} ({}/s)",
-        c.done,
+        "  done:           {:>10} objects, {} ({}/s)",
+        t.done + t.deleted,
         size(c.bytes),
         size((c.bytes as f64 / secs) as u64)
     );
-    out!("  source gone: {:>10} objects", c.gone);
-    out!("  failed:      {:>10} objects", c.failed);
-    if !rec.complete() && c.bytes > 0 {
+    out!("  source gone:    {:>10} objects", t.source_gone);
+    out!("  failed:         {:>10} objects (given up)", t.failed);
+    if t.restore_needed > 0 {
+        out!("  restore needed: {:>10} objects (archived at the source)", t.restore_needed);
+    }
+    if !view.stranded.is_empty() {
+        out!("  stranded:       {:>10} objects (counted as failed)", view.stranded.len());
+    }
+    if let Some(q) = view.queue {
+        out!(
+            "  queue:          {} ready, {} in flight, {} dead ({})",
+            q.ready,
+            q.in_flight,
+            q.dead,
+            queue.describe()
+        );
+    }
+    if !view.complete() && c.bytes > 0 {
         let left = c.planned_bytes.saturating_sub(c.bytes);
         let eta = left as f64 / (c.bytes as f64 / secs);
         out!(
-            "  ETA:         {}",
+            "  ETA:            {}",
             humantime::format_duration(Duration::from_secs(eta as u64))
         );
     }

@@ -15,6 +15,7 @@ DIR=${FERRY_TEST_DIR:-/tmp/ferry-test-servers}
 RGW_PORT=${FERRY_RGW_PORT:-7480}
 MOTO_PORT=${FERRY_MOTO_PORT:-5055}
 MOTO_DYNAMODB_PORT=${FERRY_MOTO_DYNAMODB_PORT:-$((MOTO_PORT + 1))}
+MOTO_IAM_PORT=${FERRY_MOTO_IAM_PORT:-$((MOTO_PORT + 2))}
 MON_PORT=${FERRY_MON_PORT:-3300}
 MON_V1_PORT=${FERRY_MON_V1_PORT:-6789}
 MOTO_VENV=${FERRY_MOTO_VENV:-/opt/ferry-moto}
@@ -131,6 +132,29 @@ wait_http "http://127.0.0.1:$MOTO_PORT/moto-api/" moto
 echo $! >>"$DIR/pids"
 wait_http "http://127.0.0.1:$MOTO_DYNAMODB_PORT/moto-api/" moto-dynamodb
 
+# A third moto that enforces IAM after its first 3 requests, which create the
+# admin user (its keys go to servers.env): the CloudFormation stack is deployed
+# there and each binary runs with exactly its role's policies. A TCP connect,
+# not an HTTP probe, waits for it (a probe would spend one of the 3 requests).
+INITIAL_NO_AUTH_ACTION_COUNT=3 "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_IAM_PORT" >"$DIR/moto-iam.log" 2>&1 &
+echo $! >>"$DIR/pids"
+for _ in $(seq 1 150); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_IAM_PORT") 2>/dev/null; then break; fi
+  sleep 0.2
+done
+IAM_ADMIN=$("$MOTO_VENV/bin/python" - "http://127.0.0.1:$MOTO_IAM_PORT" <<'PY'
+import sys, json, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="ferry-admin")
+iam.put_user_policy(UserName="ferry-admin", PolicyName="all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+k = iam.create_access_key(UserName="ferry-admin")["AccessKey"]
+print(k["AccessKeyId"], k["SecretAccessKey"])
+PY
+)
+read -r IAM_ADMIN_KEY IAM_ADMIN_SECRET <<<"$IAM_ADMIN"
+
 cat >"$DIR/servers.env" <<ENV
 export FERRY_TEST_RGW=http://127.0.0.1:$RGW_PORT
 export FERRY_TEST_RGW_ACCESS_KEY=$AK
@@ -138,5 +162,9 @@ export FERRY_TEST_RGW_SECRET_KEY=$SK
 export FERRY_TEST_MOTO=http://127.0.0.1:$MOTO_PORT
 export FERRY_TEST_MOTO_DYNAMODB=http://127.0.0.1:$MOTO_DYNAMODB_PORT
 export FERRY_TEST_RGW_LOG=$DIR/client.rgw.a.ceph.log
+export FERRY_TEST_MOTO_PYTHON=$MOTO_VENV/bin/python
+export FERRY_TEST_MOTO_IAM=http://127.0.0.1:$MOTO_IAM_PORT
+export FERRY_TEST_MOTO_IAM_ADMIN_KEY=$IAM_ADMIN_KEY
+export FERRY_TEST_MOTO_IAM_ADMIN_SECRET=$IAM_ADMIN_SECRET
 ENV
 log "radosgw on 127.0.0.1:$RGW_PORT, moto on 127.0.0.1:$MOTO_PORT (env: $DIR/servers.env)"

@@ -56,6 +56,22 @@ pub fn moto() -> Server {
     }
 }
 
+/// The moto that enforces IAM, with the keys of its admin user (created by
+/// `tests/servers/start.sh` with the server's unauthenticated requests).
+pub fn moto_iam() -> Server {
+    Server {
+        name: "moto (IAM enforced)",
+        endpoint: env("FERRY_TEST_MOTO_IAM"),
+        access_key: env("FERRY_TEST_MOTO_IAM_ADMIN_KEY"),
+        secret_key: env("FERRY_TEST_MOTO_IAM_ADMIN_SECRET"),
+    }
+}
+
+/// The Python of the moto installation (boto3 included), for the test helpers in `tests/stack/`.
+pub fn moto_python() -> PathBuf {
+    PathBuf::from(env("FERRY_TEST_MOTO_PYTHON"))
+}
+
 impl Server {
     /// An independent raw SDK client (path-style, static keys, no retries hidden).
     pub fn client(&self) -> Client {
@@ -389,4 +405,27 @@ pub fn http_post(addr: &str, path: &str, headers: &[(&str, String)], body: &str)
     let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let text = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, text)
+}
+
+/// The settings an EC2 launch template's user data gives a binary: the
+/// `NAME=value` lines of the environment file it writes (between `<<'ENV'`
+/// and `ENV`), and the `ExecStart=` command of its systemd unit.
+pub fn user_data_settings(script: &str) -> (BTreeMap<String, String>, String) {
+    let mut env = BTreeMap::new();
+    let mut inside = false;
+    let mut exec = String::new();
+    for line in script.lines().map(str::trim) {
+        if line.ends_with("<<'ENV'") {
+            inside = true;
+        } else if line == "ENV" {
+            inside = false;
+        } else if inside {
+            if let Some((k, v)) = line.split_once('=') {
+                env.insert(k.to_string(), v.to_string());
+            }
+        } else if let Some(cmd) = line.strip_prefix("ExecStart=") {
+            exec = cmd.to_string();
+        }
+    }
+    (env, exec)
 }

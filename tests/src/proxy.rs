@@ -146,6 +146,8 @@ pub struct Faults {
     pub kinds: Vec<FaultKind>,
     /// Most faults injected in all (0: no limit).
     pub limit: usize,
+    /// Only requests whose path contains this (URL-encoded as sent).
+    pub path_contains: Option<&'static str>,
 }
 
 /// What a faulting proxy decides, shared by its connections.
@@ -164,6 +166,9 @@ impl Injector {
         }
         let op = seen.operation();
         if !self.faults.ops.is_empty() && !self.faults.ops.contains(&op.as_str()) {
+            return None;
+        }
+        if self.faults.path_contains.is_some_and(|p| !seen.path.contains(p)) {
             return None;
         }
         self.matched += 1;
@@ -203,6 +208,11 @@ impl Proxy {
     /// Starts a proxy that injects `faults` (and logs each to stderr).
     pub async fn start_faulty(upstream: &str, faults: Faults) -> Proxy {
         Self::start_with(upstream, Delay::default(), faults).await
+    }
+
+    /// Injects no more faults from now on (the cause is "fixed").
+    pub fn stop_faults(&self) {
+        self.injector.lock().unwrap().faults.kinds.clear();
     }
 
     /// The faults injected so far, with their requests.

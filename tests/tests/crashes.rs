@@ -293,3 +293,104 @@ async fn kill_nine_rounds_on_sqs_and_dynamodb_lose_nothing() {
     let bytes = compare(&rgw, &bucket, &src, &sizes).await;
     report("SQS and DynamoDB", &plan, mid_run, sizes.len(), bytes, t.elapsed());
 }
+
+/// Churn: workers killed with SIGKILL or stopped with SIGTERM (an ECS or Auto
+/// Scaling scale-in, with a short grace) `events` times, one every `gap`, each
+/// replaced at once. Returns (kills, scale-ins, events while work was under way).
+fn churn_rounds(
+    plan: &Plan,
+    events: usize,
+    workers: &mut [Child],
+    respawn: &dyn Fn() -> Child,
+    busy: &dyn Fn() -> bool,
+) -> (usize, usize, usize) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed);
+    let (mut kills, mut terms, mut mid_run) = (0, 0, 0);
+    for round in 0..events {
+        std::thread::sleep(Duration::from_millis(rng.random_range(plan.gap.clone())));
+        let i = rng.random_range(0..workers.len());
+        mid_run += usize::from(busy());
+        let term = rng.random_bool(0.4);
+        if term {
+            let _ = Command::new("kill").args(["-TERM", &workers[i].id().to_string()]).status();
+            let t = Instant::now();
+            while workers[i].try_wait().unwrap().is_none() {
+                assert!(t.elapsed() < Duration::from_secs(60), "a worker ignored SIGTERM");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            terms += 1;
+        } else {
+            workers[i].kill().expect("SIGKILL");
+            workers[i].wait().expect("reap");
+            kills += 1;
+        }
+        eprintln!("churn {}: {} worker {i}", round + 1, if term { "stopped" } else { "killed" });
+        workers[i] = respawn();
+    }
+    (kills, terms, mid_run)
+}
+
+/// Invariant 11: deliveries spent by workers that died or were scaled in never
+/// push a job into the dead-letter queue. The queue parks a message after 4
+/// receives, far fewer than the churn costs the large objects; every object
+/// must still arrive, no message may be dead-lettered, no upload be left and
+/// `status --wait` must exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
+    let (rgw, plan) = (rgw(), plan());
+    let events = std::env::var("FERRY_CHURN_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if plan.rounds > 6 { 80 } else { 30 });
+    let bucket = rgw.bucket("churn").await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let sizes = write_source(&src, &plan);
+    let slow = slow_parts(&rgw).await;
+    let cfg = job_file(work.path(), &src, &bucket, &slow.endpoint);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("lease = \"3s\"", "lease = \"2s\"\nshutdown_grace = \"1s\"");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.display().to_string();
+    let fleet = Fleet::new("churn", true, 4).await;
+    let t = Instant::now();
+    let out = run(fleet.finder(&["--config".into(), cfg.clone()], &rgw.envs("dest")));
+    assert!(out.status.success());
+    let mut args = fleet.flags();
+    args.extend(["--config", &cfg, "--workers", "4"].map(String::from));
+    let mut envs = fleet.envs();
+    envs.extend(rgw.envs("dest"));
+    envs.push(("RUST_LOG".into(), "info".into()));
+    let log = work.path().join("workers.log");
+    let respawn = || spawn(&args, &envs, &log);
+    let mut workers = vec![respawn(), respawn(), respawn()];
+    let busy = || {
+        let mut s = Command::new(bin("ferry-finder"));
+        s.arg("status").args(fleet.flags());
+        isolate(&mut s);
+        for (k, v) in fleet.envs() {
+            s.env(k, v);
+        }
+        !String::from_utf8_lossy(&s.output().expect("status").stdout).contains("Status: complete")
+    };
+    let (kills, terms, mid_run) = churn_rounds(&plan, events, &mut workers, &respawn, &busy);
+    let done = fleet.status(None, "900s").output().expect("status");
+    let shown = String::from_utf8_lossy(&done.stdout).to_string();
+    stop_all(workers);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let requeued = logged.matches("Requeued a message").count();
+    eprintln!("{shown}\n--- workers logged {} lines", logged.lines().count());
+    assert_eq!(done.status.code(), Some(0), "the run completes: {shown}");
+    use ferry_core::queue::JobQueue;
+    let q = fleet.queue().stats().await.unwrap();
+    assert_eq!((q.live(), q.dead), (0, 0), "no job dead-lettered: {shown}");
+    assert_eq!(ferry_tests::fleet::count(&shown, "failed"), 0, "{shown}");
+    assert!(!shown.contains("stranded"), "{shown}");
+    let bytes = compare(&rgw, &bucket, &src, &sizes).await;
+    eprintln!(
+        "churn: seed {}, {kills} SIGKILLs and {terms} SIGTERM scale-ins ({mid_run} mid-run), {requeued} messages requeued, \
+         {} objects and {bytes} bytes verified, 0 dead letters, {:.0?}",
+        plan.seed,
+        sizes.len(),
+        t.elapsed()
+    );
+}

@@ -19,6 +19,8 @@ async fn sqs_queue_conformance() {
     assert_eq!(redrive.max_receives, 3);
     let url = SqsQueue::create(&sdk, &unique("conf-batch"), 3).await.unwrap();
     queue_conf::queue_batches(&SqsQueue::new(&sdk, &url)).await;
+    let url = SqsQueue::create(&sdk, &unique("conf-requeue"), 3).await.unwrap();
+    queue_conf::queue_requeue_and_redrive(&SqsQueue::new(&sdk, &url), 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -48,4 +50,5 @@ async fn dynamo_state_conformance() {
     state_conf::run_counters_add_up(&s).await;
     state_conf::runs_complete(&s).await;
     state_conf::claim_done_records_under_the_lease(&s, "bkt").await;
+    state_conf::run_tally_counts_each_object_once(&s, "bkt").await;
 }

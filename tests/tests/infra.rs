@@ -122,6 +122,7 @@ const OPERATIONS: &[(&str, &[&str])] = &[
     ("list_multipart_uploads", &["s3:ListBucketMultipartUploads"]),
     ("delete_object", &["s3:DeleteObject"]),
     ("list_objects_v2", &["s3:ListBucket"]),
+    ("send_message", &["sqs:SendMessage"]),
     ("send_message_batch", &["sqs:SendMessage"]),
     ("receive_message", &["sqs:ReceiveMessage"]),
     ("delete_message", &["sqs:DeleteMessage"]),

@@ -152,7 +152,11 @@ pub struct JobArgs {
     /// Tries per store request for retryable errors [default: 5]
     #[arg(long, env = "FERRY_RETRIES", value_name = "N", help_heading = "Transfer")]
     pub retries: Option<u64>,
-    /// Deliveries of a job before it is given up [default: 5]
+    /// Failed attempts of a job, counted in the ledger, before it is given up and dead-lettered [default: 5]
+    #[arg(long, env = "FERRY_MAX_ATTEMPTS", value_name = "N", help_heading = "Transfer")]
+    pub max_attempts: Option<u64>,
+    /// Deliveries before the embedded queue parks a message as dead: a backstop, messages whose deliveries
+    /// were spent by workers that died are requeued fresh (SQS: the queue's redrive policy) [default: 10]
     #[arg(long, env = "FERRY_MAX_RECEIVES", value_name = "N", help_heading = "Transfer")]
     pub max_receives: Option<u64>,
     /// Lease on a job and its object, renewed while it runs [default: 60s]
@@ -188,6 +192,7 @@ impl JobArgs {
         put_size(&mut transfer, "max_in_flight", self.max_in_flight);
         put_int(&mut transfer, "concurrency", self.concurrency);
         put_int(&mut transfer, "retries", self.retries);
+        put_int(&mut transfer, "max_attempts", self.max_attempts);
         put_int(&mut transfer, "max_receives", self.max_receives);
         put_int(&mut transfer, "workers", workers);
         put(&mut transfer, "lease", self.lease.map(|d| d.to_string()));
@@ -253,7 +258,7 @@ pub async fn open_backends(
     state: &StateLocation,
     queue: &QueueLocation,
     t: &ferry_core::config::TransferConfig,
-) -> Result<(Arc<dyn JobQueue>, Arc<dyn StateStore>, Option<u32>), OpenError> {
+) -> Result<(Arc<dyn JobQueue>, Arc<dyn StateStore>), OpenError> {
     let mut db: Option<Db> = None;
     let mut embedded = |path: &std::path::Path| -> Result<Db, OpenError> {
         match &db {
@@ -275,31 +280,30 @@ pub async fn open_backends(
         StateLocation::Embedded(p) => Arc::new(EmbeddedStateStore::new(embedded(p)?)),
         StateLocation::Dynamo { table } => Arc::new(DynamoStateStore::new(sdk.as_ref().expect("loaded"), table)),
     };
-    let mut max_receives = None;
     let queue: Arc<dyn JobQueue> = match queue {
         QueueLocation::Embedded(p) => Arc::new(EmbeddedQueue::new(embedded(p)?, t.max_receives)),
-        QueueLocation::Sqs { url } => {
-            let q = SqsQueue::new(sdk.as_ref().expect("loaded"), url);
-            match q.redrive().await? {
-                Some(r) => {
-                    if r.max_receives != t.max_receives {
-                        tracing::info!(
-                            queue = %url,
-                            max_receives = r.max_receives,
-                            "Using the queue's redrive policy for the number of deliveries before a job is given up."
-                        );
-                    }
-                    max_receives = Some(r.max_receives);
-                }
-                None => tracing::warn!(
-                    queue = %url,
-                    "The queue has no redrive policy: a job that keeps failing is delivered again until the queue's retention period drops it. Give it a dead-letter queue (infra/, or ferry-finder --create-resources)."
-                ),
-            }
-            Arc::new(q)
-        }
+        QueueLocation::Sqs { url } => Arc::new(SqsQueue::new(sdk.as_ref().expect("loaded"), url)),
     };
-    Ok((queue, state, max_receives))
+    Ok((queue, state))
+}
+
+/// The queue's own delivery limit, with a warning when it leaves churn room
+/// to push healthy jobs into the dead-letter queue, or when there is none.
+async fn delivery_limit(queue: &dyn JobQueue) -> Result<Option<u32>, OpenError> {
+    let limit = queue.max_receives().await?;
+    match limit {
+        Some(n) if n < 3 => tracing::warn!(
+            queue = %queue.describe(),
+            max_receives = n,
+            "The queue parks a message as dead after fewer than 3 deliveries: a worker that dies or stops can push a healthy job into the dead-letter queue. Raise maxReceiveCount (infra/ uses 10)."
+        ),
+        Some(_) => {}
+        None => tracing::warn!(
+            queue = %queue.describe(),
+            "The queue has no redrive policy: jobs given up are kept in the ledger only (status names them). Give it a dead-letter queue (infra/, or ferry-finder --create-resources)."
+        ),
+    }
+    Ok(limit)
 }
 
 /// Creates the SQS queue (with its dead-letter queue) and the DynamoDB table
@@ -323,7 +327,8 @@ pub async fn create_resources(job: &Job) -> Result<Vec<String>, OpenError> {
 /// Opens the stores, the queue and the state store of a validated job.
 pub async fn open(job: &Job) -> Result<Runtime, OpenError> {
     let t = &job.raw.transfer;
-    let (queue, state, redrive_receives) = open_backends(&job.state, &job.queue, t).await?;
+    let (queue, state) = open_backends(&job.state, &job.queue, t).await?;
+    let max_receives = delivery_limit(&*queue).await?;
     let src = job.source.open().await;
     let dst = job.destination.open().await;
     let cfg = EngineConfig {
@@ -345,7 +350,8 @@ pub async fn open(job: &Job) -> Result<Runtime, OpenError> {
     let runner = RunnerConfig {
         workers: t.workers.max(1),
         lease: t.lease,
-        max_receives: redrive_receives.unwrap_or(t.max_receives),
+        max_receives: max_receives.unwrap_or(u32::MAX),
+        max_attempts: t.max_attempts.max(1),
         grace: t.shutdown_grace,
         events: job.event_context(),
     };

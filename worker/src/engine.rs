@@ -333,18 +333,7 @@ impl Engine {
         match &result {
             Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) | Ok(JobOutcome::Stale) => {}
             Ok(JobOutcome::SourceGone) => {
-                // An upload begun for the vanished source would stay (and be
-                // billed) unseen once the record forgets it: abort it first.
-                if let Some(up) = self.state.get(&rk).await?.and_then(|r| r.upload) {
-                    let key = job.dest.key.clone();
-                    if let Err(e) = retry(self.cfg.retries, StoreError::is_retryable, || {
-                        self.dst.abort_multipart(&key, &up.upload_id)
-                    })
-                    .await
-                    {
-                        tracing::warn!(key = %key, error = %e, "Could not abort the upload of a vanished source; clean-uploads removes it.");
-                    }
-                }
+                self.abort_recorded_upload(&rk).await?;
                 self.state.finish(&rk, worker, &with_seq(Status::SourceGone)).await?
             }
             Ok(JobOutcome::Deleted) => self.state.finish(&rk, worker, &with_seq(Status::Deleted)).await?,
@@ -356,6 +345,51 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// Aborts the upload the record of `rk` holds, if any: once the record
+    /// forgets it (a final status), it would stay, billed and unseen. A failed
+    /// abort is logged; `ferry-finder clean-uploads` removes what is left.
+    async fn abort_recorded_upload(&self, rk: &RecordKey) -> Result<(), EngineError> {
+        if let Some(up) = self.state.get(rk).await?.and_then(|r| r.upload) {
+            if up.upload_id.is_empty() {
+                // The marker of an upload that may have been created unrecorded.
+                return self.abort_unrecorded(&rk.key).await;
+            }
+            if let Err(e) = retry(self.cfg.retries, StoreError::is_retryable, || {
+                self.dst.abort_multipart(&rk.key, &up.upload_id)
+            })
+            .await
+            {
+                tracing::warn!(key = %rk.key, error = %e, "Could not abort an upload that is given up; clean-uploads removes it.");
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a job for good after its failures (`Failed`, or `RestoreNeeded`
+    /// for an archived source): takes the object's lease again (the failed
+    /// attempt released it), aborts the recorded upload and records the
+    /// status with `error`, so `status` names the object. `Busy` when another
+    /// worker holds the object now: that worker decides.
+    pub async fn give_up(&self, job: &Job, worker: &str, status: Status, error: &str) -> Result<bool, EngineError> {
+        let rk = self.record_key(&job.dest.key);
+        match self
+            .state
+            .claim(&rk, worker, &job.run, job.src.etag.as_deref(), self.cfg.lease)
+            .await?
+        {
+            Claim::Busy { .. } => return Ok(false),
+            Claim::Acquired(_) => {}
+        }
+        self.abort_recorded_upload(&rk).await?;
+        let outcome = Outcome {
+            error: Some(error.to_string()),
+            src_etag: job.src.etag.clone(),
+            ..Outcome::bare(status)
+        };
+        self.state.finish(&rk, worker, &outcome).await?;
+        Ok(true)
     }
 
     /// Warns once per process when a lease ends further ahead than twice this

@@ -6,10 +6,14 @@
 //! completed, verified and recorded the object (or found it moot);
 //! acknowledgements and run counters are written in batches
 //! ([`crate::completions`]). A failed
-//! job is given back with a backoff delay; once the queue's delivery limit is
-//! reached the failure is recorded and the queue parks the message as dead.
-//! A message that is not a job is logged once and left to the dead-letter
-//! queue. The loop ends when asked to stop, or — in drain mode, once the
+//! job is given back with a backoff delay; once the ledger counts
+//! `max_attempts` failed attempts of the job it is given up: its upload is
+//! aborted, its record says failed with the error, and the worker moves its
+//! message to the dead-letter queue itself. The queue's own delivery limit is
+//! only a backstop: deliveries spent by workers that died, were stopped or
+//! scaled in are not failures, so a message nearing that limit is requeued
+//! fresh ([`spent_by_churn`]). A message that is not a job is logged and
+//! dead-lettered at once; an archived source ends as `restore_needed`. The loop ends when asked to stop, or — in drain mode, once the
 //! producer says it is done — when the queue holds no live message.
 //!
 //! Stopping (SIGTERM from ECS or an Auto Scaling scale-in, or Ctrl-C): no new
@@ -33,7 +37,7 @@ use ferry_core::events::{parse_message, EventContext, EVENTS_RUN};
 use ferry_core::job::Job;
 use ferry_core::metrics::Outcome as MetricOutcome;
 use ferry_core::queue::{JobQueue, Message};
-use ferry_core::state::{Outcome, RecordKey, RunCounters, Status};
+use ferry_core::state::{RecordKey, RunCounters, Status};
 use ferry_core::telemetry::JobFailed;
 use ferry_core::telemetry::{JobEnded, JobReceived};
 use tokio::sync::watch;
@@ -50,8 +54,11 @@ pub struct RunnerConfig {
     pub workers: usize,
     /// Message and object lease.
     pub lease: Duration,
-    /// Deliveries before the queue parks a message as dead.
+    /// Deliveries before the queue itself parks a message as dead (a backstop:
+    /// see [`spent_by_churn`]).
     pub max_receives: u32,
+    /// Failed attempts, counted in the ledger, before a job is given up.
+    pub max_attempts: u32,
     /// Time running jobs get to finish after a stop request.
     pub grace: Duration,
     /// How S3 event notifications on the queue map to jobs.
@@ -286,13 +293,20 @@ async fn handle(
     let parsed = match parse_message(&msg.body, &cfg.events) {
         Ok(p) => p,
         Err(e) => {
-            if msg.receives == 1 {
-                tracing::error!(message_id = %msg.id, error = %e, "Poison message: not a job; leaving it to the dead-letter queue.");
+            tracing::error!(message_id = %msg.id, error = %e, "Poison message: not a job; moved to the dead-letter queue.");
+            if let Err(qe) = queue.dead_letter(&msg, &e.to_string()).await {
+                tracing::warn!(message_id = %msg.id, error = %qe, "Could not dead-letter a poison message; the queue's redrive policy will.");
             }
-            let _ = queue.nack(&msg.receipt, Duration::ZERO, &e.to_string()).await;
             return TaskResult::Other;
         }
     };
+    if spent_by_churn(msg.receives, cfg.max_receives) {
+        if let Some(job) = parsed.jobs.first() {
+            if requeue_spent(&engine, &queue, &msg, job).await {
+                return TaskResult::Other;
+            }
+        }
+    }
     if parsed.ignored > 0 {
         tracing::debug!(
             message_id = %msg.id,
@@ -420,8 +434,11 @@ fn spawn_heartbeat(
     })
 }
 
-/// A failed job: given back with a delay, or — at the queue's delivery
-/// limit — recorded as failed and left to the dead-letter queue.
+/// A failed job: given back with a delay, or — once the ledger counts
+/// `max_attempts` failed attempts (attempts cut short by a worker that died
+/// or stopped are not counted) — given up: its upload aborted, its record
+/// failed with the error, its message dead-lettered. An archived source ends
+/// at once as `restore_needed` and its message is acknowledged.
 async fn failed(
     engine: &Arc<Engine>,
     queue: &Arc<dyn JobQueue>,
@@ -431,10 +448,18 @@ async fn failed(
     job: &Job,
     e: crate::engine::EngineError,
 ) -> TaskResult {
-    let state = engine.state().clone();
     let rk = engine.record_key(&job.dest.key);
     let text = e.to_string();
-    let given_up = msg.receives >= cfg.max_receives;
+    let restore = e.code() == "restore_needed";
+    // The engine released the lease with the error, which counted the attempt.
+    let attempts = match engine.state().get(&rk).await {
+        Ok(r) => r.map_or(1, |r| r.attempts),
+        Err(se) => {
+            tracing::warn!(error = %se, "Could not read the failed attempts from the ledger.");
+            0
+        }
+    };
+    let given_up = restore || attempts >= cfg.max_attempts;
     JobFailed {
         key: &job.dest.key,
         error_code: e.code(),
@@ -443,38 +468,95 @@ async fn failed(
     }
     .emit();
     if given_up {
-        engine.stats.failed.fetch_add(1, Ordering::Relaxed);
-        JobEnded {
-            outcome: MetricOutcome::Failed,
-        }
-        .emit();
-        let fail = Outcome {
-            status: Status::Failed,
-            src_etag: None,
-            dest_etag: None,
-            error: Some(text.clone()),
-            event_seq: None,
-        };
-        if let Ok(ferry_core::state::Claim::Acquired(_)) = state.claim(&rk, worker, &job.run, None, cfg.lease).await {
-            let _ = state.finish(&rk, worker, &fail).await;
-        }
-        let _ = state
-            .run_add(
-                &job.run,
-                RunCounters {
-                    failed: 1,
-                    ..Default::default()
-                },
+        let (status, why) = if restore {
+            (Status::RestoreNeeded, text.clone())
+        } else {
+            (
+                Status::Failed,
+                format!("given up after {attempts} failed attempts: {text}"),
             )
-            .await;
+        };
+        match engine.give_up(job, worker, status, &why).await {
+            Ok(true) => {
+                engine.stats.failed.fetch_add(1, Ordering::Relaxed);
+                JobEnded {
+                    outcome: if restore {
+                        MetricOutcome::RestoreNeeded
+                    } else {
+                        MetricOutcome::Failed
+                    },
+                }
+                .emit();
+                let _ = engine
+                    .state()
+                    .run_add(
+                        &job.run,
+                        RunCounters {
+                            failed: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                let ended = if restore {
+                    queue.ack(&msg.receipt).await
+                } else {
+                    queue.dead_letter(msg, &why).await
+                };
+                if let Err(qe) = ended {
+                    tracing::warn!(key = %job.dest.key, error = %qe, "Could not take the message of a job given up off the queue; it comes back and ends the same way.");
+                }
+                return TaskResult::Failed { given_up: true };
+            }
+            // Another worker took the object meanwhile: it decides.
+            Ok(false) => {}
+            Err(ge) => {
+                tracing::warn!(key = %job.dest.key, error = %ge, "Could not record a job given up; it will be tried again.")
+            }
+        }
     }
-    let delay = if e.is_retryable() && !given_up {
-        Duration::from_millis((500u64 << msg.receives.min(7)).min(60_000))
-    } else {
-        Duration::ZERO
-    };
+    let delay = Duration::from_millis((500u64 << attempts.min(7)).min(60_000));
     let _ = queue.nack(&msg.receipt, delay, &text).await;
-    TaskResult::Failed { given_up }
+    TaskResult::Failed { given_up: false }
+}
+
+/// Whether a message's deliveries are nearly spent: one or two more and the
+/// queue parks it as dead. The job's own failures are counted in the ledger,
+/// so these deliveries were spent by workers that died, were stopped or
+/// scaled in while holding it ([`requeue_spent`]). Queues that park a message
+/// after fewer than 3 deliveries are left alone.
+fn spent_by_churn(receives: u32, max_receives: u32) -> bool {
+    max_receives >= 3 && receives + 1 >= max_receives
+}
+
+/// Requeues a message whose deliveries were spent by churn, as a fresh one,
+/// when the ledger answers (so the job's own failures are still counted and
+/// it is given up by them); returns whether it did. When the ledger cannot be
+/// read, the message is worked on as it is and the queue's limit stays the
+/// backstop.
+async fn requeue_spent(engine: &Arc<Engine>, queue: &Arc<dyn JobQueue>, msg: &Message, job: &Job) -> bool {
+    let rk = engine.record_key(&job.dest.key);
+    let attempts = match engine.state().get(&rk).await {
+        Ok(r) => r.map_or(0, |r| r.attempts),
+        Err(e) => {
+            tracing::warn!(error = %e, "The ledger cannot be read: the message is worked on as delivered.");
+            return false;
+        }
+    };
+    match queue.requeue(msg).await {
+        Ok(()) => {
+            tracing::info!(
+                message_id = %msg.id,
+                receives = msg.receives,
+                failed_attempts = attempts,
+                "Requeued a message whose deliveries were spent by workers that died or stopped; its failures are counted in the ledger."
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(message_id = %msg.id, error = %e, "Could not requeue a message near the queue's delivery limit.");
+            false
+        }
+    }
 }
 
 /// How far to extend a message's lease now, `received_for` after it was
@@ -491,6 +573,18 @@ fn message_extension(max_hidden: Option<Duration>, received_for: Duration, lease
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_nearly_spent_deliveries_are_requeued() {
+        assert!(!spent_by_churn(1, 10));
+        assert!(!spent_by_churn(8, 10));
+        assert!(spent_by_churn(9, 10));
+        assert!(spent_by_churn(12, 10), "an approximate count past the limit");
+        assert!(spent_by_churn(2, 3));
+        assert!(!spent_by_churn(1, 3));
+        assert!(!spent_by_churn(1, 2), "too few deliveries to leave any to the job");
+        assert!(!spent_by_churn(5, 1));
+    }
 
     #[test]
     fn extensions_stay_within_the_queue_limit() {

@@ -101,3 +101,38 @@ pub async fn queue_batches(q: &dyn JobQueue) {
     assert!(acks.iter().all(|a| a.is_ok()), "{acks:?}");
     assert!(q.receive(10, LEASE, Duration::ZERO).await.unwrap().is_empty());
 }
+
+/// A requeued message comes back at once with its receive count at one, so
+/// deliveries spent by dead workers never park it; a message dead-lettered by
+/// the worker is not delivered, is counted dead, and comes back with
+/// `redrive_dead`.
+pub async fn queue_requeue_and_redrive(q: &dyn JobQueue, max_receives: u32) {
+    q.send_batch(&["churned".to_string()]).await.unwrap();
+    for round in 0..2 {
+        for i in 1..max_receives {
+            let got = q.receive(1, Duration::from_millis(1), Duration::from_secs(2)).await.unwrap();
+            assert_eq!(got.len(), 1, "round {round}, delivery {i}");
+            assert_eq!(got[0].receives, i, "round {round}");
+            // The worker "dies": the lease of 1 ms lapses.
+            if i + 1 == max_receives {
+                q.requeue(&got[0]).await.expect("requeue");
+            }
+        }
+    }
+    let got = q.receive(1, LEASE, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((got.len(), got[0].receives, got[0].body.as_str()), (1, 1, "churned"));
+    q.dead_letter(&got[0], "given up after 5 failed attempts").await.unwrap();
+    assert!(
+        q.receive(1, LEASE, Duration::from_millis(300)).await.unwrap().is_empty(),
+        "a dead-lettered message is not delivered"
+    );
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.live(), s.dead), (0, 1));
+    assert_eq!(q.redrive_dead().await.unwrap(), 1);
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.live(), s.dead), (1, 0));
+    let got = q.receive(1, LEASE, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((got.len(), got[0].body.as_str()), (1, "churned"));
+    q.ack(&got[0].receipt).await.unwrap();
+    assert_eq!(q.redrive_dead().await.unwrap(), 0);
+}

@@ -148,6 +148,10 @@ impl JobQueue for EmbeddedQueue {
         1000
     }
 
+    async fn max_receives(&self) -> Result<Option<u32>, QueueError> {
+        Ok(Some(self.max_receives))
+    }
+
     async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), String>>, QueueError> {
         let bodies = bodies.to_vec();
         let n = bodies.len();
@@ -264,6 +268,42 @@ impl JobQueue for EmbeddedQueue {
         .await
     }
 
+    async fn requeue(&self, msg: &Message) -> Result<(), QueueError> {
+        self.update(
+            &msg.receipt,
+            "UPDATE jobs SET receives=0, visible_at=?1, owner=NULL, last_error=COALESCE(?2, last_error) WHERE id=?3 AND receives=?4 AND state='ready'",
+            now_millis(),
+            None,
+        )
+        .await?;
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+
+    async fn dead_letter(&self, msg: &Message, error: &str) -> Result<(), QueueError> {
+        self.update(
+            &msg.receipt,
+            "UPDATE jobs SET state='dead', visible_at=?1, owner=NULL, last_error=?2 WHERE id=?3 AND receives=?4 AND state='ready'",
+            now_millis(),
+            Some(error.to_string()),
+        )
+        .await
+    }
+
+    async fn redrive_dead(&self) -> Result<u64, QueueError> {
+        let n = self
+            .db
+            .call(|c| {
+                c.prepare_cached(
+                    "UPDATE jobs SET state='ready', receives=0, visible_at=?1, owner=NULL WHERE state='dead'",
+                )?
+                .execute([now_millis()])
+            })
+            .await?;
+        self.arrived.notify_waiters();
+        Ok(n as u64)
+    }
+
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(self
             .db
@@ -293,6 +333,8 @@ mod tests {
         conformance::queue_dead_letter(&q, 3).await;
         let q = EmbeddedQueue::new(Db::open(&dir.path().join("q3.sqlite")).unwrap(), 3);
         conformance::queue_batches(&q).await;
+        let q = EmbeddedQueue::new(Db::open(&dir.path().join("q4.sqlite")).unwrap(), 3);
+        conformance::queue_requeue_and_redrive(&q, 3).await;
     }
 
     #[tokio::test]

@@ -106,6 +106,11 @@ pub trait JobQueue: Send + Sync + Debug {
         None
     }
 
+    /// Deliveries after which the queue itself parks a message as dead
+    /// (embedded: its setting; SQS: the redrive policy's `maxReceiveCount`,
+    /// read once); `None` when the queue has no such limit.
+    async fn max_receives(&self) -> Result<Option<u32>, QueueError>;
+
     /// Enqueues messages. The outer error means nothing is known to be sent;
     /// otherwise each entry reports its own outcome and the caller retries
     /// the failed ones.
@@ -143,6 +148,21 @@ pub trait JobQueue: Send + Sync + Debug {
             }
         }
     }
+
+    /// Sends the message again as a new one, delivered at once with its
+    /// receive count back at zero, then deletes this delivery. For a message
+    /// whose deliveries were spent by workers that died or stopped, not by its
+    /// own failures: the queue's delivery limit then never parks it as dead.
+    /// A crash between the two steps leaves a duplicate, which is harmless.
+    async fn requeue(&self, msg: &Message) -> Result<(), QueueError>;
+
+    /// Parks the message as dead now, with `error` (the worker decided to
+    /// give its job up), where [`redrive_dead`](Self::redrive_dead) finds it.
+    async fn dead_letter(&self, msg: &Message, error: &str) -> Result<(), QueueError>;
+
+    /// Sends every dead message back to the queue, as new messages; returns
+    /// how many. For after the cause of the failures is fixed.
+    async fn redrive_dead(&self) -> Result<u64, QueueError>;
 
     /// Current counts.
     async fn stats(&self) -> Result<QueueStats, QueueError>;

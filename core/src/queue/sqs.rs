@@ -13,9 +13,16 @@
 //!   and the redelivery waits for the object's lease or resumes from the
 //!   recorded parts.
 //! * Acknowledging: DeleteMessage / DeleteMessageBatch. A failed job is given
-//!   back with ChangeMessageVisibility (its delay), never deleted: the queue's
-//!   redrive policy moves it to the dead-letter queue after `maxReceiveCount`
-//!   receives, which is read from the queue at start ([`SqsQueue::redrive`]).
+//!   back with ChangeMessageVisibility (its delay).
+//! * Dead letters: the worker decides, from the failed attempts the ledger
+//!   counts, when a job is given up, and moves it to the dead-letter queue
+//!   itself (SendMessage there with the error as the `ferry-error` attribute,
+//!   then DeleteMessage). The queue's redrive policy (`maxReceiveCount`, read
+//!   at start by [`SqsQueue::redrive`], with the dead-letter queue's URL
+//!   derived from its ARN) is a backstop only: a message whose receives were
+//!   spent by workers that died or stopped is requeued fresh before it gets
+//!   there (see `ferry_worker::runner`). [`JobQueue::redrive_dead`] moves
+//!   dead messages back.
 //!
 //! SQS accepts a stale receipt handle on delete (the message may or may not be
 //! deleted); every job is idempotent, so a message that survives is found
@@ -26,8 +33,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 use futures::stream::{self, StreamExt};
@@ -40,6 +47,10 @@ use crate::aws::failure;
 pub const SQS_MAX_BODY: usize = 256 * 1024;
 /// How long SQS keeps a received message hidden at most, counted from the receive.
 pub const SQS_MAX_HIDDEN: Duration = Duration::from_secs(12 * 3600);
+
+/// The message attribute that carries the last error of a job the worker
+/// dead-lettered itself.
+pub const ERROR_ATTRIBUTE: &str = "ferry-error";
 
 /// A queue's dead-letter settings, from its redrive policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,18 +137,11 @@ impl SqsQueue {
                     serde_json::Value::String(s) => s.parse().unwrap_or(0),
                     _ => 0,
                 };
-                let name = arn.rsplit(':').next().unwrap_or_default();
-                let mut q = self.client.get_queue_url().queue_name(name);
-                if let Some(account) = arn.split(':').nth(4).filter(|a| !a.is_empty()) {
-                    q = q.queue_owner_aws_account_id(account);
-                }
-                let dlq_url = q
-                    .send()
-                    .await
-                    .map_err(|e| self.err("GetQueueUrl (dead-letter queue)", failure(&e)))?
-                    .queue_url()
-                    .unwrap_or_default()
-                    .to_string();
+                let dlq_url = sibling_url(&self.url, arn).ok_or_else(|| QueueError::Service {
+                    queue: self.describe(),
+                    operation: "GetQueueAttributes".into(),
+                    message: format!("the dead-letter queue ARN {arn:?} of the RedrivePolicy is not an SQS queue ARN"),
+                })?;
                 Ok(Some(Redrive {
                     dlq_url,
                     max_receives: max.clamp(1, u32::MAX as u64) as u32,
@@ -206,9 +210,60 @@ impl SqsQueue {
     }
 }
 
+/// The URL of the queue with ARN `arn`, next to the queue at `url`. SQS keeps
+/// a dead-letter queue in the same account and region as its source queue,
+/// so its URL is the source's with the account and name of the ARN: no
+/// GetQueueUrl call (and no permission for it) is needed.
+fn sibling_url(url: &str, arn: &str) -> Option<String> {
+    let mut parts = arn.split(':');
+    let (Some("arn"), Some(_partition), Some("sqs"), Some(_region), Some(account), Some(name), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let base = url.trim_end_matches('/');
+    let (rest, _name) = base.rsplit_once('/')?;
+    let (host, _account) = rest.rsplit_once('/')?;
+    (!name.is_empty() && host.contains("://")).then(|| format!("{host}/{account}/{name}"))
+}
+
 /// The start of a receipt handle, for messages (they are long).
 fn short(receipt: &str) -> String {
     receipt.chars().take(24).chain("…".chars()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sibling_url;
+
+    #[test]
+    fn a_dead_letter_queue_url_comes_from_its_arn() {
+        assert_eq!(
+            sibling_url(
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/ferry-jobs",
+                "arn:aws:sqs:eu-west-1:123456789012:ferry-dlq"
+            )
+            .as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/ferry-dlq")
+        );
+        assert_eq!(
+            sibling_url(
+                "http://127.0.0.1:5055/000000000000/q/",
+                "arn:aws-cn:sqs:cn-north-1:000000000000:q-dlq"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:5055/000000000000/q-dlq")
+        );
+        assert_eq!(sibling_url("https://x/1/q", "arn:aws:sns:r:1:q"), None);
+        assert_eq!(sibling_url("https://x/1/q", "not an arn"), None);
+        assert_eq!(sibling_url("q", "arn:aws:sqs:r:1:d"), None);
+    }
 }
 
 #[async_trait]
@@ -223,6 +278,10 @@ impl JobQueue for SqsQueue {
 
     fn max_hidden(&self) -> Option<Duration> {
         Some(SQS_MAX_HIDDEN)
+    }
+
+    async fn max_receives(&self) -> Result<Option<u32>, QueueError> {
+        Ok(self.redrive().await?.map(|r| r.max_receives))
     }
 
     async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), String>>, QueueError> {
@@ -420,6 +479,92 @@ impl JobQueue for SqsQueue {
                 .await
             {
                 tracing::warn!(error = %failure(&e), "Could not give messages back to SQS; they return when their lease ends.");
+            }
+        }
+    }
+
+    async fn requeue(&self, msg: &Message) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(&msg.body)
+            .send()
+            .await
+            .map_err(|e| self.err("SendMessage (requeue)", failure(&e)))?;
+        self.ack(&msg.receipt).await
+    }
+
+    async fn dead_letter(&self, msg: &Message, error: &str) -> Result<(), QueueError> {
+        match self.redrive().await? {
+            Some(r) => {
+                let clipped: String = error.chars().take(1000).collect();
+                let attr = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(if clipped.is_empty() { "-".into() } else { clipped })
+                    .build()
+                    .expect("type is set");
+                self.client
+                    .send_message()
+                    .queue_url(&r.dlq_url)
+                    .message_body(&msg.body)
+                    .message_attributes(ERROR_ATTRIBUTE, attr)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("SendMessage (dead-letter queue)", failure(&e)))?;
+            }
+            None => tracing::warn!(
+                message_id = %msg.id,
+                "The queue has no dead-letter queue: the job given up is kept in the ledger only (ferry-finder status names it; the next finder run queues it again)."
+            ),
+        }
+        self.ack(&msg.receipt).await
+    }
+
+    async fn redrive_dead(&self) -> Result<u64, QueueError> {
+        let Some(r) = self.redrive().await? else {
+            return Ok(0);
+        };
+        let mut moved = 0u64;
+        loop {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&r.dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .map_err(|e| self.err("ReceiveMessage (dead-letter queue)", failure(&e)))?;
+            let msgs: Vec<(String, String)> = out
+                .messages()
+                .iter()
+                .filter_map(|m| Some((m.body()?.to_string(), m.receipt_handle()?.to_string())))
+                .collect();
+            if msgs.is_empty() {
+                return Ok(moved);
+            }
+            let bodies: Vec<String> = msgs.iter().map(|(b, _)| b.clone()).collect();
+            let sent = self.send_batch(&bodies).await?;
+            for ((_, receipt), ok) in msgs.iter().zip(&sent) {
+                if ok.is_err() {
+                    continue; // Stays in the dead-letter queue, visible again in a minute.
+                }
+                self.client
+                    .delete_message()
+                    .queue_url(&r.dlq_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("DeleteMessage (dead-letter queue)", failure(&e)))?;
+                moved += 1;
+            }
+            if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+                return Err(QueueError::Service {
+                    queue: self.describe(),
+                    operation: "SendMessageBatch (redrive)".into(),
+                    message: e,
+                });
             }
         }
     }

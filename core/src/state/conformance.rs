@@ -224,3 +224,67 @@ pub async fn claim_done_records_under_the_lease(s: &dyn StateStore, bucket: &str
     let rec = s.get(&key).await.unwrap().unwrap();
     assert_eq!((rec.status, rec.attempts, rec.last_error), (Status::Done, 0, None));
 }
+
+/// The tally of a run counts each object once, by its record's status: an
+/// object finished twice (a redelivery after a crash) is one object; a job
+/// given up forgets its upload and its attempts start again.
+pub async fn run_tally_counts_each_object_once(s: &dyn StateStore, bucket: &str) {
+    let run = "2026-01-02T00:00:00Z#tally";
+    let lease = Duration::from_secs(30);
+    let rk = |k: &str| RecordKey {
+        bucket: bucket.into(),
+        key: format!("tally/{k}"),
+    };
+    let end = |k: &'static str, status: Status| async move {
+        let key = rk(k);
+        assert!(matches!(
+            s.claim(&key, "h:1#1", run, Some("\"e\""), lease).await.unwrap(),
+            Claim::Acquired(_)
+        ));
+        s.finish(&key, "h:1#1", &Outcome::bare(status)).await.unwrap();
+    };
+    end("a", Status::Done).await;
+    end("a", Status::Done).await;
+    end("b", Status::Done).await;
+    end("c", Status::RestoreNeeded).await;
+    // A job that failed twice, then was given up: its upload is forgotten.
+    let f = rk("f");
+    s.claim(&f, "h:1#2", run, Some("\"e\""), lease).await.unwrap();
+    let up = UploadRecord {
+        upload_id: "u1".into(),
+        part_size: 5 << 20,
+        src_etag: Some("\"e\"".into()),
+        src_size: 10 << 20,
+    };
+    s.begin_upload(&f, "h:1#2", &up).await.unwrap();
+    s.release(&f, "h:1#2", Some("boom")).await.unwrap();
+    s.claim(&f, "h:1#3", run, Some("\"e\""), lease).await.unwrap();
+    s.release(&f, "h:1#3", Some("boom")).await.unwrap();
+    assert_eq!(s.get(&f).await.unwrap().unwrap().attempts, 2, "failed attempts are counted");
+    s.claim(&f, "h:1#4", run, Some("\"e\""), lease).await.unwrap();
+    let given_up = Outcome {
+        error: Some("given up".into()),
+        ..Outcome::bare(Status::Failed)
+    };
+    s.finish(&f, "h:1#4", &given_up).await.unwrap();
+    let rec = s.get(&f).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Failed);
+    assert_eq!(rec.attempts, 0, "a job sent again gets its full count of attempts");
+    assert!(rec.upload.is_none(), "a given-up upload is forgotten");
+    assert_eq!(rec.last_error.as_deref(), Some("given up"));
+    // Claimed and never ended.
+    s.claim(&rk("g"), "h:1#5", run, Some("\"e\""), lease).await.unwrap();
+    let t = s.run_tally(run).await.unwrap();
+    assert_eq!(
+        t,
+        super::RunTally {
+            in_progress: 1,
+            done: 2,
+            failed: 1,
+            source_gone: 0,
+            deleted: 0,
+            restore_needed: 1,
+        }
+    );
+    assert_eq!(s.run_tally("no-such-run").await.unwrap(), super::RunTally::default());
+}

@@ -30,7 +30,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    Claim, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, StateError, StateStore, Status, UploadRecord,
+    Claim, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, RunTally, StateError, StateStore, Status,
+    UploadRecord,
 };
 use crate::aws::{failure, SdkFailure};
 use crate::now_millis;
@@ -615,7 +616,6 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn finish(&self, key: &RecordKey, worker: &str, outcome: &Outcome) -> Result<(), StateError> {
-        let fin = outcome.status != Status::Failed;
         let mut set = vec!["#status = :st", "#updated_at = :now"];
         let mut remove = vec!["#worker", "#lease_until", "#lease_etag"];
         let mut values = HashMap::from([
@@ -644,18 +644,15 @@ impl StateStore for DynamoStateStore {
             set.push("#event_seq = :seq");
             values.insert(":seq".into(), s(q));
         }
-        if fin {
-            set.push("#attempts = :zero");
-            values.insert(":zero".into(), n(0));
-            remove.extend(["#upload_id", "#part_size"]);
-        } else {
-            set.push("#attempts = if_not_exists(#attempts, :zero) + :one");
-            values.insert(":zero".into(), n(0));
-            values.insert(":one".into(), n(1));
-        }
+        // Every status recorded here is final (a given-up job's upload is
+        // aborted by the caller): the upload is forgotten and the attempts
+        // start again from zero, should the job be sent again.
+        set.push("#attempts = :zero");
+        values.insert(":zero".into(), n(0));
+        remove.extend(["#upload_id", "#part_size"]);
         let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         let old = self.owned(key, worker, &update, values).await?;
-        if fin && old.as_ref().is_some_and(|o| o.contains_key("upload_id")) {
+        if old.as_ref().is_some_and(|o| o.contains_key("upload_id")) {
             self.delete_parts(key).await?;
         }
         Ok(())
@@ -850,6 +847,38 @@ impl StateStore for DynamoStateStore {
                 return Ok(out);
             }
         }
+    }
+
+    async fn run_tally(&self, run: &str) -> Result<RunTally, StateError> {
+        let mut t = RunTally::default();
+        let cond = "#run = :r AND #status = :s";
+        for status in RunTally::STATUSES {
+            let mut count = 0u64;
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(RUN_INDEX)
+                    .key_condition_expression(cond)
+                    .set_expression_attribute_names(Some(names(&[cond])))
+                    .expression_attribute_values(":r", s(run))
+                    .expression_attribute_values(":s", s(status.as_str()))
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("Query (by_run, count)", failure(&e)))?;
+                count += page.count().max(0) as u64;
+                start = page.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+            t.set(status, count);
+        }
+        Ok(t)
     }
 }
 

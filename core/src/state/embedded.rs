@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{
-    Claim, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, StateError, StateStore, Status, UploadRecord,
+    Claim, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, RunTally, StateError, StateStore, Status,
+    UploadRecord,
 };
 use crate::db::{owner_is_dead, Db};
 use crate::now_millis;
@@ -283,17 +284,16 @@ impl StateStore for EmbeddedStateStore {
     async fn finish(&self, key: &RecordKey, worker: &str, outcome: &Outcome) -> Result<(), StateError> {
         let (k, o) = (key.clone(), outcome.clone());
         self.owned(key, worker, move |tx| {
-            let fin = o.status != Status::Failed;
-            if fin {
-                tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
-                    .execute(params![k.bucket, k.key])?;
-            }
+            // Every status finish records is final (a given-up job's upload is
+            // aborted by the caller): the upload is forgotten and the attempts
+            // start again from zero, should the job be sent again.
+            tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
+                .execute(params![k.bucket, k.key])?;
             tx.prepare_cached(
                 "UPDATE objects SET status=?1, src_etag=COALESCE(?2, src_etag), dest_etag=?3, last_error=?4, \
                  worker=NULL, lease_until=NULL, lease_etag=NULL, updated_at=?5, \
-                 upload_id=CASE WHEN ?6 THEN NULL ELSE upload_id END, \
-                 attempts=CASE WHEN ?6 THEN 0 ELSE attempts + 1 END, event_seq=COALESCE(?9, event_seq) \
-                 WHERE bucket=?7 AND key=?8",
+                 upload_id=NULL, attempts=0, event_seq=COALESCE(?8, event_seq) \
+                 WHERE bucket=?6 AND key=?7",
             )?
             .execute(params![
                 o.status.as_str(),
@@ -301,7 +301,6 @@ impl StateStore for EmbeddedStateStore {
                 o.dest_etag,
                 o.error,
                 now_millis(),
-                fin,
                 k.bucket,
                 k.key,
                 o.event_seq
@@ -434,6 +433,25 @@ impl StateStore for EmbeddedStateStore {
             })
             .await?)
     }
+
+    async fn run_tally(&self, run: &str) -> Result<RunTally, StateError> {
+        let run = run.to_string();
+        let rows: Vec<(String, i64)> = self
+            .db
+            .call(move |c| {
+                let mut st = c.prepare_cached("SELECT status, COUNT(*) FROM objects WHERE run=?1 GROUP BY status")?;
+                let rows = st.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await?;
+        let mut t = RunTally::default();
+        for (status, n) in rows {
+            if let Some(s) = Status::parse(&status) {
+                t.set(s, n as u64);
+            }
+        }
+        Ok(t)
+    }
 }
 
 #[cfg(test)]
@@ -449,5 +467,6 @@ mod tests {
         conformance::run_counters_add_up(&s).await;
         conformance::runs_complete(&s).await;
         conformance::claim_done_records_under_the_lease(&s, "bkt").await;
+        conformance::run_tally_counts_each_object_once(&s, "bkt").await;
     }
 }

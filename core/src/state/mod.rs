@@ -88,6 +88,8 @@ pub enum Status {
     SourceGone,
     /// Deleted at the destination (delete sync).
     Deleted,
+    /// The source is archived (Glacier, Deep Archive): restore it, then run again.
+    RestoreNeeded,
 }
 
 impl Status {
@@ -99,6 +101,7 @@ impl Status {
             Status::Failed => "failed",
             Status::SourceGone => "source_gone",
             Status::Deleted => "deleted",
+            Status::RestoreNeeded => "restore_needed",
         }
     }
 
@@ -110,6 +113,7 @@ impl Status {
             "failed" => Status::Failed,
             "source_gone" => Status::SourceGone,
             "deleted" => Status::Deleted,
+            "restore_needed" => Status::RestoreNeeded,
             _ => return None,
         })
     }
@@ -353,8 +357,10 @@ pub trait StateStore: Send + Sync + Debug {
     /// Forgets the recorded upload and its parts (after an abort).
     async fn clear_upload(&self, key: &RecordKey, worker: &str) -> Result<(), StateError>;
 
-    /// Records the end of a job and releases the lease. A final status clears
-    /// the recorded upload.
+    /// Records the end of a job and releases the lease. Every status recorded
+    /// here is final: the recorded upload and its parts are forgotten (the
+    /// caller aborts an upload it gives up first) and the attempts go back
+    /// to zero, so a job sent again later gets its full count of attempts.
     async fn finish(&self, key: &RecordKey, worker: &str, outcome: &Outcome) -> Result<(), StateError>;
 
     /// Releases the lease after a failed or stopped attempt, keeping the
@@ -395,4 +401,62 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Objects of a run with the given status (first `limit`).
     async fn run_objects(&self, run: &str, status: Status, limit: usize) -> Result<Vec<ObjectRecord>, StateError>;
+
+    /// How many object records of a run stand at each status: each object
+    /// once, whatever crashes and redeliveries did (unlike [`RunCounters`],
+    /// which a crash between two writes can count twice).
+    async fn run_tally(&self, run: &str) -> Result<RunTally, StateError>;
+}
+
+/// Object records of one run by status (see [`StateStore::run_tally`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTally {
+    /// Claimed and not ended (being transferred, or stranded).
+    pub in_progress: u64,
+    /// Copied and verified (or found already done).
+    pub done: u64,
+    /// Given up.
+    pub failed: u64,
+    /// Source vanished.
+    pub source_gone: u64,
+    /// Deleted at the destination.
+    pub deleted: u64,
+    /// Archived sources.
+    pub restore_needed: u64,
+}
+
+impl RunTally {
+    /// Every status, in display order.
+    pub const STATUSES: [Status; 6] = [
+        Status::InProgress,
+        Status::Done,
+        Status::Failed,
+        Status::SourceGone,
+        Status::Deleted,
+        Status::RestoreNeeded,
+    ];
+
+    /// The count of one status.
+    pub fn get(&self, status: Status) -> u64 {
+        match status {
+            Status::InProgress => self.in_progress,
+            Status::Done => self.done,
+            Status::Failed => self.failed,
+            Status::SourceGone => self.source_gone,
+            Status::Deleted => self.deleted,
+            Status::RestoreNeeded => self.restore_needed,
+        }
+    }
+
+    /// Sets the count of one status.
+    pub fn set(&mut self, status: Status, n: u64) {
+        *match status {
+            Status::InProgress => &mut self.in_progress,
+            Status::Done => &mut self.done,
+            Status::Failed => &mut self.failed,
+            Status::SourceGone => &mut self.source_gone,
+            Status::Deleted => &mut self.deleted,
+            Status::RestoreNeeded => &mut self.restore_needed,
+        } = n;
+    }
 }

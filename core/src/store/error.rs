@@ -59,6 +59,17 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The object is archived (S3 Glacier Flexible Retrieval, Deep Archive, an
+    /// archive tier of another vendor) and must be restored before it can be read.
+    #[error("{store}: {key:?} is archived ({code}): restore it (S3 RestoreObject, or the vendor's restore) and run again")]
+    RestoreNeeded {
+        /// Store description.
+        store: String,
+        /// The key.
+        key: String,
+        /// The store's error code.
+        code: String,
+    },
     /// Credentials are missing, wrong or not allowed to do this.
     #[error("{store}: access denied during {operation} ({code}): check the credentials, profile and permissions")]
     AccessDenied {
@@ -137,6 +148,7 @@ impl StoreError {
             StoreError::NoSuchUpload { .. } => "no_such_upload",
             StoreError::BadDigest { .. } => "bad_digest",
             StoreError::InvalidKey { .. } => "invalid_key",
+            StoreError::RestoreNeeded { .. } => "restore_needed",
             StoreError::AccessDenied { .. } => "access_denied",
             StoreError::Throttled { .. } => "throttled",
             StoreError::Unreachable { .. } => "unreachable",

@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use crate::aws::error_chain;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption, StorageClass,
@@ -199,13 +200,13 @@ impl S3Store {
             SdkError::ResponseError(r) => (
                 r.raw().status().as_u16(),
                 String::new(),
-                DisplayErrorContext(&e).to_string(),
+                error_chain(&e),
             ),
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 return StoreError::Unreachable {
                     store,
                     operation,
-                    message: DisplayErrorContext(&e).to_string(),
+                    message: error_chain(&e),
                 }
             }
             _ => {
@@ -213,7 +214,7 @@ impl S3Store {
                     store,
                     operation,
                     code: "client".into(),
-                    message: DisplayErrorContext(&e).to_string(),
+                    message: error_chain(&e),
                     retryable: false,
                 }
             }
@@ -236,6 +237,8 @@ impl S3Store {
                 expected: String::new(),
             },
             (_, "BadDigest") | (_, "InvalidDigest") => StoreError::BadDigest { store, key },
+            // S3 answers 403 InvalidObjectState for archived objects: not a permission problem.
+            (_, "InvalidObjectState" | "ObjectArchived" | "ObjectNotRestored") => StoreError::RestoreNeeded { store, key, code },
             (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken")
             | (401 | 403, _) => {
                 if let Some(s) = &self.secret {
@@ -475,7 +478,7 @@ impl ObjectStore for S3Store {
             let chunk = chunk.map_err(|e| StoreError::Unreachable {
                 store: self.desc.clone(),
                 operation: "GetObject",
-                message: format!("reading the body of {key:?}: {}", DisplayErrorContext(&e)),
+                message: format!("reading the body of {key:?}: {}", error_chain(&e)),
             })?;
             buf.extend_from_slice(&chunk);
         }
