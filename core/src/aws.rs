@@ -44,7 +44,10 @@ impl SdkFailure {
         if c.is_empty() {
             return Some("check the endpoint, the network and the region");
         }
-        if c.contains("AccessDenied") || c.contains("NotAuthorized") || c == "AuthorizationError" {
+        if c.starts_with("HTTP 5") {
+            return Some("the service failed; it is tried again");
+        }
+        if c.contains("AccessDenied") || c.contains("NotAuthorized") || c == "AuthorizationError" || c == "HTTP 403" {
             Some("grant this action on this resource to the role or user ferry runs as")
         } else if matches!(
             c,
@@ -52,7 +55,8 @@ impl SdkFailure {
         ) || c.contains("ExpiredToken")
         {
             Some("check the credentials (keys, profile, secret) and the region")
-        } else if c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist") || c == "ResourceNotFoundException" {
+        } else if c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist") || c == "ResourceNotFoundException"
+        {
             Some("check the name, the account and the region")
         } else {
             None
@@ -75,25 +79,51 @@ impl std::fmt::Display for SdkFailure {
 }
 
 /// Describes an SDK error.
-pub fn failure<E, R>(e: &SdkError<E, R>) -> SdkFailure
+pub fn failure<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> SdkFailure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + 'static,
 {
     match e {
-        SdkError::ServiceError(se) => SdkFailure {
-            code: se.err().code().unwrap_or("").to_string(),
-            message: se
-                .err()
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| error_chain(e)),
+        SdkError::ServiceError(se) => match se.err().code() {
+            Some(code) => SdkFailure {
+                code: code.to_string(),
+                message: se.err().message().map(str::to_string).unwrap_or_else(|| error_chain(e)),
+            },
+            // An answer the SDK could not parse: in front of a JSON-protocol
+            // service, a proxy or gateway (and moto's IAM check) answers XML.
+            None => {
+                let status = se.raw().status().as_u16();
+                let body = se.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+                match (xml_field(&body, "Code"), xml_field(&body, "Message")) {
+                    (Some(code), message) => SdkFailure {
+                        code: code.to_string(),
+                        message: message.unwrap_or_default().to_string(),
+                    },
+                    (None, _) => SdkFailure {
+                        code: format!("HTTP {status}"),
+                        message: error_chain(e),
+                    },
+                }
+            }
         },
         _ => SdkFailure {
             code: String::new(),
             message: error_chain(e),
         },
     }
+}
+
+/// The text of the first `<NAME>…</NAME>` element of an XML error body.
+fn xml_field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let len = body[start..].find(&format!("</{name}>"))?;
+    let text = body[start..start + len].trim();
+    let text = text
+        .strip_prefix("<![CDATA[")
+        .and_then(|t| t.strip_suffix("]]>"))
+        .unwrap_or(text);
+    Some(text.trim()).filter(|v| !v.is_empty())
 }
 
 /// An error and its causes on one line, each cause's `Display` once:
@@ -113,4 +143,50 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_as_one_line_with_what_to_do() {
+        let denied = SdkFailure {
+            code: "AccessDenied".into(),
+            message: "User: arn:aws:iam::1:user/u is not authorized to perform: sqs:ReceiveMessage".into(),
+        };
+        assert_eq!(
+            denied.to_string(),
+            "AccessDenied: User: arn:aws:iam::1:user/u is not authorized to perform: sqs:ReceiveMessage \
+             (grant this action on this resource to the role or user ferry runs as)"
+        );
+        let unreachable = SdkFailure {
+            code: String::new(),
+            message: "dispatch failure: io error: Connection refused (os error 111)".into(),
+        };
+        assert!(unreachable
+            .to_string()
+            .ends_with("(check the endpoint, the network and the region)"));
+        let xml = "<?xml version=\"1.0\"?><ErrorResponse><Error><Code>AccessDenied</Code>\
+                   <Message>not authorized</Message></Error></ErrorResponse>";
+        assert_eq!(xml_field(xml, "Code"), Some("AccessDenied"));
+        assert_eq!(xml_field(xml, "Message"), Some("not authorized"));
+        assert_eq!(xml_field("{}", "Code"), None);
+        assert_eq!(
+            xml_field("<Message><![CDATA[User: u is not authorized]]></Message>", "Message"),
+            Some("User: u is not authorized")
+        );
+    }
+
+    #[test]
+    fn error_chains_print_each_cause_once_without_debug() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("dispatch failure")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
+        assert_eq!(error_chain(&e), "dispatch failure: Connection refused");
+    }
 }

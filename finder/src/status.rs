@@ -133,7 +133,11 @@ pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8>
             print(&view, &*queue);
             name_failures(&view, &*state, &run).await?;
             out!("Status: {}", if complete { "complete" } else { "running" });
-            return Ok(if complete && view.failed() + view.dead() > 0 { 1 } else { 0 });
+            return Ok(if complete && view.failed() + view.dead() > 0 {
+                1
+            } else {
+                0
+            });
         }
         if opts.timeout.is_some_and(|t| started.elapsed() >= t) {
             print(&view, &*queue);
@@ -161,7 +165,11 @@ async fn name_failures(view: &View, state: &dyn StateStore, run: &str) -> anyhow
     if !view.stranded.is_empty() {
         out!("Stranded (claimed, never ended, no message left to end them; run the finder again):");
         for r in view.stranded.iter().take(NAMED) {
-            out!("  {}: {}", r.key.key, r.last_error.as_deref().unwrap_or("no error recorded"));
+            out!(
+                "  {}: {}",
+                r.key.key,
+                r.last_error.as_deref().unwrap_or("no error recorded")
+            );
         }
     }
     Ok(())
@@ -191,11 +199,20 @@ fn print(view: &View, queue: &dyn JobQueue) {
     );
     let ended = t.done + t.failed + t.source_gone + t.deleted + t.restore_needed;
     out!("  found:          {:>10} objects", c.found);
-    out!("  identical:      {:>10} objects (already at the destination)", c.identical);
-    out!("  queued:         {:>10} objects, {}", c.enqueued, size(c.planned_bytes));
+    out!(
+        "  identical:      {:>10} objects (already at the destination)",
+        c.identical
+    );
+    out!(
+        "  queued:         {:>10} objects, {}",
+        c.enqueued,
+        size(c.planned_bytes)
+    );
     out!(
         "  in flight:      {:>10} objects (queued or running)",
-        c.enqueued.saturating_sub(ended).max(t.in_progress - view.stranded.len() as u64)
+        c.enqueued
+            .saturating_sub(ended)
+            .max(t.in_progress - view.stranded.len() as u64)
     );
     out!(
         "  done:           {:>10} objects, {} ({}/s)",
@@ -206,10 +223,16 @@ fn print(view: &View, queue: &dyn JobQueue) {
     out!("  source gone:    {:>10} objects", t.source_gone);
     out!("  failed:         {:>10} objects (given up)", t.failed);
     if t.restore_needed > 0 {
-        out!("  restore needed: {:>10} objects (archived at the source)", t.restore_needed);
+        out!(
+            "  restore needed: {:>10} objects (archived at the source)",
+            t.restore_needed
+        );
     }
     if !view.stranded.is_empty() {
-        out!("  stranded:       {:>10} objects (counted as failed)", view.stranded.len());
+        out!(
+            "  stranded:       {:>10} objects (counted as failed)",
+            view.stranded.len()
+        );
     }
     if let Some(q) = view.queue {
         out!(

@@ -40,6 +40,33 @@ def clean(doc):
     return drop_none(doc)
 
 
+# AWS authorises these API calls with another action's permission; moto 5.1
+# asks for an action named after the call itself.
+MOTO_ACTIONS = {
+    "sqs:SendMessage": ["sqs:SendMessageBatch"],
+    "sqs:DeleteMessage": ["sqs:DeleteMessageBatch"],
+    "sqs:ChangeMessageVisibility": ["sqs:ChangeMessageVisibilityBatch"],
+    "dynamodb:ConditionCheckItem": ["dynamodb:TransactWriteItems"],
+}
+
+
+def for_moto(doc):
+    """The policy as moto 5.1 must see it to grant what AWS grants (see
+    docs/COMPATIBILITY.md): the batch calls' own action names are added
+    beside the actions AWS authorises them with, and DynamoDB statements get
+    Resource "*" because moto checks DynamoDB calls against "*" (it names no
+    table), which a statement scoped to the table never matches. Every other
+    scope (S3 bucket and prefix, the SQS queues) is kept exactly."""
+    for st in doc.get("Statement", []):
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else list(actions)
+        actions += [alias for a in actions for alias in MOTO_ACTIONS.get(a, [])]
+        st["Action"] = actions
+        if actions and all(a.startswith("dynamodb:") for a in actions):
+            st["Resource"] = "*"
+    return doc
+
+
 def drop_none(v):
     if isinstance(v, list):
         return [drop_none(x) for x in v if x not in ("None", None)]
@@ -81,7 +108,7 @@ def user_with(policies, managed):
     name = f"ferry-{uuid.uuid4().hex[:10]}"
     iam.create_user(UserName=name)
     for pname, doc in policies.items():
-        iam.put_user_policy(UserName=name, PolicyName=pname, PolicyDocument=json.dumps(doc))
+        iam.put_user_policy(UserName=name, PolicyName=pname, PolicyDocument=json.dumps(for_moto(json.loads(json.dumps(doc)))))
     for arn in managed:
         iam.attach_user_policy(UserName=name, PolicyArn=arn)
     key = iam.create_access_key(UserName=name)["AccessKey"]
@@ -110,7 +137,8 @@ for logical, r in resources.items():
         arn = r["PhysicalResourceId"]
         version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
         doc = clean(iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
-        managed_policies[logical] = {"arn": arn, "document": doc, **user_with({}, [arn])}
+        # Copied inline, so it passes through for_moto as the roles' policies do.
+        managed_policies[logical] = {"arn": arn, "document": doc, **user_with({logical: doc}, [])}
 
 tasks = {}
 ecs = client("ecs")
@@ -121,7 +149,7 @@ for logical, r in resources.items():
         tasks[logical] = {
             "role": td.get("taskRoleArn", "").rsplit("/", 1)[-1],
             "command": c.get("command", []),
-            "environment": {e["name"]: e["value"] for e in c.get("environment", [])},
+            "environment": {e["name"]: str(e["value"]) for e in c.get("environment", [])},
         }
 
 launch = {}

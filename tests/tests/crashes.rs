@@ -312,7 +312,9 @@ fn churn_rounds(
         mid_run += usize::from(busy());
         let term = rng.random_bool(0.4);
         if term {
-            let _ = Command::new("kill").args(["-TERM", &workers[i].id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &workers[i].id().to_string()])
+                .status();
             let t = Instant::now();
             while workers[i].try_wait().unwrap().is_none() {
                 assert!(t.elapsed() < Duration::from_secs(60), "a worker ignored SIGTERM");
@@ -324,7 +326,11 @@ fn churn_rounds(
             workers[i].wait().expect("reap");
             kills += 1;
         }
-        eprintln!("churn {}: {} worker {i}", round + 1, if term { "stopped" } else { "killed" });
+        eprintln!(
+            "churn {}: {} worker {i}",
+            round + 1,
+            if term { "stopped" } else { "killed" }
+        );
         workers[i] = respawn();
     }
     (kills, terms, mid_run)
@@ -348,7 +354,9 @@ async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
     let sizes = write_source(&src, &plan);
     let slow = slow_parts(&rgw).await;
     let cfg = job_file(work.path(), &src, &bucket, &slow.endpoint);
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("lease = \"3s\"", "lease = \"2s\"\nshutdown_grace = \"1s\"");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("lease = \"3s\"", "lease = \"2s\"\nshutdown_grace = \"1s\"");
     std::fs::write(&cfg, text).unwrap();
     let cfg = cfg.display().to_string();
     let fleet = Fleet::new("churn", true, 4).await;

@@ -29,8 +29,9 @@ async fn jobs_failing_by_themselves_are_given_up_named_aborted_and_redriven() {
     let rgw = rgw();
     let src_bucket = rgw.bucket("dl-src").await;
     let dst_bucket = rgw.bucket("dl-dst").await;
-    let mut objects: BTreeMap<String, Vec<u8>> =
-        (0..12).map(|i| (format!("ok/{i:02}.txt"), data(3000 + i * 11, i as u64))).collect();
+    let mut objects: BTreeMap<String, Vec<u8>> = (0..12)
+        .map(|i| (format!("ok/{i:02}.txt"), data(3000 + i * 11, i as u64)))
+        .collect();
     objects.insert("denied/small.txt".into(), data(5000, 99));
     objects.insert("denied/big.bin".into(), data(12 * MIB + 3, 98));
     rgw.put_all(&src_bucket, &objects).await;
@@ -64,16 +65,33 @@ async fn jobs_failing_by_themselves_are_given_up_named_aborted_and_redriven() {
 
     let done = fleet.status(None, "120s").output().unwrap();
     let shown = text(&done);
-    assert_eq!(done.status.code(), Some(1), "nothing left but dead letters ends the run: {shown}");
+    assert_eq!(
+        done.status.code(),
+        Some(1),
+        "nothing left but dead letters ends the run: {shown}"
+    );
     assert!(shown.contains("Status: complete"), "{shown}");
     assert_eq!(count(&shown, "failed"), 2, "{shown}");
     assert_eq!(count(&shown, "done"), 12, "{shown}");
     for key in ["denied/small.txt", "denied/big.bin"] {
-        let line = shown.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{key} named: {shown}"));
-        assert!(line.contains("given up after 2 failed attempts") && line.contains("AccessDenied"), "{line}");
+        let line = shown
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("{key} named: {shown}"));
+        assert!(
+            line.contains("given up after 2 failed attempts") && line.contains("AccessDenied"),
+            "{line}"
+        );
     }
-    assert!(shown.contains("2 dead"), "the queue line counts the dead letters: {shown}");
-    assert_eq!(rgw.uploads(&dst_bucket).await, 0, "the upload of the job given up is aborted");
+    assert!(
+        shown.contains("2 dead"),
+        "the queue line counts the dead letters: {shown}"
+    );
+    assert_eq!(
+        rgw.uploads(&dst_bucket).await,
+        0,
+        "the upload of the job given up is aborted"
+    );
     let rec = fleet
         .state()
         .get(&RecordKey {
@@ -96,7 +114,11 @@ async fn jobs_failing_by_themselves_are_given_up_named_aborted_and_redriven() {
     }
     let out = run(redrive);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("2 dead-lettered job(s) sent back"), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 dead-lettered job(s) sent back"),
+        "{}",
+        text(&out)
+    );
     let done = fleet.status(None, "120s").output().unwrap();
     let shown = text(&done);
     let (_, log) = ferry_tests::fleet::stop(worker);
@@ -146,7 +168,10 @@ async fn an_archived_source_ends_as_restore_needed_without_retries() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(shown.contains("archived/old.txt"), "the key is named: {shown}");
-    assert!(!shown.to_lowercase().contains("access denied"), "not a permission problem: {shown}");
+    assert!(
+        !shown.to_lowercase().contains("access denied"),
+        "not a permission problem: {shown}"
+    );
     assert_eq!(src.faults().len(), 1, "an archived source is not retried");
     assert_eq!(std::fs::read(dest.join("live/a.txt")).unwrap(), objects["live/a.txt"]);
     assert!(!dest.join("archived/old.txt").exists());
@@ -159,7 +184,10 @@ async fn an_archived_source_ends_as_restore_needed_without_retries() {
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert_eq!(count(&shown, "restore needed"), 1, "{shown}");
     assert_eq!(count(&shown, "failed"), 0, "{shown}");
-    assert!(shown.contains("Archived at the source") && shown.contains("archived/old.txt"), "{shown}");
+    assert!(
+        shown.contains("Archived at the source") && shown.contains("archived/old.txt"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -189,7 +217,14 @@ async fn a_record_stranded_with_nothing_queued_fails_the_run_by_name() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let mut status = Command::new(bin("ferry-finder"));
-    status.args(["status", "--wait", "--timeout", "30s", "--state", &state.display().to_string()]);
+    status.args([
+        "status",
+        "--wait",
+        "--timeout",
+        "30s",
+        "--state",
+        &state.display().to_string(),
+    ]);
     isolate(&mut status);
     let out = run(status);
     let shown = text(&out);

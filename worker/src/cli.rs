@@ -376,6 +376,29 @@ pub fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(sdk_capped(default)))
 }
 
+/// The binaries' async runtime (what `#[tokio::main]` builds), made after
+/// [`unset_empty_env`] has run.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+}
+
+/// Forgets every `FERRY_*` variable that is set but empty, before the flags
+/// are parsed: an empty variable means "not set", as it does in the job-file
+/// layer ([`ferry_core::config::env_layer`]). Templates set every variable
+/// and leave the unused ones empty (`FERRY_SRC_ENDPOINT=`), which clap would
+/// otherwise take as the value "". Call it first thing in `main`, while the
+/// process has one thread.
+pub fn unset_empty_env() {
+    for (k, v) in std::env::vars_os() {
+        if v.is_empty() && k.to_str().is_some_and(|k| k.starts_with("FERRY_")) {
+            std::env::remove_var(&k);
+        }
+    }
+}
+
 /// The exit code of a binary's `run`: its own code, or 2 after printing the
 /// error with its causes as `NAME: error: …`.
 pub fn exit_code(name: &str, r: anyhow::Result<u8>) -> std::process::ExitCode {

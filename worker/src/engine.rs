@@ -331,6 +331,12 @@ impl Engine {
             ..Outcome::bare(status)
         };
         match &result {
+            Ok(JobOutcome::Transferred { .. }) if rec.attempts > 0 => {
+                // The claim kept the failed attempts of this object; it is done now.
+                if let Some(o) = &recorded {
+                    self.state.finish(&rk, worker, o).await?;
+                }
+            }
             Ok(JobOutcome::Transferred { .. }) | Ok(JobOutcome::Identical) | Ok(JobOutcome::Stale) => {}
             Ok(JobOutcome::SourceGone) => {
                 self.abort_recorded_upload(&rk).await?;

@@ -110,7 +110,10 @@ pub async fn queue_requeue_and_redrive(q: &dyn JobQueue, max_receives: u32) {
     q.send_batch(&["churned".to_string()]).await.unwrap();
     for round in 0..2 {
         for i in 1..max_receives {
-            let got = q.receive(1, Duration::from_millis(1), Duration::from_secs(2)).await.unwrap();
+            let got = q
+                .receive(1, Duration::from_millis(1), Duration::from_secs(2))
+                .await
+                .unwrap();
             assert_eq!(got.len(), 1, "round {round}, delivery {i}");
             assert_eq!(got[0].receives, i, "round {round}");
             // The worker "dies": the lease of 1 ms lapses.
@@ -121,9 +124,14 @@ pub async fn queue_requeue_and_redrive(q: &dyn JobQueue, max_receives: u32) {
     }
     let got = q.receive(1, LEASE, Duration::from_secs(2)).await.unwrap();
     assert_eq!((got.len(), got[0].receives, got[0].body.as_str()), (1, 1, "churned"));
-    q.dead_letter(&got[0], "given up after 5 failed attempts").await.unwrap();
+    q.dead_letter(&got[0], "given up after 5 failed attempts")
+        .await
+        .unwrap();
     assert!(
-        q.receive(1, LEASE, Duration::from_millis(300)).await.unwrap().is_empty(),
+        q.receive(1, LEASE, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty(),
         "a dead-lettered message is not delivered"
     );
     let s = q.stats().await.unwrap();

@@ -260,7 +260,22 @@ pub async fn run_tally_counts_each_object_once(s: &dyn StateStore, bucket: &str)
     s.release(&f, "h:1#2", Some("boom")).await.unwrap();
     s.claim(&f, "h:1#3", run, Some("\"e\""), lease).await.unwrap();
     s.release(&f, "h:1#3", Some("boom")).await.unwrap();
-    assert_eq!(s.get(&f).await.unwrap().unwrap().attempts, 2, "failed attempts are counted");
+    assert_eq!(
+        s.get(&f).await.unwrap().unwrap().attempts,
+        2,
+        "failed attempts are counted"
+    );
+    // A single-PUT claim records done up front and keeps the count: its PUT may still fail.
+    s.claim_done(&f, "h:1#3b", run, &Outcome::bare(Status::Done), lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(&f).await.unwrap().unwrap().attempts,
+        2,
+        "claim_done keeps the failed attempts"
+    );
+    s.release(&f, "h:1#3b", Some("boom")).await.unwrap();
+    assert_eq!(s.get(&f).await.unwrap().unwrap().attempts, 3);
     s.claim(&f, "h:1#4", run, Some("\"e\""), lease).await.unwrap();
     let given_up = Outcome {
         error: Some("given up".into()),

@@ -294,7 +294,7 @@ impl DynamoStateStore {
                 values.insert(":ip".into(), s(Status::InProgress.as_str()));
             }
             Some(o) => {
-                update.push_str(", #status = :st, #attempts = :zero");
+                update.push_str(", #status = :st, #attempts = if_not_exists(#attempts, :zero)");
                 values.insert(":st".into(), s(o.status.as_str()));
                 match &o.src_etag {
                     Some(e) => {

@@ -129,7 +129,7 @@ impl EmbeddedStateStore {
                     tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
                         .execute(params![k.bucket, k.key])?;
                     tx.prepare_cached(
-                        "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, attempts=0, \
+                        "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, \
                          upload_id=NULL, part_size=NULL, event_seq=COALESCE(?6, event_seq) WHERE bucket=?4 AND key=?5",
                     )?
                     .execute(params![o.status.as_str(), o.src_etag, o.dest_etag, k.bucket, k.key, o.event_seq])?;

@@ -329,7 +329,9 @@ pub trait StateStore: Send + Sync + Debug {
     /// under this lease"; a reader checks the destination before it trusts a
     /// done record (the engine does, with a HEAD). A failure after this claim
     /// must [`release`](Self::release), which sets the status back to
-    /// in progress. Returns the record as it was before.
+    /// in progress. The count of failed attempts is kept: a caller that
+    /// succeeds after failures ends with [`finish`](Self::finish), which
+    /// resets it. Returns the record as it was before.
     async fn claim_done(
         &self,
         key: &RecordKey,

@@ -61,7 +61,9 @@ pub enum StoreError {
     },
     /// The object is archived (S3 Glacier Flexible Retrieval, Deep Archive, an
     /// archive tier of another vendor) and must be restored before it can be read.
-    #[error("{store}: {key:?} is archived ({code}): restore it (S3 RestoreObject, or the vendor's restore) and run again")]
+    #[error(
+        "{store}: {key:?} is archived ({code}): restore it (S3 RestoreObject, or the vendor's restore) and run again"
+    )]
     RestoreNeeded {
         /// Store description.
         store: String,

@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
+use crate::aws::error_chain;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use crate::aws::error_chain;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption, StorageClass,
@@ -197,11 +197,7 @@ impl S3Store {
                 se.err().code().unwrap_or("").to_string(),
                 se.err().message().unwrap_or("").to_string(),
             ),
-            SdkError::ResponseError(r) => (
-                r.raw().status().as_u16(),
-                String::new(),
-                error_chain(&e),
-            ),
+            SdkError::ResponseError(r) => (r.raw().status().as_u16(), String::new(), error_chain(&e)),
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 return StoreError::Unreachable {
                     store,
@@ -238,7 +234,9 @@ impl S3Store {
             },
             (_, "BadDigest") | (_, "InvalidDigest") => StoreError::BadDigest { store, key },
             // S3 answers 403 InvalidObjectState for archived objects: not a permission problem.
-            (_, "InvalidObjectState" | "ObjectArchived" | "ObjectNotRestored") => StoreError::RestoreNeeded { store, key, code },
+            (_, "InvalidObjectState" | "ObjectArchived" | "ObjectNotRestored") => {
+                StoreError::RestoreNeeded { store, key, code }
+            }
             (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken")
             | (401 | 403, _) => {
                 if let Some(s) = &self.secret {
