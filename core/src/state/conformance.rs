@@ -222,7 +222,13 @@ pub async fn claim_done_records_under_the_lease(s: &dyn StateStore, bucket: &str
     };
     assert_eq!(before.last_error.as_deref(), Some("PUT failed"));
     let rec = s.get(&key).await.unwrap().unwrap();
-    assert_eq!((rec.status, rec.attempts, rec.last_error), (Status::Done, 0, None));
+    assert_eq!(
+        (rec.status, rec.attempts, rec.last_error),
+        (Status::Done, 1, None),
+        "the failed attempt stays counted until the job ends"
+    );
+    s.finish(&key, "w:1#b", &done).await.unwrap();
+    assert_eq!(s.get(&key).await.unwrap().unwrap().attempts, 0, "finish resets the count");
 }
 
 /// The tally of a run counts each object once, by its record's status: an
