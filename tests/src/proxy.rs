@@ -28,6 +28,8 @@ pub struct Seen {
     pub query: String,
     /// `X-Amz-Target` (JSON protocols: SQS, DynamoDB, Secrets Manager), or empty.
     pub target: String,
+    /// The region of the SigV4 credential scope the request is signed for, or empty.
+    pub signed_region: String,
 }
 
 impl Seen {
@@ -101,6 +103,15 @@ pub enum FaultKind {
     FlipRequestBit,
     /// Flip one bit of the answer's body on its way back.
     FlipResponseBit,
+    /// Answer as S3 does a request signed for a region other than the
+    /// bucket's: 301 PermanentRedirect with the `x-amz-bucket-region` header,
+    /// or 400 AuthorizationHeaderMalformed naming the region in the body only.
+    WrongRegion {
+        /// The bucket's region.
+        region: &'static str,
+        /// 301 or 400.
+        status: u16,
+    },
 }
 
 impl FaultKind {
@@ -125,6 +136,7 @@ impl FaultKind {
             FaultKind::Status(code, _) => format!("{code}"),
             FaultKind::FlipRequestBit => "flip-request".into(),
             FaultKind::FlipResponseBit => "flip-response".into(),
+            FaultKind::WrongRegion { status, .. } => format!("wrong-region-{status}"),
         }
     }
 }
@@ -148,6 +160,9 @@ pub struct Faults {
     pub limit: usize,
     /// Only requests whose path contains this (URL-encoded as sent).
     pub path_contains: Option<&'static str>,
+    /// The bucket lives in this region: every request signed for another
+    /// gets S3's wrong-region answer (301 or 400), before any other fault.
+    pub bucket_region: Option<(&'static str, u16)>,
 }
 
 /// What a faulting proxy decides, shared by its connections.
@@ -161,6 +176,13 @@ struct Injector {
 
 impl Injector {
     fn decide(&mut self, seen: &Seen) -> Option<FaultKind> {
+        if let Some((region, status)) = self.faults.bucket_region {
+            if seen.signed_region != region {
+                let kind = FaultKind::WrongRegion { region, status };
+                self.log.push((seen.clone(), kind));
+                return Some(kind);
+            }
+        }
         if self.faults.kinds.is_empty() || self.faults.limit > 0 && self.injected >= self.faults.limit {
             return None;
         }
@@ -349,6 +371,7 @@ async fn relay(
             }
         };
         let (seen, length) = parse_head(&buf[..head_end]);
+        let seen_head = seen.method == "HEAD";
         let slow = delay.ops.contains(&seen.operation().as_str());
         let fault = injector.lock().unwrap().decide(&seen);
         log.lock().unwrap().push(seen);
@@ -377,6 +400,31 @@ async fn relay(
             Some(FaultKind::Stall(d)) => tokio::time::sleep(d).await,
             Some(FaultKind::Truncate) => budget.store(200, Ordering::SeqCst),
             Some(FaultKind::FlipResponseBit) => flip_answer.store(true, Ordering::SeqCst),
+            Some(FaultKind::WrongRegion { region, status }) => {
+                let (reason, body, header) = if status == 301 {
+                    (
+                        "Moved Permanently",
+                        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Endpoint>s3.{region}.amazonaws.com</Endpoint></Error>"),
+                        format!("x-amz-bucket-region: {region}\r\n"),
+                    )
+                } else {
+                    (
+                        "Bad Request",
+                        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region is wrong.</Message><Region>{region}</Region></Error>"),
+                        String::new(),
+                    )
+                };
+                let body = if seen_head { String::new() } else { body };
+                let answer = format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut w = cw.lock().await;
+                let _ = w.write_all(answer.as_bytes()).await;
+                let _ = w.shutdown().await;
+                cut = true;
+                break 'requests;
+            }
             Some(FaultKind::FlipRequestBit) | None => {}
         }
         let mut flip_body = fault == Some(FaultKind::FlipRequestBit) && length > 0;
@@ -423,12 +471,19 @@ fn parse_head(head: &[u8]) -> (Seen, usize) {
     let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
     let mut length = 0usize;
     let mut target = String::new();
+    let mut signed_region = String::new();
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
             match k.as_str() {
                 "content-length" => length = v.parse().unwrap_or(0),
                 "x-amz-target" => target = v.to_string(),
+                // AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …
+                "authorization" => {
+                    if let Some(scope) = v.split("Credential=").nth(1) {
+                        signed_region = scope.split('/').nth(2).unwrap_or("").to_string();
+                    }
+                }
                 "transfer-encoding" if v.contains("chunked") => {
                     panic!("the test proxy does not read chunked request bodies ({method} {uri})")
                 }
@@ -441,6 +496,7 @@ fn parse_head(head: &[u8]) -> (Seen, usize) {
         path: path.to_string(),
         query: query.to_string(),
         target,
+        signed_region,
     };
     (seen, length)
 }
@@ -456,6 +512,7 @@ mod tests {
             path: p.into(),
             query: q.into(),
             target: String::new(),
+            signed_region: String::new(),
         };
         assert_eq!(s("PUT", "/b/k", "partNumber=1&uploadId=x").operation(), "UploadPart");
         assert_eq!(s("PUT", "/b/dir/k", "").operation(), "PutObject");

@@ -296,34 +296,32 @@ async fn kill_nine_rounds_on_sqs_and_dynamodb_lose_nothing() {
 
 /// Churn: workers killed with SIGKILL or stopped with SIGTERM (an ECS or Auto
 /// Scaling scale-in, with a short grace) `events` times, one every `gap`, each
-/// replaced at once. Returns (kills, scale-ins, events while work was under way).
+/// replaced at once (a stopped worker drains while its replacement starts, as
+/// on ECS). Returns (kills, scale-ins, events while work was under way) and the
+/// stopped workers still draining.
 fn churn_rounds(
     plan: &Plan,
     events: usize,
     workers: &mut [Child],
     respawn: &dyn Fn() -> Child,
     busy: &dyn Fn() -> bool,
-) -> (usize, usize, usize) {
+) -> ((usize, usize, usize), Vec<Child>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed);
     let (mut kills, mut terms, mut mid_run) = (0, 0, 0);
+    let mut draining = Vec::new();
     for round in 0..events {
         std::thread::sleep(Duration::from_millis(rng.random_range(plan.gap.clone())));
         let i = rng.random_range(0..workers.len());
         mid_run += usize::from(busy());
         let term = rng.random_bool(0.4);
+        let mut old = std::mem::replace(&mut workers[i], respawn());
         if term {
-            let _ = Command::new("kill")
-                .args(["-TERM", &workers[i].id().to_string()])
-                .status();
-            let t = Instant::now();
-            while workers[i].try_wait().unwrap().is_none() {
-                assert!(t.elapsed() < Duration::from_secs(60), "a worker ignored SIGTERM");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let _ = Command::new("kill").args(["-TERM", &old.id().to_string()]).status();
+            draining.push(old);
             terms += 1;
         } else {
-            workers[i].kill().expect("SIGKILL");
-            workers[i].wait().expect("reap");
+            old.kill().expect("SIGKILL");
+            old.wait().expect("reap");
             kills += 1;
         }
         eprintln!(
@@ -331,19 +329,27 @@ fn churn_rounds(
             round + 1,
             if term { "stopped" } else { "killed" }
         );
-        workers[i] = respawn();
     }
-    (kills, terms, mid_run)
+    ((kills, terms, mid_run), draining)
 }
 
 /// Invariant 11: deliveries spent by workers that died or were scaled in never
-/// push a job into the dead-letter queue. The queue parks a message after 4
-/// receives, far fewer than the churn costs the large objects; every object
-/// must still arrive, no message may be dead-lettered, no upload be left and
-/// `status --wait` must exit 0.
+/// push a job into the dead-letter queue. The queue parks a message after 10
+/// receives (as the templates ship it), fewer than the churn costs the large
+/// objects (the deliveries counted are printed); every object must still
+/// arrive, no message may be dead-lettered, no upload be left and `status
+/// --wait` must exit 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
-    let (rgw, plan) = (rgw(), plan());
+    // Events come faster than in the crash rounds, so most land mid-run and
+    // the large objects' messages are delivered again and again.
+    let (rgw, plan) = (
+        rgw(),
+        Plan {
+            gap: 150..450,
+            ..plan()
+        },
+    );
     let events = std::env::var("FERRY_CHURN_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -352,14 +358,23 @@ async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let sizes = write_source(&src, &plan);
-    let slow = slow_parts(&rgw).await;
+    // Parts held 1.2 s each: the large object takes longer than the churn.
+    let slow = ferry_tests::proxy::Proxy::start_slow(
+        &rgw.endpoint,
+        ferry_tests::proxy::Delay {
+            ops: vec!["UploadPart"],
+            by: Duration::from_millis(1200),
+        },
+    )
+    .await;
     let cfg = job_file(work.path(), &src, &bucket, &slow.endpoint);
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("lease = \"3s\"", "lease = \"2s\"\nshutdown_grace = \"1s\"");
     std::fs::write(&cfg, text).unwrap();
     let cfg = cfg.display().to_string();
-    let fleet = Fleet::new("churn", true, 4).await;
+    // The delivery limit the templates ship (maxReceiveCount 10).
+    let fleet = Fleet::new("churn", true, 10).await;
     let t = Instant::now();
     let out = run(fleet.finder(&["--config".into(), cfg.clone()], &rgw.envs("dest")));
     assert!(out.status.success());
@@ -367,7 +382,7 @@ async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
     args.extend(["--config", &cfg, "--workers", "4"].map(String::from));
     let mut envs = fleet.envs();
     envs.extend(rgw.envs("dest"));
-    envs.push(("RUST_LOG".into(), "info".into()));
+    envs.push(("RUST_LOG".into(), "info,ferry_worker::runner=debug".into()));
     let log = work.path().join("workers.log");
     let respawn = || spawn(&args, &envs, &log);
     let mut workers = vec![respawn(), respawn(), respawn()];
@@ -380,14 +395,23 @@ async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
         }
         !String::from_utf8_lossy(&s.output().expect("status").stdout).contains("Status: complete")
     };
-    let (kills, terms, mid_run) = churn_rounds(&plan, events, &mut workers, &respawn, &busy);
+    let ((kills, terms, mid_run), draining) = churn_rounds(&plan, events, &mut workers, &respawn, &busy);
     let done = fleet.status(None, "900s").output().expect("status");
     let shown = String::from_utf8_lossy(&done.stdout).to_string();
     stop_all(workers);
+    stop_all(draining);
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    let requeued = logged.matches("Requeued a message").count();
+    let requeued = logged.matches("Requeued a redelivered message").count();
+    let big_deliveries = logged
+        .lines()
+        .filter(|l| l.contains("Message received") || l.contains("Requeued a redelivered"))
+        .count();
     eprintln!("{shown}\n--- workers logged {} lines", logged.lines().count());
+    if done.status.code() != Some(0) {
+        eprintln!("{logged}");
+    }
     assert_eq!(done.status.code(), Some(0), "the run completes: {shown}");
+    assert!(mid_run > 0, "the churn landed mid-run");
     use ferry_core::queue::JobQueue;
     let q = fleet.queue().stats().await.unwrap();
     assert_eq!((q.live(), q.dead), (0, 0), "no job dead-lettered: {shown}");
@@ -395,7 +419,8 @@ async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
     assert!(!shown.contains("stranded"), "{shown}");
     let bytes = compare(&rgw, &bucket, &src, &sizes).await;
     eprintln!(
-        "churn: seed {}, {kills} SIGKILLs and {terms} SIGTERM scale-ins ({mid_run} mid-run), {requeued} messages requeued, \
+        "churn: seed {}, {kills} SIGKILLs and {terms} SIGTERM scale-ins ({mid_run} mid-run), {big_deliveries} deliveries seen, \
+         {requeued} redeliveries requeued, \
          {} objects and {bytes} bytes verified, 0 dead letters, {:.0?}",
         plan.seed,
         sizes.len(),

@@ -108,6 +108,7 @@ pub async fn queue_batches(q: &dyn JobQueue) {
 /// `redrive_dead`.
 pub async fn queue_requeue_and_redrive(q: &dyn JobQueue, max_receives: u32) {
     q.send_batch(&["churned".to_string()]).await.unwrap();
+    let mut id = None;
     for round in 0..2 {
         for i in 1..max_receives {
             let got = q
@@ -116,6 +117,8 @@ pub async fn queue_requeue_and_redrive(q: &dyn JobQueue, max_receives: u32) {
                 .unwrap();
             assert_eq!(got.len(), 1, "round {round}, delivery {i}");
             assert_eq!(got[0].receives, i, "round {round}");
+            let first = id.get_or_insert_with(|| got[0].id.clone());
+            assert_eq!(&got[0].id, first, "a requeued message keeps its id");
             // The worker "dies": the lease of 1 ms lapses.
             if i + 1 == max_receives {
                 q.requeue(&got[0]).await.expect("requeue");

@@ -62,7 +62,10 @@ pub enum QueueError {
 pub struct Message {
     /// Opaque handle for [`JobQueue::ack`], [`JobQueue::nack`] and [`JobQueue::extend`].
     pub receipt: String,
-    /// A stable id of the message, for logs.
+    /// A stable id of the message, for logs and lease names; kept when the
+    /// message is requeued ([`JobQueue::requeue`]), so a requeued copy is
+    /// known as the same message (not a duplicate) by the lease its
+    /// predecessor's worker took.
     pub id: String,
     /// The body.
     pub body: String,
@@ -150,7 +153,8 @@ pub trait JobQueue: Send + Sync + Debug {
     }
 
     /// Sends the message again as a new one, delivered at once with its
-    /// receive count back at zero, then deletes this delivery. For a message
+    /// receive count back at zero and the same [`Message::id`], then deletes
+    /// this delivery. For a message
     /// whose deliveries were spent by workers that died or stopped, not by its
     /// own failures: the queue's delivery limit then never parks it as dead.
     /// A crash between the two steps leaves a duplicate, which is harmless.

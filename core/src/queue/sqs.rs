@@ -52,6 +52,10 @@ pub const SQS_MAX_HIDDEN: Duration = Duration::from_secs(12 * 3600);
 /// dead-lettered itself.
 pub const ERROR_ATTRIBUTE: &str = "ferry-error";
 
+/// The message attribute a requeued copy carries: the id of the message it
+/// continues, which stays its [`Message::id`].
+pub const ORIGIN_ATTRIBUTE: &str = "ferry-origin";
+
 /// A queue's dead-letter settings, from its redrive policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redrive {
@@ -337,6 +341,7 @@ impl JobQueue for SqsQueue {
             .visibility_timeout(secs(lease).max(1))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_attribute_names(ORIGIN_ATTRIBUTE)
             .send()
             .await
             .map_err(|e| self.err("ReceiveMessage", failure(&e)))?;
@@ -353,9 +358,13 @@ impl JobQueue for SqsQueue {
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                     .and_then(|v| v.parse().ok());
+                let origin = m
+                    .message_attributes()
+                    .and_then(|a| a.get(ORIGIN_ATTRIBUTE))
+                    .and_then(|v| v.string_value());
                 Some(Message {
                     receipt: m.receipt_handle()?.to_string(),
-                    id: m.message_id().unwrap_or_default().to_string(),
+                    id: origin.or(m.message_id()).unwrap_or_default().to_string(),
                     body: m.body().unwrap_or_default().to_string(),
                     receives,
                     sent_at,
@@ -484,10 +493,16 @@ impl JobQueue for SqsQueue {
     }
 
     async fn requeue(&self, msg: &Message) -> Result<(), QueueError> {
+        let origin = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(&msg.id)
+            .build()
+            .expect("type is set");
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(&msg.body)
+            .message_attributes(ORIGIN_ATTRIBUTE, origin)
             .send()
             .await
             .map_err(|e| self.err("SendMessage (requeue)", failure(&e)))?;

@@ -228,7 +228,11 @@ pub async fn claim_done_records_under_the_lease(s: &dyn StateStore, bucket: &str
         "the failed attempt stays counted until the job ends"
     );
     s.finish(&key, "w:1#b", &done).await.unwrap();
-    assert_eq!(s.get(&key).await.unwrap().unwrap().attempts, 0, "finish resets the count");
+    assert_eq!(
+        s.get(&key).await.unwrap().unwrap().attempts,
+        0,
+        "finish resets the count"
+    );
 }
 
 /// The tally of a run counts each object once, by its record's status: an

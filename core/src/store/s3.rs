@@ -27,6 +27,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
+use super::s3_region::RegionFollower;
 use super::{
     GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
     UploadInfo,
@@ -95,7 +96,7 @@ pub struct S3StoreConfig {
 /// An S3 bucket as an object store.
 #[derive(Debug, Clone)]
 pub struct S3Store {
-    client: Client,
+    sdk: RegionFollower,
     bucket: String,
     requester_pays: bool,
     /// PUT and UploadPart bodies are sent as `UNSIGNED-PAYLOAD`. Each carries
@@ -167,8 +168,10 @@ impl S3Store {
             Some(ep) => format!("s3://{} at {}", cfg.bucket, ep),
             None => format!("s3://{}", cfg.bucket),
         };
+        // An AWS bucket named without a region is followed to its region.
+        let follow = cfg.endpoint.is_none() && cfg.region.is_none();
         Self {
-            client: Client::from_conf(b.build()),
+            sdk: RegionFollower::new(Client::from_conf(b.build()), &cfg.bucket, follow),
             bucket: cfg.bucket,
             requester_pays: cfg.requester_pays,
             unsigned_payload: !cfg.sign_payload,
@@ -178,8 +181,13 @@ impl S3Store {
     }
 
     /// The underlying SDK client (for tools built on ferry-core).
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn client(&self) -> Client {
+        self.sdk.current()
+    }
+
+    /// The client, following the bucket to its region first (`s3_region`).
+    async fn sdk(&self) -> Client {
+        self.sdk.client().await
     }
 
     fn payer(&self) -> Option<RequestPayer> {
@@ -215,6 +223,28 @@ impl S3Store {
                 }
             }
         };
+        if let SdkError::ServiceError(se) = &e {
+            if matches!(status, 301 | 400) || code == "PermanentRedirect" {
+                if let Some(region) = self.sdk.follow_answer(se.raw()) {
+                    return StoreError::Backend {
+                        store,
+                        operation,
+                        code: code.clone(),
+                        message: format!("the bucket is in {region}; trying there"),
+                        retryable: true,
+                    };
+                }
+                if let Some(region) = super::s3_region::region_of(se.raw()).filter(|_| status == 301) {
+                    return StoreError::Backend {
+                        store,
+                        operation,
+                        code: if code.is_empty() { "PermanentRedirect".into() } else { code },
+                        message: format!("the bucket is in region {region}: give that region (--src-region / --dest-region {region}) or leave the region unset"),
+                        retryable: false,
+                    };
+                }
+            }
+        }
         let key = key.to_string();
         match (status, code.as_str()) {
             (_, "NoSuchKey") | (404, "NotFound") | (404, "") => StoreError::NotFound { store, key },
@@ -336,7 +366,8 @@ impl ObjectStore for S3Store {
             let token = st.token.take();
             let resp = crate::retry::retry(LIST_TRIES, StoreError::is_retryable, || async {
                 st.store
-                    .client
+                    .sdk()
+                    .await
                     .list_objects_v2()
                     .bucket(&st.store.bucket)
                     .prefix(&st.prefix)
@@ -377,7 +408,8 @@ impl ObjectStore for S3Store {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let r = self
-            .client
+            .sdk()
+            .await
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -400,7 +432,8 @@ impl ObjectStore for S3Store {
 
     async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
         let r = self
-            .client
+            .sdk()
+            .await
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -424,7 +457,8 @@ impl ObjectStore for S3Store {
             .as_ref()
             .map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
         let r = self
-            .client
+            .sdk()
+            .await
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -490,7 +524,8 @@ impl ObjectStore for S3Store {
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
         let len = body.len() as i64;
         let req = self
-            .client
+            .sdk()
+            .await
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -510,7 +545,8 @@ impl ObjectStore for S3Store {
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
         let req = self
-            .client
+            .sdk()
+            .await
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -531,7 +567,8 @@ impl ObjectStore for S3Store {
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
         let len = body.len() as i64;
         let req = self
-            .client
+            .sdk()
+            .await
             .upload_part()
             .bucket(&self.bucket)
             .key(key)
@@ -565,7 +602,8 @@ impl ObjectStore for S3Store {
         let mut marker: Option<String> = None;
         loop {
             let r = self
-                .client
+                .sdk()
+                .await
                 .list_parts()
                 .bucket(&self.bucket)
                 .key(key)
@@ -611,7 +649,8 @@ impl ObjectStore for S3Store {
             })
             .collect();
         let r = self
-            .client
+            .sdk()
+            .await
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -626,7 +665,8 @@ impl ObjectStore for S3Store {
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         let r = self
-            .client
+            .sdk()
+            .await
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -648,7 +688,8 @@ impl ObjectStore for S3Store {
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
             let r = self
-                .client
+                .sdk()
+                .await
                 .list_multipart_uploads()
                 .bucket(&self.bucket)
                 .prefix(prefix)
@@ -677,7 +718,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.client
+        self.sdk()
+            .await
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
