@@ -105,7 +105,46 @@ fn every_container_setting_is_one_the_binaries_read() {
             }
         }
     }
-    assert!(checked > 20, "only {checked} variables checked");
+    for (path, t) in templates() {
+        for (name, lt) in resources(&t, "AWS::EC2::LaunchTemplate") {
+            let mut script = Vec::new();
+            strings(&lt["Properties"]["LaunchTemplateData"]["UserData"], &mut script);
+            let (env, exec) = ferry_tests::user_data_settings(&script.join("\n"));
+            let cmd: Vec<&str> = exec.split_whitespace().collect();
+            let binary = cmd.first().and_then(|b| b.rsplit('/').next()).unwrap_or_default();
+            assert!(
+                ["ferry-finder", "ferry-worker"].contains(&binary),
+                "{}: {name} starts {exec:?}",
+                path.display()
+            );
+            let text = help(binary);
+            for flag in cmd.iter().filter(|a| a.starts_with("--")) {
+                assert!(
+                    text.contains(flag),
+                    "{}: {name}: {binary} has no flag {flag}",
+                    path.display()
+                );
+            }
+            assert!(
+                env.len() > 10,
+                "{}: {name}: no environment file in its user data",
+                path.display()
+            );
+            for var in env.keys() {
+                let known = settings.contains(var)
+                    || ferry_worker::otel::ENV_VARS.contains(&var.as_str())
+                    || text.contains(&format!("[env: {var}="))
+                    || var == "AWS_REGION";
+                assert!(
+                    known,
+                    "{}: {name} sets {var}, which {binary} does not read",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} variables checked");
 }
 
 /// SDK operation builder → the IAM actions it needs.
@@ -122,6 +161,7 @@ const OPERATIONS: &[(&str, &[&str])] = &[
     ("list_multipart_uploads", &["s3:ListBucketMultipartUploads"]),
     ("delete_object", &["s3:DeleteObject"]),
     ("list_objects_v2", &["s3:ListBucket"]),
+    ("head_bucket", &["s3:ListBucket"]),
     ("send_message", &["sqs:SendMessage"]),
     ("send_message_batch", &["sqs:SendMessage"]),
     ("receive_message", &["sqs:ReceiveMessage"]),
@@ -199,13 +239,25 @@ fn task_roles_grant_exactly_what_the_code_calls() {
         .collect();
     for (path, t) in templates() {
         let mut granted = BTreeSet::new();
-        for (name, role) in resources(&t, "AWS::IAM::Role") {
+        let roles = resources(&t, "AWS::IAM::Role").into_iter().filter(|(_, role)| {
+            // The scheduler's role and the managed execution role are not ferry's calls.
             let principal = format!("{:?}", role["Properties"]["AssumeRolePolicyDocument"]);
-            if !principal.contains("ecs-tasks.amazonaws.com") || role["Properties"]["Policies"].is_null() {
-                continue; // The scheduler's role and the managed execution role are not ferry's calls.
-            }
+            (principal.contains("ecs-tasks.amazonaws.com") || principal.contains("ec2.amazonaws.com"))
+                && !role["Properties"]["Policies"].is_null()
+        });
+        let bridge = resources(&t, "AWS::IAM::ManagedPolicy");
+        for (name, role) in roles.chain(bridge) {
             let mut all = Vec::new();
-            strings(&role["Properties"]["Policies"], &mut all);
+            let policies = match role["Properties"]["Policies"].as_sequence() {
+                Some(list) => list
+                    .iter()
+                    // An instance's start-up script's own needs (the release tarball), not ferry's.
+                    .filter(|p| p["PolicyName"] != "bootstrap")
+                    .cloned()
+                    .collect(),
+                None => vec![role["Properties"]["PolicyDocument"].clone()],
+            };
+            strings(&Value::Sequence(policies), &mut all);
             for a in all.iter().flat_map(|s| s.split(',')) {
                 let is_action = a.split_once(':').is_some_and(|(svc, op)| {
                     !svc.is_empty()
