@@ -78,3 +78,53 @@ fn bad_input_is_explained() {
     ];
     expect_error(&unreachable, &rgw.envs("dest"), &["cannot reach", "127.0.0.1:9"]);
 }
+
+#[test]
+fn a_location_that_looks_like_a_url_but_is_not_says_what_was_meant() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_tree(
+        &src,
+        &std::collections::BTreeMap::from([("f".to_string(), data(10, 1))]),
+    );
+    let s = src.display().to_string();
+    let state = work.path().join("s.sqlite").display().to_string();
+    for (typed, meant) in [("s3:/bucket/x", "s3://bucket/x"), ("s3:bucket", "s3://bucket")] {
+        let args = [s.as_str(), typed, "--state", state.as_str()];
+        expect_error(&args, &[], &[&format!("did you mean {meant:?}")]);
+    }
+    // Nothing was copied into a local folder named after the typo.
+    assert!(!std::path::Path::new("s3:").exists() && !std::path::Path::new("s3:bucket").exists());
+}
+
+/// An AWS service that cannot be reached, or that refuses, is one readable
+/// line naming the operation and the resource and saying what to do, never
+/// the SDK's `Debug` dump.
+#[test]
+fn service_failures_are_one_line_with_what_to_do() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_tree(
+        &src,
+        &std::collections::BTreeMap::from([("f".to_string(), data(10, 1))]),
+    );
+    let mut c = std::process::Command::new(bin("ferry-worker"));
+    c.args(["--queue", "http://127.0.0.1:9/123456789012/gone", "--state", "dynamodb://gone"]);
+    isolate(&mut c);
+    c.env("FERRY_SRC_URL", src.display().to_string())
+        .env("FERRY_DEST_URL", work.path().join("dst").display().to_string())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    let line = lines[0];
+    assert!(line.contains("GetQueueAttributes") && line.contains("/gone"), "{line}");
+    assert!(line.contains("check the endpoint"), "{line}");
+    for dump in ["DispatchFailure(", "ConnectorError {", "Os {", "source:"] {
+        assert!(!line.contains(dump), "no Debug dump ({dump}): {line}");
+    }
+}
