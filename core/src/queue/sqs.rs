@@ -242,34 +242,6 @@ fn short(receipt: &str) -> String {
     receipt.chars().take(24).chain("…".chars()).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sibling_url;
-
-    #[test]
-    fn a_dead_letter_queue_url_comes_from_its_arn() {
-        assert_eq!(
-            sibling_url(
-                "https://sqs.eu-west-1.amazonaws.com/123456789012/ferry-jobs",
-                "arn:aws:sqs:eu-west-1:123456789012:ferry-dlq"
-            )
-            .as_deref(),
-            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/ferry-dlq")
-        );
-        assert_eq!(
-            sibling_url(
-                "http://127.0.0.1:5055/000000000000/q/",
-                "arn:aws-cn:sqs:cn-north-1:000000000000:q-dlq"
-            )
-            .as_deref(),
-            Some("http://127.0.0.1:5055/000000000000/q-dlq")
-        );
-        assert_eq!(sibling_url("https://x/1/q", "arn:aws:sns:r:1:q"), None);
-        assert_eq!(sibling_url("https://x/1/q", "not an arn"), None);
-        assert_eq!(sibling_url("q", "arn:aws:sqs:r:1:d"), None);
-    }
-}
-
 #[async_trait]
 impl JobQueue for SqsQueue {
     fn describe(&self) -> String {
@@ -607,5 +579,33 @@ impl JobQueue for SqsQueue {
             in_flight: c[1] + c[2],
             dead,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sibling_url;
+
+    #[test]
+    fn a_dead_letter_queue_url_comes_from_its_arn() {
+        assert_eq!(
+            sibling_url(
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/ferry-jobs",
+                "arn:aws:sqs:eu-west-1:123456789012:ferry-dlq"
+            )
+            .as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/ferry-dlq")
+        );
+        assert_eq!(
+            sibling_url(
+                "http://127.0.0.1:5055/000000000000/q/",
+                "arn:aws-cn:sqs:cn-north-1:000000000000:q-dlq"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:5055/000000000000/q-dlq")
+        );
+        assert_eq!(sibling_url("https://x/1/q", "arn:aws:sns:r:1:q"), None);
+        assert_eq!(sibling_url("https://x/1/q", "not an arn"), None);
+        assert_eq!(sibling_url("q", "arn:aws:sqs:r:1:d"), None);
     }
 }
