@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FERRY_TEST_DIR=${FERRY_TEST_DIR:-/tmp/ferry-test-servers}
-tests/servers/start.sh
 trap 'tests/servers/stop.sh' EXIT
+tests/servers/start.sh
 # shellcheck disable=SC1091
 source "$FERRY_TEST_DIR/servers.env"
 export AWS_EC2_METADATA_DISABLED=true

@@ -136,6 +136,12 @@ wait_http "http://127.0.0.1:$MOTO_DYNAMODB_PORT/moto-api/" moto-dynamodb
 # admin user (its keys go to servers.env): the CloudFormation stack is deployed
 # there and each binary runs with exactly its role's policies. A TCP connect,
 # not an HTTP probe, waits for it (a probe would spend one of the 3 requests).
+# A server of an earlier start may still hold the port while it exits; the
+# connect below must reach a fresh one, whose 3 requests are not yet spent.
+for _ in $(seq 1 100); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_IAM_PORT") 2>/dev/null; then break; fi
+  sleep 0.1
+done
 INITIAL_NO_AUTH_ACTION_COUNT=3 "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_IAM_PORT" >"$DIR/moto-iam.log" 2>&1 &
 echo $! >>"$DIR/pids"
 for _ in $(seq 1 150); do

@@ -130,12 +130,24 @@ fn ec2(stack: &Value) -> (Launch, Launch) {
     )
 }
 
-fn spawn_logged(mut c: Command, log: &std::path::Path) -> Child {
-    let f = std::fs::File::create(log).unwrap();
-    c.stdout(Stdio::null()).stderr(f).spawn().expect("spawn")
+/// A process killed when dropped: a failing test leaves nothing running
+/// against the shared IAM-enforcing server.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-fn stop(mut child: Child) {
+fn spawn_logged(mut c: Command, log: &std::path::Path) -> Running {
+    let f = std::fs::File::create(log).unwrap();
+    Running(c.stdout(Stdio::null()).stderr(f).spawn().expect("spawn"))
+}
+
+fn stop(mut running: Running) {
+    let child = &mut running.0;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let t = Instant::now();
     while child.try_wait().unwrap().is_none() {
