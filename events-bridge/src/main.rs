@@ -52,14 +52,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    // Before any thread starts: the environment is changed.
-    cli::unset_empty_env();
-    cli::runtime().block_on(async {
-        let telemetry = ferry_worker::otel::Telemetry::init("ferry-events-bridge", "info");
-        let result = run().await;
-        telemetry.shutdown().await;
-        cli::exit_code("ferry-events-bridge", result)
-    })
+    cli::main("ferry-events-bridge", run)
 }
 
 async fn auth(cli: &Cli) -> anyhow::Result<Auth> {

@@ -162,14 +162,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // Before any thread starts: the environment is changed.
-    cli::unset_empty_env();
-    cli::runtime().block_on(async {
-        let telemetry = ferry_worker::otel::Telemetry::init("ferry-finder", "info");
-        let result = run().await;
-        telemetry.shutdown().await;
-        cli::exit_code("ferry-finder", result)
-    })
+    cli::main("ferry-finder", run)
 }
 
 async fn run() -> anyhow::Result<u8> {

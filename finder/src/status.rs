@@ -10,9 +10,13 @@
 //! A run is complete when its listing has ended and the queue holds no
 //! message waiting or in flight: nothing can still change its records. A
 //! record still in progress then is *stranded* (claimed, never ended, nothing
-//! left to end it) and counts as failed, like jobs given up, archived sources
-//! (`restore_needed`) and dead letters. A complete run with any of those
-//! exits 1; their keys and last errors are named.
+//! left to end it) and counts as failed, like jobs given up (whose messages
+//! the workers dead-lettered) and archived sources (`restore_needed`). A
+//! complete run with any of those exits 1; their keys and last errors are
+//! named. The queue's dead letters are shown as counted: the dead-letter
+//! queue is shared by every run and holds poison messages, no run's job, so
+//! it does not decide the exit code; each job of the run that was
+//! dead-lettered is counted by its record already.
 
 use std::time::Duration;
 
@@ -102,10 +106,6 @@ impl View {
     fn failed(&self) -> u64 {
         self.tally.failed + self.tally.restore_needed + self.stranded.len() as u64
     }
-
-    fn dead(&self) -> u64 {
-        self.queue.map_or(0, |q| q.dead)
-    }
 }
 
 /// Prints the status of a run; returns the exit code: 0 complete without
@@ -133,11 +133,7 @@ pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8>
             print(&view, &*queue);
             name_failures(&view, &*state, &run).await?;
             out!("Status: {}", if complete { "complete" } else { "running" });
-            return Ok(if complete && view.failed() + view.dead() > 0 {
-                1
-            } else {
-                0
-            });
+            return Ok(if complete && view.failed() > 0 { 1 } else { 0 });
         }
         if opts.timeout.is_some_and(|t| started.elapsed() >= t) {
             print(&view, &*queue);

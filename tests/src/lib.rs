@@ -429,3 +429,12 @@ pub fn user_data_settings(script: &str) -> (BTreeMap<String, String>, String) {
     }
     (env, exec)
 }
+
+/// `127.0.0.1:PORT` with a port free right now, for a server a test starts.
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}

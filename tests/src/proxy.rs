@@ -387,13 +387,7 @@ async fn relay(
                 let body = format!(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{error}</Code><Message>injected by the test proxy</Message></Error>"
                 );
-                let answer = format!(
-                    "HTTP/1.1 {code} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let mut w = cw.lock().await;
-                let _ = w.write_all(answer.as_bytes()).await;
-                let _ = w.shutdown().await;
+                answer(&cw, code, "Injected", "", &body).await;
                 cut = true;
                 break 'requests;
             }
@@ -415,13 +409,7 @@ async fn relay(
                     )
                 };
                 let body = if seen_head { String::new() } else { body };
-                let answer = format!(
-                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let mut w = cw.lock().await;
-                let _ = w.write_all(answer.as_bytes()).await;
-                let _ = w.shutdown().await;
+                answer(&cw, status, reason, &header, &body).await;
                 cut = true;
                 break 'requests;
             }
@@ -462,6 +450,24 @@ async fn relay(
 }
 
 /// The request line and headers: what was asked, and the body's length.
+/// Answers in the proxy's place (`headers`: whole lines, each ending in
+/// `\r\n`) and closes the connection.
+async fn answer(
+    client: &tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    status: u16,
+    reason: &str,
+    headers: &str,
+    body: &str,
+) {
+    let text = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut w = client.lock().await;
+    let _ = w.write_all(text.as_bytes()).await;
+    let _ = w.shutdown().await;
+}
+
 fn parse_head(head: &[u8]) -> (Seen, usize) {
     let head = String::from_utf8_lossy(head).to_string();
     let mut lines = head.split("\r\n");

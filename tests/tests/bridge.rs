@@ -26,12 +26,7 @@ fn oss_event(bucket: &str, name: &str, key: &str, body: &[u8], time: &str) -> se
 
 /// POSTs `body` to the bridge; returns (status, response body).
 fn bridge(fleet: &Fleet, job: &S3Job, extra_env: &[(&str, &str)]) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let mut c = Command::new(bin("ferry-events-bridge"));
     c.args(["--listen", &addr]).args(job.worker_args()).args(fleet.flags());
     isolate(&mut c);

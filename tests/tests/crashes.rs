@@ -123,6 +123,17 @@ fn kill_rounds(plan: &Plan, workers: &mut [Child], respawn: &dyn Fn() -> Child, 
     mid_run
 }
 
+/// Whether the fleet's latest run is still under way (`status` says so).
+fn fleet_busy(fleet: &Fleet) -> bool {
+    let mut s = Command::new(bin("ferry-finder"));
+    s.arg("status").args(fleet.flags());
+    isolate(&mut s);
+    for (k, v) in fleet.envs() {
+        s.env(k, v);
+    }
+    !String::from_utf8_lossy(&s.output().expect("status").stdout).contains("Status: complete")
+}
+
 fn stop_all(workers: Vec<Child>) {
     for mut w in workers {
         let _ = Command::new("kill").args(["-TERM", &w.id().to_string()]).status();
@@ -272,15 +283,7 @@ async fn kill_nine_rounds_on_sqs_and_dynamodb_lose_nothing() {
     let log = work.path().join("workers.log");
     let respawn = || spawn(&args, &envs, &log);
     let mut workers = vec![respawn(), respawn()];
-    let busy = || {
-        let mut s = Command::new(bin("ferry-finder"));
-        s.arg("status").args(fleet.flags());
-        isolate(&mut s);
-        for (k, v) in fleet.envs() {
-            s.env(k, v);
-        }
-        !String::from_utf8_lossy(&s.output().expect("status").stdout).contains("Status: complete")
-    };
+    let busy = || fleet_busy(&fleet);
     let mid_run = kill_rounds(&plan, &mut workers, &respawn, &busy);
     let done = fleet.status(None, "900s").output().expect("status");
     let text = String::from_utf8_lossy(&done.stdout).to_string();
@@ -386,15 +389,7 @@ async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
     let log = work.path().join("workers.log");
     let respawn = || spawn(&args, &envs, &log);
     let mut workers = vec![respawn(), respawn(), respawn()];
-    let busy = || {
-        let mut s = Command::new(bin("ferry-finder"));
-        s.arg("status").args(fleet.flags());
-        isolate(&mut s);
-        for (k, v) in fleet.envs() {
-            s.env(k, v);
-        }
-        !String::from_utf8_lossy(&s.output().expect("status").stdout).contains("Status: complete")
-    };
+    let busy = || fleet_busy(&fleet);
     let ((kills, terms, mid_run), draining) = churn_rounds(&plan, events, &mut workers, &respawn, &busy);
     let done = fleet.status(None, "900s").output().expect("status");
     let shown = String::from_utf8_lossy(&done.stdout).to_string();

@@ -109,7 +109,12 @@ fn service_failures_are_one_line_with_what_to_do() {
         &std::collections::BTreeMap::from([("f".to_string(), data(10, 1))]),
     );
     let mut c = std::process::Command::new(bin("ferry-worker"));
-    c.args(["--queue", "http://127.0.0.1:9/123456789012/gone", "--state", "dynamodb://gone"]);
+    c.args([
+        "--queue",
+        "http://127.0.0.1:9/123456789012/gone",
+        "--state",
+        "dynamodb://gone",
+    ]);
     isolate(&mut c);
     c.env("FERRY_SRC_URL", src.display().to_string())
         .env("FERRY_DEST_URL", work.path().join("dst").display().to_string())

@@ -62,6 +62,15 @@ fn help(binary: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether a binary (its `--help` is `help`) reads the variable `var`: a job
+/// setting, a telemetry variable, a flag's `env`, or the SDK's region.
+fn reads(help: &str, var: &str, settings: &BTreeSet<String>) -> bool {
+    settings.contains(var)
+        || ferry_worker::otel::ENV_VARS.contains(&var)
+        || help.contains(&format!("[env: {var}="))
+        || var == "AWS_REGION"
+}
+
 #[test]
 fn every_container_setting_is_one_the_binaries_read() {
     let settings: BTreeSet<String> = ferry_core::config::env_names().into_iter().map(|(v, _)| v).collect();
@@ -91,10 +100,7 @@ fn every_container_setting_is_one_the_binaries_read() {
                 }
                 for e in c["Environment"].as_sequence().unwrap() {
                     let var = e["Name"].as_str().unwrap();
-                    let known = settings.contains(var)
-                        || ferry_worker::otel::ENV_VARS.contains(&var)
-                        || text.contains(&format!("[env: {var}="))
-                        || var == "AWS_REGION";
+                    let known = reads(&text, var, &settings);
                     assert!(
                         known,
                         "{}: {name} sets {var}, which {binary} does not read",
@@ -131,10 +137,7 @@ fn every_container_setting_is_one_the_binaries_read() {
                 path.display()
             );
             for var in env.keys() {
-                let known = settings.contains(var)
-                    || ferry_worker::otel::ENV_VARS.contains(&var.as_str())
-                    || text.contains(&format!("[env: {var}="))
-                    || var == "AWS_REGION";
+                let known = reads(&text, var, &settings);
                 assert!(
                     known,
                     "{}: {name} sets {var}, which {binary} does not read",

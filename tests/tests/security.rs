@@ -169,12 +169,7 @@ async fn no_secret_reaches_any_output_message_or_state_file() {
     sweep.output("malformed secret", &out);
 
     // 5. The events bridge with a token; a wrong token and an oversized body are refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let log_path = work.path().join("bridge.log");
     let mut c = Command::new(bin("ferry-events-bridge"));
     c.args(["--listen", &addr]).args(job.worker_args()).args(fleet.flags());

@@ -269,12 +269,7 @@ async fn prove(template: &str, params: Value, launches: fn(&Value) -> (Launch, L
     // The events bridge with its managed policy's keys, configured from the
     // worker task's job settings; the worker above copies what it queues.
     let bridge_user = &stack["managed_policies"]["BridgePolicy"];
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let mut bridge = as_role(
         "ferry-events-bridge",
         &["--listen".into(), addr.clone()],

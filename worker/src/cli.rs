@@ -376,22 +376,34 @@ pub fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(sdk_capped(default)))
 }
 
-/// The binaries' async runtime (what `#[tokio::main]` builds), made after
-/// [`unset_empty_env`] has run.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// A binary's `main`: forgets empty `FERRY_*` variables while the process
+/// has one thread ([`unset_empty_env`]), starts the async runtime and the
+/// telemetry of `name`, runs `run`, and turns its result into the exit code
+/// ([`exit_code`]).
+pub fn main<F>(name: &'static str, run: impl FnOnce() -> F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<u8>>,
+{
+    unset_empty_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("the async runtime starts")
+        .expect("the async runtime starts");
+    runtime.block_on(async {
+        let telemetry = crate::otel::Telemetry::init(name, "info");
+        let result = run().await;
+        telemetry.shutdown().await;
+        exit_code(name, result)
+    })
 }
 
 /// Forgets every `FERRY_*` variable that is set but empty, before the flags
 /// are parsed: an empty variable means "not set", as it does in the job-file
 /// layer ([`ferry_core::config::env_layer`]). Templates set every variable
 /// and leave the unused ones empty (`FERRY_SRC_ENDPOINT=`), which clap would
-/// otherwise take as the value "". Call it first thing in `main`, while the
+/// otherwise take as the value "". [`main`] calls it first, while the
 /// process has one thread.
-pub fn unset_empty_env() {
+fn unset_empty_env() {
     for (k, v) in std::env::vars_os() {
         if v.is_empty() && k.to_str().is_some_and(|k| k.starts_with("FERRY_")) {
             std::env::remove_var(&k);

@@ -38,14 +38,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    // Before any thread starts: the environment is changed.
-    cli::unset_empty_env();
-    cli::runtime().block_on(async {
-        let telemetry = ferry_worker::otel::Telemetry::init("ferry-worker", "info");
-        let result = run().await.map(|()| 0);
-        telemetry.shutdown().await;
-        cli::exit_code("ferry-worker", result)
-    })
+    cli::main("ferry-worker", || async { run().await.map(|()| 0) })
 }
 
 async fn run() -> anyhow::Result<()> {

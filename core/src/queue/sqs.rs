@@ -237,6 +237,15 @@ fn sibling_url(url: &str, arn: &str) -> Option<String> {
     (!name.is_empty() && host.contains("://")).then(|| format!("{host}/{account}/{name}"))
 }
 
+/// A string message attribute.
+fn string_attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("the data type is set")
+}
+
 /// The start of a receipt handle, for messages (they are long).
 fn short(receipt: &str) -> String {
     receipt.chars().take(24).chain("…".chars()).collect()
@@ -465,11 +474,7 @@ impl JobQueue for SqsQueue {
     }
 
     async fn requeue(&self, msg: &Message) -> Result<(), QueueError> {
-        let origin = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(&msg.id)
-            .build()
-            .expect("type is set");
+        let origin = string_attribute(&msg.id);
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -485,11 +490,7 @@ impl JobQueue for SqsQueue {
         match self.redrive().await? {
             Some(r) => {
                 let clipped: String = error.chars().take(1000).collect();
-                let attr = MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(if clipped.is_empty() { "-".into() } else { clipped })
-                    .build()
-                    .expect("type is set");
+                let attr = string_attribute(if clipped.is_empty() { "-" } else { &clipped });
                 self.client
                     .send_message()
                     .queue_url(&r.dlq_url)

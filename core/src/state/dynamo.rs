@@ -187,6 +187,19 @@ impl DynamoStateStore {
         }
     }
 
+    /// A query of the run's records with one status, on the `by_run` index.
+    fn by_run(&self, run: &str, status: Status) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let cond = "#run = :r AND #status = :s";
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(RUN_INDEX)
+            .key_condition_expression(cond)
+            .set_expression_attribute_names(Some(names(&[cond])))
+            .expression_attribute_values(":r", s(run))
+            .expression_attribute_values(":s", s(status.as_str()))
+    }
+
     fn describe(&self) -> String {
         format!("DynamoDB table {}", self.table)
     }
@@ -824,17 +837,9 @@ impl StateStore for DynamoStateStore {
     async fn run_objects(&self, run: &str, status: Status, limit: usize) -> Result<Vec<ObjectRecord>, StateError> {
         let mut out = Vec::new();
         let mut start = None;
-        let cond = "#run = :r AND #status = :s";
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(RUN_INDEX)
-                .key_condition_expression(cond)
-                .set_expression_attribute_names(Some(names(&[cond])))
-                .expression_attribute_values(":r", s(run))
-                .expression_attribute_values(":s", s(status.as_str()))
+                .by_run(run, status)
                 .limit((limit - out.len()).clamp(1, 1000) as i32)
                 .set_exclusive_start_key(start)
                 .send()
@@ -851,20 +856,12 @@ impl StateStore for DynamoStateStore {
 
     async fn run_tally(&self, run: &str) -> Result<RunTally, StateError> {
         let mut t = RunTally::default();
-        let cond = "#run = :r AND #status = :s";
         for status in RunTally::STATUSES {
             let mut count = 0u64;
             let mut start = None;
             loop {
                 let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(RUN_INDEX)
-                    .key_condition_expression(cond)
-                    .set_expression_attribute_names(Some(names(&[cond])))
-                    .expression_attribute_values(":r", s(run))
-                    .expression_attribute_values(":s", s(status.as_str()))
+                    .by_run(run, status)
                     .select(aws_sdk_dynamodb::types::Select::Count)
                     .set_exclusive_start_key(start)
                     .send()
