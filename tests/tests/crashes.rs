@@ -123,6 +123,18 @@ fn kill_rounds(plan: &Plan, workers: &mut [Child], respawn: &dyn Fn() -> Child, 
     mid_run
 }
 
+/// Queues the job of `cfg` on the fleet (a finder without workers); returns
+/// a worker's arguments and environment for it.
+fn queue_run(fleet: &Fleet, cfg: &str, rgw: &Server) -> (Vec<String>, Vec<(String, String)>) {
+    let out = run(fleet.finder(&["--config".into(), cfg.to_string()], &rgw.envs("dest")));
+    assert!(out.status.success());
+    let mut args = fleet.flags();
+    args.extend(["--config", cfg, "--workers", "4"].map(String::from));
+    let mut envs = fleet.envs();
+    envs.extend(rgw.envs("dest"));
+    (args, envs)
+}
+
 /// Whether the fleet's latest run is still under way (`status` says so).
 fn fleet_busy(fleet: &Fleet) -> bool {
     let mut s = Command::new(bin("ferry-finder"));
@@ -274,12 +286,7 @@ async fn kill_nine_rounds_on_sqs_and_dynamodb_lose_nothing() {
         .to_string();
     let fleet = Fleet::new("crash", true, 50).await;
     let t = Instant::now();
-    let out = run(fleet.finder(&["--config".into(), cfg.clone()], &rgw.envs("dest")));
-    assert!(out.status.success());
-    let mut args = fleet.flags();
-    args.extend(["--config", &cfg, "--workers", "4"].map(String::from));
-    let mut envs = fleet.envs();
-    envs.extend(rgw.envs("dest"));
+    let (args, envs) = queue_run(&fleet, &cfg, &rgw);
     let log = work.path().join("workers.log");
     let respawn = || spawn(&args, &envs, &log);
     let mut workers = vec![respawn(), respawn()];
@@ -379,12 +386,7 @@ async fn churn_of_kills_and_scale_ins_dead_letters_no_healthy_job() {
     // The delivery limit the templates ship (maxReceiveCount 10).
     let fleet = Fleet::new("churn", true, 10).await;
     let t = Instant::now();
-    let out = run(fleet.finder(&["--config".into(), cfg.clone()], &rgw.envs("dest")));
-    assert!(out.status.success());
-    let mut args = fleet.flags();
-    args.extend(["--config", &cfg, "--workers", "4"].map(String::from));
-    let mut envs = fleet.envs();
-    envs.extend(rgw.envs("dest"));
+    let (args, mut envs) = queue_run(&fleet, &cfg, &rgw);
     envs.push(("RUST_LOG".into(), "info,ferry_worker::runner=debug".into()));
     let log = work.path().join("workers.log");
     let respawn = || spawn(&args, &envs, &log);
