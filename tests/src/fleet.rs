@@ -184,13 +184,19 @@ impl Worker {
     }
 }
 
+/// A worker a failing test leaves behind is killed, not left polling the
+/// shared servers.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Sends SIGTERM to a worker and waits for it (bounded); returns its exit
 /// status and everything it logged.
-pub fn stop(worker: Worker) -> (std::process::ExitStatus, String) {
-    let Worker {
-        mut child,
-        log: log_file,
-    } = worker;
+pub fn stop(mut worker: Worker) -> (std::process::ExitStatus, String) {
+    let (child, log_file) = (&mut worker.child, &worker.log);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let started = Instant::now();
     loop {
