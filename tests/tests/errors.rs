@@ -79,14 +79,20 @@ fn bad_input_is_explained() {
     expect_error(&unreachable, &rgw.envs("dest"), &["cannot reach", "127.0.0.1:9"]);
 }
 
-#[test]
-fn a_location_that_looks_like_a_url_but_is_not_says_what_was_meant() {
+/// A work directory with a source tree of one small file.
+fn one_file_tree() -> (tempfile::TempDir, std::path::PathBuf) {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     write_tree(
         &src,
         &std::collections::BTreeMap::from([("f".to_string(), data(10, 1))]),
     );
+    (work, src)
+}
+
+#[test]
+fn a_location_that_looks_like_a_url_but_is_not_says_what_was_meant() {
+    let (work, src) = one_file_tree();
     let s = src.display().to_string();
     let state = work.path().join("s.sqlite").display().to_string();
     for (typed, meant) in [("s3:/bucket/x", "s3://bucket/x"), ("s3:bucket", "s3://bucket")] {
@@ -102,12 +108,7 @@ fn a_location_that_looks_like_a_url_but_is_not_says_what_was_meant() {
 /// the SDK's `Debug` dump.
 #[test]
 fn service_failures_are_one_line_with_what_to_do() {
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_tree(
-        &src,
-        &std::collections::BTreeMap::from([("f".to_string(), data(10, 1))]),
-    );
+    let (work, src) = one_file_tree();
     let mut c = std::process::Command::new(bin("ferry-worker"));
     c.args([
         "--queue",

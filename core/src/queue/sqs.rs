@@ -87,6 +87,31 @@ impl SqsQueue {
         }
     }
 
+    /// Sends `body` to the queue at `url` with the string attribute `name` = `value`.
+    async fn send_tagged(
+        &self,
+        url: &str,
+        body: &str,
+        name: &str,
+        value: &str,
+        operation: &str,
+    ) -> Result<(), QueueError> {
+        let attribute = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .expect("the data type is set");
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .message_attributes(name, attribute)
+            .send()
+            .await
+            .map_err(|e| self.err(operation, failure(&e)))?;
+        Ok(())
+    }
+
     /// The queue URL.
     pub fn url(&self) -> &str {
         &self.url
@@ -235,15 +260,6 @@ fn sibling_url(url: &str, arn: &str) -> Option<String> {
     let (rest, _name) = base.rsplit_once('/')?;
     let (host, _account) = rest.rsplit_once('/')?;
     (!name.is_empty() && host.contains("://")).then(|| format!("{host}/{account}/{name}"))
-}
-
-/// A string message attribute.
-fn string_attribute(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .expect("the data type is set")
 }
 
 /// The start of a receipt handle, for messages (they are long).
@@ -474,15 +490,8 @@ impl JobQueue for SqsQueue {
     }
 
     async fn requeue(&self, msg: &Message) -> Result<(), QueueError> {
-        let origin = string_attribute(&msg.id);
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(&msg.body)
-            .message_attributes(ORIGIN_ATTRIBUTE, origin)
-            .send()
-            .await
-            .map_err(|e| self.err("SendMessage (requeue)", failure(&e)))?;
+        self.send_tagged(&self.url, &msg.body, ORIGIN_ATTRIBUTE, &msg.id, "SendMessage (requeue)")
+            .await?;
         self.ack(&msg.receipt).await
     }
 
@@ -490,15 +499,15 @@ impl JobQueue for SqsQueue {
         match self.redrive().await? {
             Some(r) => {
                 let clipped: String = error.chars().take(1000).collect();
-                let attr = string_attribute(if clipped.is_empty() { "-" } else { &clipped });
-                self.client
-                    .send_message()
-                    .queue_url(&r.dlq_url)
-                    .message_body(&msg.body)
-                    .message_attributes(ERROR_ATTRIBUTE, attr)
-                    .send()
-                    .await
-                    .map_err(|e| self.err("SendMessage (dead-letter queue)", failure(&e)))?;
+                let error = if clipped.is_empty() { "-" } else { &clipped };
+                self.send_tagged(
+                    &r.dlq_url,
+                    &msg.body,
+                    ERROR_ATTRIBUTE,
+                    error,
+                    "SendMessage (dead-letter queue)",
+                )
+                .await?;
             }
             None => tracing::warn!(
                 message_id = %msg.id,
