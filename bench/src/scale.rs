@@ -47,6 +47,7 @@ fn entry(i: usize, size: u64) -> Result<Entry, ferry_core::store::StoreError> {
             size,
             etag: None,
             last_modified: None,
+            ..Default::default()
         },
         rel,
     })

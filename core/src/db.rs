@@ -98,6 +98,24 @@ CREATE TABLE IF NOT EXISTS runs(
     gone INTEGER NOT NULL DEFAULT 0,
     listed_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS file_hashes(
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    md5 BLOB NOT NULL,
+    crc64nvme INTEGER NOT NULL,                -- u64 bits
+    crc64ecma INTEGER NOT NULL,                -- u64 bits
+    hashed_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_part_etags(
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    part_size INTEGER NOT NULL,
+    etag TEXT NOT NULL
+);
 "#;
 
 /// Columns added after the first release: (table, column, declaration).

@@ -12,45 +12,101 @@ use std::pin::Pin;
 use futures::stream::{Peekable, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::etag;
 use crate::store::{ObjectMeta, StoreError};
+use crate::{checksum, etag};
 
 /// How a source object and a destination object with the same key are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CompareMode {
+    /// `mtime` when a side is a local directory, `size-etag` between stores.
+    #[default]
+    Auto,
     /// Existence only: a destination object with the key is identical.
     None,
-    /// Same size.
+    /// Same size. Trusts size alone: only for data that never changes in place.
     Size,
-    /// Same size, and same ETag when both ETags are comparable MD5 forms (same
-    /// single-part form, or multipart with the same part count).
-    #[default]
+    /// Same size, and same ETag when both are comparable MD5 forms; when they
+    /// are not (different part layouts, encrypted or local objects), the
+    /// ledger or full-object checksums decide.
     SizeEtag,
+    /// Same size and modification time (rclone's `mtime` metadata on S3).
+    Mtime,
+    /// Same size and content, by checksums: MD5, CRC-64/NVME or CRC-64/ECMA.
+    Checksum,
+}
+
+/// What the listings alone say about a pair with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Identical.
+    Same,
+    /// Different: copy.
+    Differs,
+    /// The listings cannot tell; this evidence may.
+    Unsure(Evidence),
+}
+
+/// The evidence that can settle a pair the listings cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// Only the ledger: its record of which source version produced the
+    /// destination object. Without it the pair differs.
+    Ledger,
+    /// The ledger, then both sides' modification times (HEAD), then content
+    /// checksums when the destination keeps no time.
+    Mtime,
+    /// The ledger, then content checksums.
+    LedgerOrContent,
+    /// Content checksums only (the user asked for content).
+    Content,
 }
 
 impl CompareMode {
     /// The mode's name as written in flags and config files.
     pub fn name(self) -> &'static str {
         match self {
+            CompareMode::Auto => "auto",
             CompareMode::None => "none",
             CompareMode::Size => "size",
             CompareMode::SizeEtag => "size-etag",
+            CompareMode::Mtime => "mtime",
+            CompareMode::Checksum => "checksum",
         }
     }
 
-    /// Whether `src` and `dst` count as identical.
-    pub fn identical(self, src: &ObjectMeta, dst: &ObjectMeta) -> bool {
+    /// The mode `Auto` stands for: `Mtime` when either side is a local
+    /// directory (local files have no content ETag), `SizeEtag` otherwise.
+    pub fn resolve(self, local_side: bool) -> CompareMode {
         match self {
-            CompareMode::None => true,
-            CompareMode::Size => src.size == dst.size,
-            CompareMode::SizeEtag => {
-                src.size == dst.size
-                    && match (&src.etag, &dst.etag) {
-                        (Some(a), Some(b)) if etag::comparable(a, b) => etag::same(a, b),
-                        _ => true,
-                    }
-            }
+            CompareMode::Auto if local_side => CompareMode::Mtime,
+            CompareMode::Auto => CompareMode::SizeEtag,
+            m => m,
+        }
+    }
+
+    /// What the listing entries alone say (call on a resolved mode).
+    pub fn judge(self, src: &ObjectMeta, dst: &ObjectMeta) -> Verdict {
+        match self {
+            CompareMode::None => return Verdict::Same,
+            _ if src.size != dst.size => return Verdict::Differs,
+            CompareMode::Size => return Verdict::Same,
+            _ => {}
+        }
+        match self {
+            CompareMode::Mtime => match (src.mtime_ns, dst.mtime_ns) {
+                (Some(a), Some(b)) if checksum::same_mtime(a, b) => Verdict::Same,
+                (Some(_), Some(_)) => Verdict::Differs,
+                _ => Verdict::Unsure(Evidence::Mtime),
+            },
+            CompareMode::Checksum => Verdict::Unsure(Evidence::Content),
+            _ => match (&src.etag, &dst.etag) {
+                (Some(a), Some(b)) if etag::comparable(a, b) && etag::same(a, b) => Verdict::Same,
+                // Different MD5 forms, unless the destination encrypts (its
+                // ETags only look like MD5s): the ledger knows.
+                (Some(a), Some(b)) if etag::comparable(a, b) => Verdict::Unsure(Evidence::Ledger),
+                _ => Verdict::Unsure(Evidence::LedgerOrContent),
+            },
         }
     }
 }
@@ -59,10 +115,15 @@ impl std::str::FromStr for CompareMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(CompareMode::Auto),
             "none" => Ok(CompareMode::None),
             "size" => Ok(CompareMode::Size),
             "size-etag" => Ok(CompareMode::SizeEtag),
-            _ => Err(format!("unknown compare mode {s:?}; expected none, size or size-etag")),
+            "mtime" => Ok(CompareMode::Mtime),
+            "checksum" => Ok(CompareMode::Checksum),
+            _ => Err(format!(
+                "unknown compare mode {s:?}; expected auto, mtime, checksum, size-etag, size or none"
+            )),
         }
     }
 }
@@ -87,6 +148,15 @@ pub enum Decision {
         src: Entry,
         /// Destination.
         dst: Entry,
+    },
+    /// At both; the listings cannot tell (see [`Verdict::Unsure`]).
+    Unsure {
+        /// Source.
+        src: Entry,
+        /// Destination.
+        dst: Entry,
+        /// What may settle it.
+        evidence: Evidence,
     },
     /// At both, identical.
     Identical {
@@ -167,10 +237,10 @@ pub fn diff(src: EntryStream, dst: EntryStream, mode: CompareMode) -> impl Strea
                 async {
                     let src = w.take_src().await?;
                     let dst = w.take_dst().await?;
-                    Ok(if w.mode.identical(&src.meta, &dst.meta) {
-                        Decision::Identical { src, dst }
-                    } else {
-                        Decision::Changed { src, dst }
+                    Ok(match w.mode.judge(&src.meta, &dst.meta) {
+                        Verdict::Same => Decision::Identical { src, dst },
+                        Verdict::Differs => Decision::Changed { src, dst },
+                        Verdict::Unsure(evidence) => Decision::Unsure { src, dst, evidence },
                     })
                 }
                 .await
@@ -219,6 +289,7 @@ mod tests {
                         size: *s,
                         etag: None,
                         last_modified: None,
+                        ..Default::default()
                     },
                 })
             })
@@ -254,6 +325,7 @@ mod tests {
                 Decision::New(e) => ("new", e.rel),
                 Decision::Extra(e) => ("extra", e.rel),
                 Decision::Identical { src, .. } => ("same", src.rel),
+                Decision::Unsure { src, .. } => ("unsure", src.rel),
                 Decision::Changed { src, .. } => ("changed", src.rel),
             }).collect();
             prop_assert_eq!(got, expect);
@@ -273,6 +345,7 @@ mod tests {
                         size: 1,
                         etag: None,
                         last_modified: None,
+                        ..Default::default()
                     },
                 })
             })
@@ -289,19 +362,53 @@ mod tests {
     }
 
     #[test]
+    fn mtime_mode_never_trusts_size_alone() {
+        let m = |size, mtime: Option<i64>| ObjectMeta {
+            key: "k".into(),
+            size,
+            mtime_ns: mtime,
+            ..Default::default()
+        };
+        let t = 1_700_000_000_000_000_000;
+        let mode = CompareMode::Auto.resolve(true);
+        assert_eq!(mode, CompareMode::Mtime);
+        assert_eq!(mode.judge(&m(1, Some(t)), &m(1, Some(t + 10))), Verdict::Same);
+        assert_eq!(mode.judge(&m(1, Some(t)), &m(1, Some(t + 5_000_000))), Verdict::Differs);
+        assert_eq!(mode.judge(&m(1, Some(t)), &m(2, Some(t))), Verdict::Differs);
+        assert_eq!(
+            mode.judge(&m(1, Some(t)), &m(1, None)),
+            Verdict::Unsure(Evidence::Mtime)
+        );
+        assert_eq!(
+            CompareMode::Checksum.judge(&m(1, Some(t)), &m(1, Some(t))),
+            Verdict::Unsure(Evidence::Content)
+        );
+        assert_eq!(CompareMode::Auto.resolve(false), CompareMode::SizeEtag);
+    }
+
+    #[test]
     fn size_etag_compares_only_comparable_etags() {
         let m = |size, etag: &str| ObjectMeta {
             key: "k".into(),
             size,
             etag: Some(etag.into()),
             last_modified: None,
+            ..Default::default()
         };
         let a = "\"9b2cf535f27731c974343645a3985328\"";
         let b = "\"0b2cf535f27731c974343645a3985328\"";
-        assert!(!CompareMode::SizeEtag.identical(&m(1, a), &m(1, b)));
-        assert!(CompareMode::Size.identical(&m(1, a), &m(1, b)));
-        assert!(CompareMode::SizeEtag.identical(&m(1, a), &m(1, "W/\"1-1\"")));
-        assert!(CompareMode::SizeEtag.identical(&m(1, "\"9b2cf535f27731c974343645a3985328-2\""), &m(1, a)));
-        assert!(!CompareMode::SizeEtag.identical(&m(1, a), &m(2, a)));
+        let se = CompareMode::SizeEtag;
+        assert_eq!(se.judge(&m(1, a), &m(1, a)), Verdict::Same);
+        assert_eq!(se.judge(&m(1, a), &m(1, b)), Verdict::Unsure(Evidence::Ledger));
+        assert_eq!(CompareMode::Size.judge(&m(1, a), &m(1, b)), Verdict::Same);
+        assert_eq!(
+            se.judge(&m(1, a), &m(1, "W/\"1-1\"")),
+            Verdict::Unsure(Evidence::LedgerOrContent)
+        );
+        assert_eq!(
+            se.judge(&m(1, "\"9b2cf535f27731c974343645a3985328-2\""), &m(1, a)),
+            Verdict::Unsure(Evidence::LedgerOrContent)
+        );
+        assert_eq!(se.judge(&m(1, a), &m(2, a)), Verdict::Differs);
     }
 }

@@ -17,11 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod checksum;
 pub mod config;
 pub mod db;
 pub mod diff;
 pub mod etag;
 pub mod events;
+pub mod file_hashes;
 pub mod filter;
 pub mod job;
 pub mod location;

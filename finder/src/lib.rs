@@ -15,6 +15,7 @@
 //! that still slip through (queued but not yet started) are harmless: the
 //! worker that comes second finds the object done and skips it.
 
+pub mod compare;
 pub mod progress;
 pub mod status;
 pub mod verify;
@@ -34,7 +35,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ferry_core::config::{Job as JobSettings, Side};
-use ferry_core::diff::{self, Decision};
+use ferry_core::diff::{self, CompareMode, Decision, Entry};
 use ferry_core::filter::KeyFilter;
 use ferry_core::job::{Job, SrcRef};
 use ferry_core::location::Location;
@@ -44,6 +45,7 @@ use ferry_core::store::ObjectStore;
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::compare::{Compared, Judge, Pair};
 use crate::progress::Progress;
 
 /// How the finder runs.
@@ -80,6 +82,8 @@ pub struct Report {
     pub interrupted: bool,
     /// Whether the in-process workers drained the queue.
     pub drained: bool,
+    /// How the pairs the listings could not decide were decided.
+    pub compared: Compared,
 }
 
 #[derive(Debug, Default)]
@@ -155,8 +159,13 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
     let dst = job.destination.open().await;
     let run_id = new_run_id();
     if opts.dry_run {
-        let plan = walk(job, &src, &dst, &prefixes, &filter, None, &run_id, stop).await?;
+        let (_, state) = ferry_worker::cli::open_backends(&job.state, &job.queue, &job.raw.transfer)
+            .await
+            .context("opening the job's state")?;
+        let judge = judge(job, &src, &dst, state)?;
+        let plan = walk(job, &src, &dst, &prefixes, &filter, &judge, None, &run_id, stop).await?;
         print_plan(&plan);
+        print_comparisons(&judge.stats.snapshot());
         return Ok(Report {
             run: run_id,
             counters: RunCounters {
@@ -198,7 +207,19 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
         dest_bucket: job.destination.bucket(),
         leased: std::sync::atomic::AtomicU64::new(0),
     };
-    let walked = walk(job, &src, &dst, &prefixes, &filter, Some(&sink), &run_id, stop.clone()).await;
+    let judge = judge(job, &src, &dst, rt.state.clone())?;
+    let walked = walk(
+        job,
+        &src,
+        &dst,
+        &prefixes,
+        &filter,
+        &judge,
+        Some(&sink),
+        &run_id,
+        stop.clone(),
+    )
+    .await;
     producer_done.store(true, Ordering::SeqCst);
     let plan = match walked {
         Ok(p) => p,
@@ -235,6 +256,7 @@ pub async fn run(job: &JobSettings, opts: &FinderOptions, stop: watch::Receiver<
         deletes_over_cap: plan.deletes.1,
         interrupted: *stop.borrow(),
         drained,
+        compared: judge.stats.snapshot(),
     };
     print_summary(job, opts, &report, started.elapsed());
     Ok(report)
@@ -288,6 +310,96 @@ impl Sink {
     }
 }
 
+/// The plan being built as the walk goes: counts, and the batch of jobs not yet queued.
+struct Planner<'a> {
+    sink: Option<&'a Sink>,
+    run: &'a str,
+    dp: String,
+    local_dest: bool,
+    delete: bool,
+    max_delete: Option<u64>,
+    plan: Plan,
+    batch: Vec<Job>,
+    delta: RunCounters,
+}
+
+impl Planner<'_> {
+    fn identical(&mut self) {
+        self.plan.identical += 1;
+        self.delta.found += 1;
+        self.delta.identical += 1;
+    }
+
+    /// Queues the batch when it is full (a dry run only counts).
+    async fn push(&mut self, job: Job) -> anyhow::Result<()> {
+        self.batch.push(job);
+        if self.batch.len() >= 500 {
+            match self.sink {
+                Some(sink) => sink.flush(self.run, &mut self.batch, &mut self.delta).await?,
+                None => self.batch.clear(),
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy(&mut self, entry: Entry, changed: bool) -> anyhow::Result<()> {
+        if self.local_dest && entry.rel.ends_with('/') && entry.meta.size == 0 {
+            self.plan.skipped += 1;
+            return Ok(());
+        }
+        let slot = if changed {
+            &mut self.plan.changed
+        } else {
+            &mut self.plan.new
+        };
+        slot.0 += 1;
+        slot.1 += entry.meta.size;
+        remember(&mut slot.2, &entry.rel);
+        self.delta.found += 1;
+        let dest_key = format!("{}{}", self.dp, entry.rel);
+        let src_ref = SrcRef {
+            key: entry.meta.key,
+            size: entry.meta.size,
+            etag: entry.meta.etag,
+            version: None,
+        };
+        self.push(Job::copy(self.run, src_ref, dest_key)).await
+    }
+
+    async fn extra(&mut self, e: Entry) -> anyhow::Result<()> {
+        self.plan.extra.0 += 1;
+        remember(&mut self.plan.extra.1, &e.rel);
+        if !self.delete {
+            return Ok(());
+        }
+        if self.max_delete.is_some_and(|max| self.plan.deletes.0 >= max) {
+            self.plan.deletes.1 += 1;
+            return Ok(());
+        }
+        self.plan.deletes.0 += 1;
+        let job = Job::delete(self.run, format!("{}{}", self.dp, e.rel));
+        self.push(job).await
+    }
+
+    /// Decides the pairs the listings could not, and plans them.
+    async fn settle(&mut self, judge: &Judge, pending: &mut Vec<Pair>) -> anyhow::Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for (pair, same) in judge.settle(std::mem::take(pending)).await? {
+            if same {
+                self.identical();
+            } else {
+                self.copy(pair.src, true).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pairs settled together (one ledger read, HEADs and hashes in parallel).
+const SETTLE_BATCH: usize = 256;
+
 #[allow(clippy::too_many_arguments)]
 async fn walk(
     job: &JobSettings,
@@ -295,15 +407,25 @@ async fn walk(
     dst: &Arc<dyn ObjectStore>,
     prefixes: &[String],
     filter: &KeyFilter,
+    judge: &Judge,
     sink: Option<&Sink>,
     run: &str,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Plan> {
-    let mut plan = Plan::default();
     let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
-    let local_dest = matches!(job.destination.location, Location::Local { .. });
-    let mut batch: Vec<Job> = Vec::new();
-    let mut delta = RunCounters::default();
+    let mode = compare_mode(job);
+    let mut planner = Planner {
+        sink,
+        run,
+        dp: dp.clone(),
+        local_dest: matches!(job.destination.location, Location::Local { .. }),
+        delete: job.raw.delete,
+        max_delete: job.raw.max_delete,
+        plan: Plan::default(),
+        batch: Vec::new(),
+        delta: RunCounters::default(),
+    };
+    let mut pending: Vec<Pair> = Vec::new();
     for p in prefixes {
         let listed = src.list(&format!("{sp}{p}"), None).inspect(|r| {
             if r.is_ok() {
@@ -312,7 +434,7 @@ async fn walk(
         });
         let s = diff::relative(Box::pin(listed), sp.clone());
         let d = diff::relative(dst.list(&format!("{dp}{p}"), None), dp.clone());
-        let mut decisions = Box::pin(diff::diff(s, d, job.raw.compare));
+        let mut decisions = Box::pin(diff::diff(s, d, mode));
         loop {
             let next = tokio::select! {
                 n = decisions.next() => n,
@@ -320,69 +442,94 @@ async fn walk(
             };
             let Some(decision) = next else { break };
             let decision = decision.map_err(|e| anyhow::anyhow!("listing failed: {e}"))?;
-            let (entry, changed) = match decision {
-                Decision::New(e) => (e, false),
-                Decision::Changed { src, .. } => (src, true),
-                Decision::Identical { src, .. } => {
-                    if filter.matches(&src.rel) {
-                        plan.identical += 1;
-                        delta.found += 1;
-                        delta.identical += 1;
-                    }
-                    continue;
-                }
-                Decision::Extra(e) => {
-                    if filter.matches(&e.rel) {
-                        plan.extra.0 += 1;
-                        remember(&mut plan.extra.1, &e.rel);
-                        if job.raw.delete {
-                            if job.raw.max_delete.is_some_and(|max| plan.deletes.0 >= max) {
-                                plan.deletes.1 += 1;
-                            } else {
-                                plan.deletes.0 += 1;
-                                batch.push(Job::delete(run, format!("{dp}{}", e.rel)));
-                                if sink.is_none() && batch.len() >= 500 {
-                                    batch.clear();
-                                }
-                            }
-                        }
-                    }
-                    continue;
+            let rel = match &decision {
+                Decision::New(e) | Decision::Extra(e) => &e.rel,
+                Decision::Changed { src, .. } | Decision::Identical { src, .. } | Decision::Unsure { src, .. } => {
+                    &src.rel
                 }
             };
-            if !filter.matches(&entry.rel) {
+            if !filter.matches(rel) {
                 continue;
             }
-            if local_dest && entry.rel.ends_with('/') && entry.meta.size == 0 {
-                plan.skipped += 1;
-                continue;
-            }
-            let slot = if changed { &mut plan.changed } else { &mut plan.new };
-            slot.0 += 1;
-            slot.1 += entry.meta.size;
-            remember(&mut slot.2, &entry.rel);
-            delta.found += 1;
-            let dest_key = format!("{dp}{}", entry.rel);
-            let src_ref = SrcRef {
-                key: entry.meta.key,
-                size: entry.meta.size,
-                etag: entry.meta.etag,
-                version: None,
-            };
-            batch.push(Job::copy(run, src_ref, dest_key));
-            if let Some(sink) = sink {
-                if batch.len() >= 500 {
-                    sink.flush(run, &mut batch, &mut delta).await?;
+            match decision {
+                Decision::New(e) => planner.copy(e, false).await?,
+                Decision::Changed { src, .. } => planner.copy(src, true).await?,
+                Decision::Identical { .. } => planner.identical(),
+                Decision::Extra(e) => planner.extra(e).await?,
+                Decision::Unsure { src, dst, evidence } => {
+                    pending.push(Pair::new(src, dst, evidence));
+                    if pending.len() >= SETTLE_BATCH {
+                        planner.settle(judge, &mut pending).await?;
+                    }
                 }
-            } else if batch.len() >= 500 {
-                batch.clear();
             }
         }
     }
+    planner.settle(judge, &mut pending).await?;
     if let Some(sink) = sink {
-        sink.flush(run, &mut batch, &mut delta).await?;
+        sink.flush(run, &mut planner.batch, &mut planner.delta).await?;
     }
-    Ok(plan)
+    Ok(planner.plan)
+}
+
+/// The job's compare mode, `auto` resolved for its sides.
+pub fn compare_mode(job: &JobSettings) -> CompareMode {
+    let local = |s: &Side| matches!(s.location, Location::Local { .. });
+    job.raw.compare.resolve(local(&job.source) || local(&job.destination))
+}
+
+/// The judge of a run: the ledger, and the checksum cache in the state file
+/// when a side is a local directory.
+fn judge(
+    job: &JobSettings,
+    src: &Arc<dyn ObjectStore>,
+    dst: &Arc<dyn ObjectStore>,
+    state: Arc<dyn StateStore>,
+) -> anyhow::Result<Judge> {
+    let local = |s: &Side| matches!(s.location, Location::Local { .. });
+    let hashes = if local(&job.source) || local(&job.destination) {
+        let path = if job.state_path.as_os_str().is_empty() {
+            ferry_core::config::default_state_path(
+                job.raw.source.url.as_deref().unwrap_or_default(),
+                job.raw.destination.url.as_deref().unwrap_or_default(),
+            )
+        } else {
+            job.state_path.clone()
+        };
+        let db = ferry_core::db::Db::open(&path).context("opening the checksum cache")?;
+        Some(ferry_core::file_hashes::FileHashes::new(db))
+    } else {
+        None
+    };
+    Ok(Judge::new(
+        src.clone(),
+        dst.clone(),
+        Some(state),
+        hashes,
+        job.destination.bucket(),
+        job.raw.transfer.part_size.as_u64(),
+    ))
+}
+
+fn print_comparisons(c: &Compared) {
+    if c.by_ledger + c.by_mtime + c.by_content + c.undecided == 0 {
+        return;
+    }
+    let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
+    out!(
+        "  compared:    {} by the ledger, {} by modification time, {} by content, {} without evidence (copied)",
+        c.by_ledger,
+        c.by_mtime,
+        c.by_content,
+        c.undecided
+    );
+    out!(
+        "               {} files hashed ({}), {} checksums from the state file, {} HEAD requests",
+        c.hashed,
+        b(c.hashed_bytes),
+        c.cached,
+        c.heads
+    );
 }
 
 fn print_plan(plan: &Plan) {
@@ -469,6 +616,7 @@ fn print_summary(job: &JobSettings, opts: &FinderOptions, r: &Report, elapsed: s
             r.skipped_markers
         );
     }
+    print_comparisons(&r.compared);
     for (k, e) in &r.failures {
         out!("  FAILED {k}: {e}");
     }

@@ -72,7 +72,10 @@ struct Cli {
     /// Print the plan (new / changed / identical counts, bytes, first keys) and copy nothing
     #[arg(long)]
     dry_run: bool,
-    /// How existing objects are compared: none (existence), size, size-etag [default: size-etag]
+    /// How existing objects are compared: mtime (size and modification time), checksum (size and
+    /// content: MD5, CRC-64/NVME or CRC-64/ECMA; local files hashed once, kept in the state file),
+    /// size-etag (size, and ETags where comparable, else the ledger or checksums), size, none
+    /// (existence) [default: auto: mtime when a side is local, size-etag between stores]
     #[arg(long, env = "FERRY_COMPARE", value_name = "MODE")]
     compare: Option<String>,
     /// Only keys matching this glob (relative to the source prefix; repeatable)
@@ -95,15 +98,21 @@ struct Cli {
 enum Command {
     /// Compares SRC and DEST in full: every key at both, sizes, and ETags where
     /// they are comparable, else the MD5 of both bodies; lists missing, extra
-    /// and different keys. Exit code 0 when they match, 1 when they differ.
+    /// and different keys. With --compare checksum, full-object checksums
+    /// (MD5, CRC-64/NVME, CRC-64/ECMA; local files hashed) decide first and
+    /// bodies are read only where the sides share none. Exit code 0 when they
+    /// match, 1 when they differ.
     Verify {
         /// Source: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR
         src: Option<String>,
         /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR
         dest: Option<String>,
         /// Compare sizes (and comparable ETags) only; never read bodies
-        #[arg(long)]
+        #[arg(long, conflicts_with = "compare")]
         size_only: bool,
+        /// checksum: compare full-object checksums before reading bodies [default: ETags, then bodies]
+        #[arg(long, value_name = "MODE", value_parser = ["checksum"])]
+        compare: Option<String>,
         /// Only keys matching this glob (repeatable)
         #[arg(long, value_name = "GLOB")]
         include: Vec<String>,
@@ -178,6 +187,7 @@ async fn run() -> anyhow::Result<u8> {
             src,
             dest,
             size_only,
+            compare,
             include,
             exclude,
             show,
@@ -192,7 +202,11 @@ async fn run() -> anyhow::Result<u8> {
             }
             let cfg = job.load(overrides).context("reading the job settings")?;
             let settings = cfg.build().context("invalid job settings")?;
-            let opts = ferry_finder::verify::VerifyOptions { size_only, show };
+            let opts = ferry_finder::verify::VerifyOptions {
+                size_only,
+                checksums: compare.is_some(),
+                show,
+            };
             let report = ferry_finder::verify::verify(&settings, &opts).await?;
             ferry_finder::verify::print(&report);
             return Ok(if report.matches() { 0 } else { 1 });

@@ -10,17 +10,26 @@
 //! part sizes, encrypted objects — both bodies are read in 16 MiB ranges and
 //! their MD5s compared (`--size-only` skips that). Up to 8 objects are hashed
 //! at once. Keys outside `--include`/`--exclude` are not checked.
+//!
+//! With `--compare checksum`, after the sizes the full-object checksums both
+//! sides know decide ([`crate::compare::Judge::by_content`]: the MD5 of a
+//! single-part ETag of an unencrypted object, S3's CRC-64/NVME, the
+//! CRC-64/ECMA of OSS and COS, local files hashed in full — never from the
+//! cache, this check is independent); bodies are read only where the sides
+//! share no checksum.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use ferry_core::config::Job as JobSettings;
-use ferry_core::diff::{self, CompareMode, Decision, Entry};
+use ferry_core::diff::{self, CompareMode, Decision, Entry, Evidence};
 use ferry_core::etag;
 use ferry_core::filter::KeyFilter;
 use ferry_core::store::{GetOptions, ObjectStore};
 use futures::stream::StreamExt;
 use md5::{Digest, Md5};
+
+use crate::compare::{Judge, Pair};
 
 /// Prints a line to stdout; a closed stdout (`| head`) is not an error.
 macro_rules! out {
@@ -35,6 +44,8 @@ macro_rules! out {
 pub struct VerifyOptions {
     /// Compare sizes (and comparable ETags) only; never read bodies.
     pub size_only: bool,
+    /// Compare full-object checksums first (`--compare checksum`).
+    pub checksums: bool,
     /// How many differing keys of each kind to list.
     pub show: usize,
 }
@@ -99,6 +110,7 @@ enum Check {
 async fn compare(
     src: Arc<dyn ObjectStore>,
     dst: Arc<dyn ObjectStore>,
+    judge: Option<&Judge>,
     s: Entry,
     d: Entry,
     size_only: bool,
@@ -106,6 +118,28 @@ async fn compare(
     if s.meta.size != d.meta.size {
         let why = format!("size {} at the source, {} at the destination", s.meta.size, d.meta.size);
         return Ok(Check::Differ(s.rel, why));
+    }
+    if let Some(judge) = judge {
+        let mut pair = Pair::new(s, d, Evidence::Content);
+        let verdict = judge.by_content(&mut pair).await?;
+        let (s, d) = (pair.src, pair.dst);
+        match verdict {
+            Some(true) => {
+                return Ok(Check::Same {
+                    hashed: false,
+                    bytes: s.meta.size,
+                })
+            }
+            Some(false) => {
+                let why = format!(
+                    "checksums {} at the source, {} at the destination",
+                    s.meta.content_checksums().describe(),
+                    d.meta.content_checksums().describe()
+                );
+                return Ok(Check::Differ(s.rel, why));
+            }
+            None => return read_both(src, dst, s, d).await,
+        }
     }
     if let (Some(a), Some(b)) = (&s.meta.etag, &d.meta.etag) {
         if etag::comparable(a, b) {
@@ -125,6 +159,11 @@ async fn compare(
             bytes: s.meta.size,
         });
     }
+    read_both(src, dst, s, d).await
+}
+
+/// Compares the MD5s of both bodies, read in ranges.
+async fn read_both(src: Arc<dyn ObjectStore>, dst: Arc<dyn ObjectStore>, s: Entry, d: Entry) -> anyhow::Result<Check> {
     let (a, b) = tokio::try_join!(content_md5(&src, &s), content_md5(&dst, &d))?;
     Ok(if a == b {
         Check::Same {
@@ -154,6 +193,16 @@ pub async fn verify(job: &JobSettings, opts: &VerifyOptions) -> anyhow::Result<V
     // `None` compares existence only, so every pair present at both comes
     // back as identical and is checked here.
     let decisions = diff::diff(s, d, CompareMode::None);
+    let judge = opts.checksums.then(|| {
+        Judge::new(
+            src.clone(),
+            dst.clone(),
+            None,
+            None,
+            job.destination.bucket(),
+            job.raw.transfer.part_size.as_u64(),
+        )
+    });
     // Directory markers (empty keys ending in '/') are not copied to a local
     // destination, so they are not missing there.
     let local_dest = matches!(job.destination.location, ferry_core::location::Location::Local { .. });
@@ -170,7 +219,9 @@ pub async fn verify(job: &JobSettings, opts: &VerifyOptions) -> anyhow::Result<V
                 match d {
                     Ok(Decision::New(e)) if local_dest && e.rel.ends_with('/') && e.meta.size == 0 => None,
                     Ok(Decision::New(e)) | Ok(Decision::Extra(e)) if !filter.matches(&e.rel) => None,
-                    Ok(Decision::Identical { src, .. }) | Ok(Decision::Changed { src, .. })
+                    Ok(Decision::Identical { src, .. })
+                    | Ok(Decision::Changed { src, .. })
+                    | Ok(Decision::Unsure { src, .. })
                         if !filter.matches(&src.rel) =>
                     {
                         None
@@ -182,12 +233,15 @@ pub async fn verify(job: &JobSettings, opts: &VerifyOptions) -> anyhow::Result<V
         .map(|d| {
             let (src, dst) = (src.clone(), dst.clone());
             let size_only = opts.size_only;
+            let judge = judge.as_ref();
             async move {
                 match d {
                     Ok(Decision::New(e)) => Ok(Err((true, e.rel))),
                     Ok(Decision::Extra(e)) => Ok(Err((false, e.rel))),
-                    Ok(Decision::Identical { src: s, dst: d }) | Ok(Decision::Changed { src: s, dst: d }) => {
-                        compare(src, dst, s, d, size_only).await.map(Ok)
+                    Ok(Decision::Identical { src: s, dst: d })
+                    | Ok(Decision::Changed { src: s, dst: d })
+                    | Ok(Decision::Unsure { src: s, dst: d, .. }) => {
+                        compare(src, dst, judge, s, d, size_only).await.map(Ok)
                     }
                     Err(e) => Err(anyhow::anyhow!("listing failed: {e}")),
                 }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferry_core::checksum::MTIME_META;
 use ferry_core::etag;
 use ferry_core::job::{Job, Op};
 use ferry_core::retry::retry;
@@ -423,7 +424,7 @@ impl Engine {
     /// MD5, unless the destination encrypts with KMS (then unknown).
     fn expected_put_etag(&self, src_etag: Option<&str>) -> Option<String> {
         let tag = src_etag?;
-        (etag::md5_of_etag(tag).is_some() && self.put.sse.as_deref() != Some("aws:kms")).then(|| tag.to_string())
+        (etag::md5_of_etag(tag).is_some() && self.verify_etags()).then(|| tag.to_string())
     }
 
     /// The job after its claim; `recorded` is the outcome the claim already
@@ -547,9 +548,19 @@ impl Engine {
         Ok(got)
     }
 
-    fn put_options(&self, got: &GetResult) -> PutOptions {
+    /// How the destination object is written: the source's metadata and the
+    /// job's policy. A local copy keeps the source's modification time: the
+    /// recorded `mtime`, else when the source was written (rclone's reading).
+    fn put_options(&self, got: &GetResult, dest_key: &str) -> PutOptions {
         let mut o = self.put.clone();
         o.attributes = got.attributes.clone();
+        if self.dst.local_path(dest_key).is_some() && !o.attributes.user.contains_key(MTIME_META) {
+            if let Some(ns) = got.meta.modified_ns() {
+                o.attributes
+                    .user
+                    .insert(MTIME_META.to_string(), ferry_core::checksum::format_mtime(ns));
+            }
+        }
         o
     }
 
@@ -568,7 +579,7 @@ impl Engine {
         if let Some(tag) = src_etag.filter(|t| matches!(etag::kind(t), etag::ETagKind::Multipart(_))) {
             self.check_body_layout(&job.src.key, tag, &body).await?;
         }
-        let opts = self.put_options(&got);
+        let opts = self.put_options(&got, &job.dest.key);
         let key = job.dest.key.clone();
         // A single-part source ETag is the MD5 of the object: sent as the
         // destination's Content-MD5 it makes the destination check every byte
@@ -576,7 +587,7 @@ impl Engine {
         // disagree, hash what was read to tell a bad read (retry the job) from
         // damage on the way out (retry the PUT).
         let src_md5 = src_etag
-            .filter(|_| self.src.etags_are_md5())
+            .filter(|_| !got.meta.encrypted && self.src.etags_are_md5())
             .and_then(etag::md5_of_etag);
         let mut first = None;
         let md5 = match src_md5 {
@@ -646,6 +657,13 @@ impl Engine {
             resumed_parts: 0,
         }
         .emit();
+        // A local directory lists modification-time tokens, not MD5s: the
+        // ledger records the written file's, so later runs can match it.
+        if self.dst.local_path(&key).is_some() {
+            if let Some(h) = self.dest_head(&key).await? {
+                return Ok(h.etag);
+            }
+        }
         Ok(put.or(Some(expect)))
     }
 
@@ -725,7 +743,7 @@ impl Engine {
                 let (_, r0) = plan[0].clone();
                 first_permit = Some(self.reserve(r0.end - r0.start).await);
                 let got = self.read(&job.src.key, src_etag, Some(r0)).await?;
-                let opts = self.put_options(&got);
+                let opts = self.put_options(&got, &dkey);
                 first = Some(got);
                 // A marker first: should this attempt die before the upload id is
                 // recorded, the next one knows to look for the unrecorded upload.
@@ -815,9 +833,11 @@ impl Engine {
                         found: tag,
                     });
                 }
+                // Completion names each part by the ETag the store gave it
+                // (an encrypting store's is not the MD5).
                 let info = PartInfo {
                     number: n,
-                    etag: expect,
+                    etag: if self.verify_etags() { expect } else { tag },
                     size: len,
                 };
                 self.state.part_done(rk, worker, upload_id, &info).await?;
@@ -878,8 +898,13 @@ impl Engine {
         } else {
             completed.clone()
         };
-        if let Some(found) = found {
-            if (self.verify_etags() || etag::kind(&found) != etag::ETagKind::Opaque) && !etag::same(&found, &expect) {
+        // Part ETags are MD5s on stores that hash what they write and on a
+        // local directory (which reports the MD5-of-MD5s it assembled); an
+        // encrypting store's are not, and its object is proven by the parts'
+        // Content-MD5 acknowledgements and the size.
+        let etags_checkable = self.verify_etags() || self.dst.local_path(&dkey).is_some();
+        if let Some(found) = found.filter(|_| etags_checkable) {
+            if etag::kind(&found) != etag::ETagKind::Opaque && !etag::same(&found, &expect) {
                 return Err(EngineError::Verify {
                     key: dkey,
                     what: "destination multipart ETag",
@@ -895,10 +920,7 @@ impl Engine {
             resumed_parts: resumed,
         }
         .emit();
-        Ok(Some(if self.verify_etags() {
-            head.etag.unwrap_or(expect)
-        } else {
-            expect
-        }))
+        // The ETag the destination lists for the object, for the ledger.
+        Ok(Some(head.etag.or(completed).unwrap_or(expect)))
     }
 }

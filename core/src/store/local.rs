@@ -37,7 +37,7 @@ use super::{
     GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
     UploadInfo,
 };
-use crate::etag;
+use crate::{checksum, etag};
 
 const STAGING: &str = ".ferry-uploads";
 
@@ -153,9 +153,14 @@ impl LocalStore {
         Ok(tmp)
     }
 
-    /// Writes a whole object: a synced temporary file renamed into place.
-    fn write_object(&self, key: &str, body: &[u8]) -> Result<()> {
+    /// Writes a whole object: a synced temporary file, given the source's
+    /// modification time when one is known, renamed into place.
+    fn write_object(&self, key: &str, body: &[u8], opts: &PutOptions) -> Result<()> {
         let tmp = self.write_temp(body)?;
+        if let Err(e) = set_mtime(&tmp, source_mtime(opts)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         self.publish(key, &tmp)?;
         self.tidy();
         Ok(())
@@ -282,18 +287,45 @@ fn weak_etag(md: &fs::Metadata) -> String {
     format!("W/\"{mtime:x}-{:x}\"", md.len())
 }
 
+fn mtime_ns(md: &fs::Metadata) -> Option<i64> {
+    let t = md.modified().ok()?;
+    Some(match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos().min(i64::MAX as u128) as i64,
+        Err(e) => -(e.duration().as_nanos().min(i64::MAX as u128) as i64),
+    })
+}
+
 fn file_meta(key: String, md: &fs::Metadata) -> ObjectMeta {
-    let modified = md
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64);
+    let mtime = mtime_ns(md);
     ObjectMeta {
         key,
         size: md.len(),
         etag: Some(weak_etag(md)),
-        last_modified: modified,
+        last_modified: mtime.map(|ns| ns.div_euclid(1_000_000)),
+        mtime_ns: mtime,
+        ..Default::default()
     }
+}
+
+/// The source's modification time a write carries (`mtime` user metadata).
+fn source_mtime(opts: &PutOptions) -> Option<std::time::SystemTime> {
+    let ns = checksum::parse_mtime(opts.attributes.user.get(checksum::MTIME_META)?)?;
+    let d = std::time::Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        std::time::UNIX_EPOCH.checked_add(d)
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(d)
+    }
+}
+
+/// Gives a finished temporary file the source's modification time.
+fn set_mtime(path: &Path, mtime: Option<std::time::SystemTime>) -> Result<()> {
+    let Some(t) = mtime else { return Ok(()) };
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(t))
+        .map_err(io(path))
 }
 
 struct Walk<'a> {
@@ -459,6 +491,10 @@ impl ObjectStore for LocalStore {
                     content_type: mime_guess::from_path(&path)
                         .first()
                         .map(|m| m.essence_str().to_string()),
+                    user: mtime_ns(&md)
+                        .map(|ns| (checksum::MTIME_META.to_string(), checksum::format_mtime(ns)))
+                        .into_iter()
+                        .collect(),
                     ..Default::default()
                 };
                 let meta = file_meta(key, &md);
@@ -486,8 +522,8 @@ impl ObjectStore for LocalStore {
         })
     }
 
-    async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], _opts: &PutOptions) -> Result<Option<String>> {
-        let key = key.to_string();
+    async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
+        let (key, opts) = (key.to_string(), opts.clone());
         self.blocking(move |s| {
             s.path_of(&key)?;
             if etag::md5(&body) != md5 {
@@ -496,30 +532,35 @@ impl ObjectStore for LocalStore {
                     key,
                 });
             }
-            s.write_object(&key, &body)?;
+            s.write_object(&key, &body, &opts)?;
             Ok(Some(etag::single_part_etag(&md5)))
         })
         .await
     }
 
-    async fn put_unhashed(&self, key: &str, body: Bytes, _opts: &PutOptions) -> Result<String> {
-        let key = key.to_string();
+    async fn put_unhashed(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<String> {
+        let (key, opts) = (key.to_string(), opts.clone());
         self.blocking(move |s| {
             s.path_of(&key)?;
             let md5 = etag::md5(&body);
-            s.write_object(&key, &body)?;
+            s.write_object(&key, &body, &opts)?;
             Ok(etag::single_part_etag(&md5))
         })
         .await
     }
 
-    async fn create_multipart(&self, key: &str, _opts: &PutOptions) -> Result<String> {
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
         let key = key.to_string();
+        let mtime = opts.attributes.user.get(checksum::MTIME_META).cloned();
         self.blocking(move |s| {
             s.path_of(&key)?;
             let id = random_id();
             let dir = s.staging().join(&id);
             fs::create_dir_all(&dir).map_err(io(&dir))?;
+            if let Some(m) = mtime {
+                let mf = dir.join(checksum::MTIME_META);
+                fs::write(&mf, m.as_bytes()).map_err(io(&mf))?;
+            }
             let kf = dir.join("key");
             fs::write(&kf, key.as_bytes()).map_err(io(&kf))?;
             Ok(id)
@@ -572,6 +613,15 @@ impl ObjectStore for LocalStore {
                 let _ = fs::remove_file(&tmp);
             }
             let md5s = assembled?;
+            // The source's modification time, kept with the upload when it began.
+            let mut opts = PutOptions::default();
+            if let Ok(m) = fs::read_to_string(dir.join(checksum::MTIME_META)) {
+                opts.attributes.user.insert(checksum::MTIME_META.into(), m);
+            }
+            if let Err(e) = set_mtime(&tmp, source_mtime(&opts)) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
             s.publish(&key, &tmp)?;
             let _ = fs::remove_dir_all(&dir);
             s.tidy();
@@ -636,6 +686,10 @@ impl ObjectStore for LocalStore {
             }
         })
         .await
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path_of(key).ok()
     }
 
     fn etags_are_md5(&self) -> bool {

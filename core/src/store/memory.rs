@@ -79,6 +79,12 @@ fn meta(key: &str, o: &Object) -> ObjectMeta {
         size: o.data.len() as u64,
         etag: Some(o.etag.clone()),
         last_modified: Some(o.modified),
+        mtime_ns: o
+            .attributes
+            .user
+            .get(crate::checksum::MTIME_META)
+            .and_then(|m| crate::checksum::parse_mtime(m)),
+        ..Default::default()
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod local;
 mod memory;
 mod s3;
+mod s3_meta;
 mod s3_region;
 pub mod vendor;
 
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use crate::checksum::Checksums;
 pub use error::StoreError;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
@@ -34,7 +36,7 @@ pub use s3::{S3Credentials, S3Store, S3StoreConfig};
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// One object as a listing or HEAD reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectMeta {
     /// The full key, bytes as stored.
     pub key: String,
@@ -43,8 +45,44 @@ pub struct ObjectMeta {
     /// The ETag as the store reports it (quoted), if any. Local files carry a
     /// weak token built from modification time and size.
     pub etag: Option<String>,
-    /// Last modification, milliseconds since the epoch, if known.
+    /// Last modification, milliseconds since the epoch, if known (on S3, when
+    /// the object was written).
     pub last_modified: Option<i64>,
+    /// The modification time of the content, nanoseconds since the epoch: a
+    /// local file's mtime; on S3 the `mtime` user metadata, which ferry and
+    /// rclone write (HEAD and GET only: listings do not carry metadata).
+    pub mtime_ns: Option<i64>,
+    /// Full-object checksums the store reported (HEAD and GET only).
+    pub checksums: Checksums,
+    /// The store said the object is encrypted with SSE-KMS or SSE-C, so its
+    /// ETag is not the MD5 of its bytes.
+    pub encrypted: bool,
+}
+
+impl ObjectMeta {
+    /// The content's modification time as rclone reads it: the recorded
+    /// `mtime`, else when the object was written.
+    pub fn modified_ns(&self) -> Option<i64> {
+        self.mtime_ns
+            .or_else(|| self.last_modified.and_then(|ms| ms.checked_mul(1_000_000)))
+    }
+
+    /// The MD5 of the bytes, when the ETag is one: a single-part ETag of an
+    /// object that is not encrypted with KMS or a customer key.
+    pub fn md5(&self) -> Option<[u8; 16]> {
+        self.etag
+            .as_deref()
+            .filter(|_| !self.encrypted)
+            .and_then(crate::etag::md5_of_etag)
+    }
+
+    /// Every full-object checksum known: the reported ones and the ETag's MD5.
+    pub fn content_checksums(&self) -> Checksums {
+        Checksums {
+            md5: self.checksums.md5.or(self.md5()),
+            ..self.checksums
+        }
+    }
 }
 
 /// Options of a read.
@@ -205,5 +243,13 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// can verify completed objects by ETag.
     fn etags_are_md5(&self) -> bool {
         true
+    }
+
+    /// The file that holds `key`, for a store that is a local directory. Its
+    /// listings carry modification-time tokens, not content ETags: the
+    /// caller hashes the file itself when it needs the content.
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        let _ = key;
+        None
     }
 }

@@ -8,6 +8,8 @@
 //! ferry's [`retry`](crate::retry) module owns every retry, so attempts are
 //! never multiplied.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aws::error_chain;
@@ -17,7 +19,8 @@ use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, Respon
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption, StorageClass,
+    ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption,
+    StorageClass,
 };
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
@@ -27,6 +30,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
+use super::s3_meta::{self, VendorCrc};
 use super::s3_region::RegionFollower;
 use super::{
     GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
@@ -108,6 +112,10 @@ pub struct S3Store {
     desc: String,
     /// Credentials from Secrets Manager, forgotten after an access-denied answer.
     secret: Option<crate::secrets::SecretCredentials>,
+    /// Set once an answer says SSE-KMS or SSE-C: from then on this bucket's
+    /// ETags are not taken for MD5s (bucket default encryption applies to
+    /// every object, and an opaque ETag must never fail a verification).
+    opaque_etags: Arc<AtomicBool>,
 }
 
 impl S3Store {
@@ -177,7 +185,17 @@ impl S3Store {
             unsigned_payload: !cfg.sign_payload,
             desc,
             secret,
+            opaque_etags: Arc::default(),
         }
+    }
+
+    /// Notes an answer's encryption; true when it makes the ETag opaque.
+    fn note_sse(&self, sse: Option<&ServerSideEncryption>, customer_algorithm: Option<&str>) -> bool {
+        let opaque = s3_meta::opaque_etag(sse, customer_algorithm);
+        if opaque && !self.opaque_etags.swap(true, Ordering::Relaxed) {
+            tracing::info!(store = %self.desc, "The bucket encrypts with KMS or a customer key: its ETags are not MD5s, so transfers are verified by Content-MD5 acknowledgements, sizes and checksums.");
+        }
+        opaque
     }
 
     /// The underlying SDK client (for tools built on ferry-core).
@@ -395,6 +413,7 @@ impl ObjectStore for S3Store {
                                 size: o.size().unwrap_or(0).max(0) as u64,
                                 etag: nonempty(o.e_tag()),
                                 last_modified: millis(o.last_modified()),
+                                ..Default::default()
                             }))
                         })
                         .collect()
@@ -407,13 +426,17 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let vendor = VendorCrc::default();
         let r = self
             .sdk()
             .await
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
             .set_request_payer(self.payer())
+            .customize()
+            .interceptor(vendor.clone())
             .send()
             .await;
         match r {
@@ -422,6 +445,9 @@ impl ObjectStore for S3Store {
                 size: o.content_length().unwrap_or(0).max(0) as u64,
                 etag: nonempty(o.e_tag()),
                 last_modified: millis(o.last_modified()),
+                mtime_ns: s3_meta::mtime(o.metadata()),
+                checksums: s3_meta::checksums(o.checksum_crc64_nvme(), o.checksum_type(), vendor.get()),
+                encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
             })),
             Err(e) => match self.err("HeadObject", key, e) {
                 StoreError::NotFound { .. } => Ok(None),
@@ -442,6 +468,8 @@ impl ObjectStore for S3Store {
             .send()
             .await;
         match r {
+            // An encrypted object's part ETags are not MD5s: no layout to mirror.
+            Ok(o) if self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()) => Ok(None),
             // A store that ignores `partNumber` sends no part count.
             Ok(o) => Ok(o
                 .parts_count()
@@ -489,6 +517,9 @@ impl ObjectStore for S3Store {
             size: total,
             etag: nonempty(o.e_tag()),
             last_modified: millis(o.last_modified()),
+            mtime_ns: s3_meta::mtime(o.metadata()),
+            checksums: Default::default(),
+            encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
         };
         let attributes = ObjectAttributes {
             content_type: o.content_type().map(str::to_string),
@@ -540,6 +571,7 @@ impl ObjectStore for S3Store {
             req
         };
         let r = req.send().await.map_err(|e| self.err("PutObject", key, e))?;
+        self.note_sse(r.server_side_encryption(), r.sse_customer_algorithm());
         Ok(nonempty(r.e_tag()))
     }
 
@@ -555,6 +587,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.err("CreateMultipartUpload", key, e))?;
+        self.note_sse(r.server_side_encryption(), r.sse_customer_algorithm());
         r.upload_id().map(str::to_string).ok_or_else(|| StoreError::Backend {
             store: self.desc.clone(),
             operation: "CreateMultipartUpload",
@@ -588,6 +621,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.upload_err("UploadPart", key, upload_id, e))?;
+        self.note_sse(r.server_side_encryption(), r.sse_customer_algorithm());
         nonempty(r.e_tag()).ok_or_else(|| StoreError::Backend {
             store: self.desc.clone(),
             operation: "UploadPart",
@@ -660,6 +694,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.upload_err("CompleteMultipartUpload", key, upload_id, e))?;
+        self.note_sse(r.server_side_encryption(), None);
         Ok(nonempty(r.e_tag()))
     }
 
@@ -715,6 +750,10 @@ impl ObjectStore for S3Store {
             }
         }
         Ok(out)
+    }
+
+    fn etags_are_md5(&self) -> bool {
+        !self.opaque_etags.load(Ordering::Relaxed)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -71,7 +71,7 @@ impl Engine {
                 }
                 Some(("source multipart ETag of the bytes read", tag.to_string(), sent.clone()))
             }
-            (None, _, Some((want, read))) if want != read => Some((
+            (None, _, Some((want, read))) if want != read && self.src.etags_are_md5() => Some((
                 "MD5 of the bytes read from the source",
                 hex::encode(want),
                 hex::encode(read),
