@@ -42,12 +42,14 @@ if [ "$SMOKE" = 1 ]; then
   WORK=${FERRY_BENCH_WORK:-/tmp/ferry-bench-smoke}
   OUT=${FERRY_BENCH_OUT:-$WORK/RESULTS.md}
   SUITE=(--smoke --runs 1 --warmup 0 --scale-keys 3000 --scale-s3-keys 300)
+  CHECKSUMS=(--files 200 --mib 32)
 else
   PROFILE_DIR=release
   cargo build --release -p ferry-finder -p ferry-bench --bins >&2
   WORK=${FERRY_BENCH_WORK:-/tmp/ferry-bench}
   OUT=${FERRY_BENCH_OUT:-$ROOT/bench/RESULTS.md}
   SUITE=()
+  CHECKSUMS=()
 fi
 
 export FERRY_TEST_DIR=${FERRY_BENCH_SERVERS:-/tmp/ferry-bench-servers}
@@ -62,3 +64,5 @@ export AWS_ACCESS_KEY_ID=$FERRY_TEST_RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$FERRY
 
 "target/$PROFILE_DIR/ferry-bench" suite --endpoint "$FERRY_TEST_RGW" --work "$WORK" \
   --bins "$ROOT/target/$PROFILE_DIR" --out "$OUT" "${SUITE[@]}" "${ARGS[@]}"
+"target/$PROFILE_DIR/ferry-bench" checksums --endpoint "$FERRY_TEST_RGW" --work "$WORK" \
+  --bins "$ROOT/target/$PROFILE_DIR" --out "$OUT" "${CHECKSUMS[@]}"

@@ -3,6 +3,7 @@
 //! `bench/run.sh` installs the peers, starts the server and calls
 //! `ferry-bench suite`; the other subcommands are its parts, usable alone.
 
+mod checksums;
 mod data;
 mod raw;
 mod report;
@@ -87,6 +88,27 @@ enum Cmd {
         #[command(flatten)]
         ep: EndpointArgs,
         target: String,
+    },
+    /// The checksum cases: CPU per GiB of MD5 and the CRCs; a second
+    /// `--compare checksum` run over N unchanged files against rclone --checksum
+    Checksums {
+        #[command(flatten)]
+        ep: EndpointArgs,
+        /// Work folder (the tree and the state file)
+        #[arg(long)]
+        work: PathBuf,
+        /// Folder holding ferry-finder
+        #[arg(long)]
+        bins: PathBuf,
+        /// Files in the tree
+        #[arg(long, default_value_t = 5000)]
+        files: usize,
+        /// MiB hashed per method
+        #[arg(long, default_value_t = 512)]
+        mib: usize,
+        /// Append the Markdown section to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Diff N synthetic keys (1 % missing, 1 % changed); prints copies and seconds
     DiffScale { keys: usize },
@@ -264,6 +286,28 @@ async fn main() -> Result<()> {
             };
             let n = raw::clear(&client, &bucket, &prefix).await?;
             println!("deleted {n} objects");
+        }
+        Cmd::Checksums {
+            ep,
+            work,
+            bins,
+            files,
+            mib,
+            out,
+        } => {
+            let ep = ep.endpoint();
+            let hash = checksums::hashing(mib.max(1));
+            let bucket = format!("bench-checksums-{files}");
+            raw::ensure_bucket(&ep.client(), &bucket).await?;
+            std::fs::create_dir_all(&work)?;
+            let cmp = checksums::compare(&ep, &bins, &work, files, &bucket)?;
+            let section = checksums::report(&hash, &cmp, files);
+            print!("{section}");
+            if let Some(out) = out {
+                use std::io::Write as _;
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&out)?;
+                writeln!(f, "\n{section}")?;
+            }
         }
         Cmd::DiffScale { keys } => {
             let (copies, secs) = scale::synthetic(keys).await?;

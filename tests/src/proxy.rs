@@ -15,6 +15,9 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "proxy_kms.rs"]
+mod kms;
 use tokio::net::{TcpListener, TcpStream};
 
 /// One request seen by the proxy.
@@ -230,6 +233,35 @@ impl Proxy {
     /// Starts a proxy that injects `faults` (and logs each to stderr).
     pub async fn start_faulty(upstream: &str, faults: Faults) -> Proxy {
         Self::start_with(upstream, Delay::default(), faults).await
+    }
+
+    /// Starts a proxy that answers as a bucket with SSE-KMS default
+    /// encryption does (see [`kms`]): the local servers return MD5 ETags
+    /// whatever the bucket's encryption, real S3 does not.
+    pub async fn start_encrypting(upstream: &str) -> Proxy {
+        let target = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let tags = kms::Tags::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, log, tags) = (target.clone(), log.clone(), tags.clone());
+                tokio::spawn(async move { kms::relay(client, &target, log, tags).await });
+            }
+        });
+        Proxy {
+            endpoint,
+            seen,
+            injector: Arc::new(Mutex::new(Injector {
+                rng: rand::SeedableRng::seed_from_u64(0),
+                faults: Faults::default(),
+                matched: 0,
+                injected: 0,
+                log: Vec::new(),
+            })),
+        }
     }
 
     /// Injects no more faults from now on (the cause is "fixed").
@@ -468,7 +500,7 @@ async fn answer(
     let _ = w.shutdown().await;
 }
 
-fn parse_head(head: &[u8]) -> (Seen, usize) {
+pub(crate) fn parse_head(head: &[u8]) -> (Seen, usize) {
     let head = String::from_utf8_lossy(head).to_string();
     let mut lines = head.split("\r\n");
     let mut first = lines.next().unwrap_or("").split(' ');

@@ -358,3 +358,54 @@ async fn checksum_mode_hashes_each_file_once_and_verify_finds_damage() {
     assert!(text.contains("different:        1 objects"), "{text}");
     assert!(text.contains("(0 compared by content)"), "no body was read: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kms_encrypted_destinations_are_verified_without_a_flag() {
+    let (rgw, moto) = (rgw(), moto());
+    let bucket = moto.bucket("cmp-kms").await;
+    let proxy = ferry_tests::proxy::Proxy::start_encrypting(&moto.endpoint).await;
+    let kms = Server {
+        name: "moto as an SSE-KMS bucket",
+        endpoint: proxy.endpoint.clone(),
+        ..moto.clone()
+    };
+    // The simulation is on: ETags are not the MD5s, and the header says KMS.
+    let probe = kms.client().put_object().bucket(&bucket).key("probe").body(b"abc".to_vec().into()).send().await.unwrap();
+    assert_ne!(probe.e_tag().unwrap().trim_matches('"'), hex::encode(ferry_core::etag::md5(b"abc")));
+    assert_eq!(probe.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    kms.client().delete_object().bucket(&bucket).key("probe").send().await.unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let files = files();
+    write_tree(&src, &files);
+    let state = work.path().join("state.sqlite");
+    let args = sync_args(src.display().to_string(), format!("s3://{bucket}/up/"), &state, &kms.flags("dest"));
+    let out = run(finder(&args, &kms.envs("dest")));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(count(&text, "failed:"), 0, "{text}");
+    let expect: BTreeMap<String, Vec<u8>> = files.iter().map(|(k, v)| (format!("up/{k}"), v.clone())).collect();
+    assert_same("local -> KMS bucket", &expect, &moto.read_all(&bucket, "up/").await);
+    let again = stdout(&run(finder(&args, &kms.envs("dest"))));
+    assert!(again.contains("Nothing to transfer"), "{again}");
+
+    // S3 -> KMS bucket: MD5 ETags at the source, opaque ones at the destination.
+    let src_bucket = rgw.bucket("cmp-kms-src").await;
+    rgw.put_all(&src_bucket, &files).await;
+    let mut extra = rgw.flags("src");
+    extra.extend(kms.flags("dest"));
+    let state = work.path().join("s3.sqlite");
+    let args = sync_args(format!("s3://{src_bucket}/"), format!("s3://{bucket}/copy/"), &state, &extra);
+    let mut envs = rgw.envs("src");
+    envs.extend(kms.envs("dest"));
+    let out = run(finder(&args, &envs));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(count(&text, "failed:"), 0, "{text}");
+    let expect: BTreeMap<String, Vec<u8>> = files.iter().map(|(k, v)| (format!("copy/{k}"), v.clone())).collect();
+    assert_same("radosgw -> KMS bucket", &expect, &moto.read_all(&bucket, "copy/").await);
+    let again = stdout(&run(finder(&args, &envs)));
+    assert!(again.contains("Nothing to transfer"), "{again}");
+    assert!(again.contains("2 by the ledger"), "{again}");
+}
