@@ -30,12 +30,18 @@ pub fn hashing(mib: usize) -> Vec<(&'static str, f64)> {
         t.elapsed().as_secs_f64() / gib
     };
     vec![
-        ("MD5", time(&|| {
-            std::hint::black_box(ferry_core::etag::md5(&buf));
-        })),
-        ("CRC-64/NVME", time(&|| {
-            std::hint::black_box(crc64nvme(&buf));
-        })),
+        (
+            "MD5",
+            time(&|| {
+                std::hint::black_box(ferry_core::etag::md5(&buf));
+            }),
+        ),
+        (
+            "CRC-64/NVME",
+            time(&|| {
+                std::hint::black_box(crc64nvme(&buf));
+            }),
+        ),
         (
             "MD5 + CRC-64/NVME + CRC-64/ECMA (one pass)",
             time(&|| {
@@ -79,7 +85,14 @@ pub fn compare(ep: &Endpoint, bins: &Path, work: &Path, files: usize, bucket: &s
         c.arg(&tree)
             .arg(format!("s3://{bucket}/"))
             .args(["--dest-endpoint", &ep.url, "--dest-path-style", "--workers", "8"])
-            .args(["--compare", "checksum", "--exclude", ".done", "--no-progress", "--state"])
+            .args([
+                "--compare",
+                "checksum",
+                "--exclude",
+                ".done",
+                "--no-progress",
+                "--state",
+            ])
             .arg(&state)
             .env("FERRY_DEST_ACCESS_KEY_ID", &ep.access_key)
             .env("FERRY_DEST_SECRET_ACCESS_KEY", &ep.secret_key)
@@ -88,7 +101,10 @@ pub fn compare(ep: &Endpoint, bins: &Path, work: &Path, files: usize, bucket: &s
     };
     timed(ferry())?;
     let mut out = Vec::new();
-    for label in ["ferry --compare checksum, first comparison", "ferry --compare checksum, cache warm"] {
+    for label in [
+        "ferry --compare checksum, first comparison",
+        "ferry --compare checksum, cache warm",
+    ] {
         let (secs, text) = timed(ferry())?;
         if !text.contains("Nothing to transfer") {
             bail!("{label}: the unchanged tree was not found identical:\n{text}");
@@ -97,7 +113,16 @@ pub fn compare(ep: &Endpoint, bins: &Path, work: &Path, files: usize, bucket: &s
     }
     let mut rclone = Command::new("rclone");
     rclone
-        .args(["sync", "--checksum", "--exclude", ".done", "--transfers", "8", "--checkers", "8"])
+        .args([
+            "sync",
+            "--checksum",
+            "--exclude",
+            ".done",
+            "--transfers",
+            "8",
+            "--checkers",
+            "8",
+        ])
         .arg(&tree)
         .arg(format!("b:{bucket}"))
         .env("RCLONE_CONFIG_B_TYPE", "s3")
@@ -113,7 +138,9 @@ pub fn compare(ep: &Endpoint, bins: &Path, work: &Path, files: usize, bucket: &s
 
 /// The cases as a Markdown section.
 pub fn report(hash: &[(&str, f64)], cmp: &[(String, f64)], files: usize) -> String {
-    let mut s = String::from("## Checksums\n\nCPU seconds per GiB, one thread:\n\n| method | s/GiB | ratio to MD5 |\n|---|---|---|\n");
+    let mut s = String::from(
+        "## Checksums\n\nCPU seconds per GiB, one thread:\n\n| method | s/GiB | ratio to MD5 |\n|---|---|---|\n",
+    );
     let md5 = hash.first().map(|h| h.1).unwrap_or(1.0);
     for (name, spg) in hash {
         s += &format!("| {name} | {spg:.3} | {:.2} |\n", spg / md5);

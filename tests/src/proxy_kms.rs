@@ -102,8 +102,15 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(i) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..i]).split(';').next().unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&body[..i])
+                .split(';')
+                .next()
+                .unwrap_or("0")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -117,7 +124,9 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Vec<Seen>>>, tags: Tags) {
     let mut buf = Vec::new();
     loop {
-        let Some(head_end) = read_head(&mut client, &mut buf).await else { return };
+        let Some(head_end) = read_head(&mut client, &mut buf).await else {
+            return;
+        };
         let (seen, length) = parse_head(&buf[..head_end]);
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
         buf.drain(..head_end);
@@ -143,7 +152,9 @@ pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Ve
         lines.push(format!("Content-Length: {}", body.len()));
         lines.push("Connection: close".into());
         let request = format!("{first}\r\n{}\r\n\r\n", lines.join("\r\n"));
-        let Ok(mut server) = TcpStream::connect(target).await else { return };
+        let Ok(mut server) = TcpStream::connect(target).await else {
+            return;
+        };
         if server.write_all(request.as_bytes()).await.is_err() || server.write_all(&body).await.is_err() {
             return;
         }
@@ -151,7 +162,9 @@ pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Ve
         if server.read_to_end(&mut answer).await.is_err() {
             return;
         }
-        let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else { return };
+        let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else {
+            return;
+        };
         let ahead = String::from_utf8_lossy(&answer[..end]).to_string();
         let mut abody = answer[end..].to_vec();
         if header(&ahead, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
@@ -169,7 +182,12 @@ pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Ve
         }
         let object_op = matches!(
             op.as_str(),
-            "PutObject" | "UploadPart" | "CreateMultipartUpload" | "CompleteMultipartUpload" | "HeadObject" | "GetObject"
+            "PutObject"
+                | "UploadPart"
+                | "CreateMultipartUpload"
+                | "CompleteMultipartUpload"
+                | "HeadObject"
+                | "GetObject"
         );
         if ok && object_op {
             lines.push("x-amz-server-side-encryption: aws:kms".into());

@@ -370,17 +370,39 @@ async fn kms_encrypted_destinations_are_verified_without_a_flag() {
         ..moto.clone()
     };
     // The simulation is on: ETags are not the MD5s, and the header says KMS.
-    let probe = kms.client().put_object().bucket(&bucket).key("probe").body(b"abc".to_vec().into()).send().await.unwrap();
-    assert_ne!(probe.e_tag().unwrap().trim_matches('"'), hex::encode(ferry_core::etag::md5(b"abc")));
+    let probe = kms
+        .client()
+        .put_object()
+        .bucket(&bucket)
+        .key("probe")
+        .body(b"abc".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        probe.e_tag().unwrap().trim_matches('"'),
+        hex::encode(ferry_core::etag::md5(b"abc"))
+    );
     assert_eq!(probe.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
-    kms.client().delete_object().bucket(&bucket).key("probe").send().await.unwrap();
+    kms.client()
+        .delete_object()
+        .bucket(&bucket)
+        .key("probe")
+        .send()
+        .await
+        .unwrap();
 
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let files = files();
     write_tree(&src, &files);
     let state = work.path().join("state.sqlite");
-    let args = sync_args(src.display().to_string(), format!("s3://{bucket}/up/"), &state, &kms.flags("dest"));
+    let args = sync_args(
+        src.display().to_string(),
+        format!("s3://{bucket}/up/"),
+        &state,
+        &kms.flags("dest"),
+    );
     let out = run(finder(&args, &kms.envs("dest")));
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
@@ -396,7 +418,12 @@ async fn kms_encrypted_destinations_are_verified_without_a_flag() {
     let mut extra = rgw.flags("src");
     extra.extend(kms.flags("dest"));
     let state = work.path().join("s3.sqlite");
-    let args = sync_args(format!("s3://{src_bucket}/"), format!("s3://{bucket}/copy/"), &state, &extra);
+    let args = sync_args(
+        format!("s3://{src_bucket}/"),
+        format!("s3://{bucket}/copy/"),
+        &state,
+        &extra,
+    );
     let mut envs = rgw.envs("src");
     envs.extend(kms.envs("dest"));
     let out = run(finder(&args, &envs));
