@@ -43,6 +43,15 @@ impl FileStamp {
     }
 }
 
+/// The stamp in a row's first three columns (size, mtime_ns, inode).
+fn stamp_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileStamp> {
+    Ok(FileStamp {
+        size: r.get::<_, i64>(0)? as u64,
+        mtime_ns: r.get(1)?,
+        inode: r.get::<_, i64>(2)? as u64,
+    })
+}
+
 /// The checksum cache of one state file.
 #[derive(Debug, Clone)]
 pub struct FileHashes {
@@ -66,11 +75,7 @@ impl FileHashes {
                 for (path, stamp) in &files {
                     let row = st
                         .query_row([path.to_string_lossy()], |r| {
-                            let stored = FileStamp {
-                                size: r.get::<_, i64>(0)? as u64,
-                                mtime_ns: r.get(1)?,
-                                inode: r.get::<_, i64>(2)? as u64,
-                            };
+                            let stored = stamp_of_row(r)?;
                             let md5: Vec<u8> = r.get(3)?;
                             Ok((stored, md5, r.get::<_, i64>(4)? as u64, r.get::<_, i64>(5)? as u64))
                         })
@@ -134,11 +139,7 @@ impl FileHashes {
                 )?;
                 let row = st
                     .query_row([path.to_string_lossy()], |r| {
-                        let stored = FileStamp {
-                            size: r.get::<_, i64>(0)? as u64,
-                            mtime_ns: r.get(1)?,
-                            inode: r.get::<_, i64>(2)? as u64,
-                        };
+                        let stored = stamp_of_row(r)?;
                         Ok((stored, r.get::<_, i64>(3)? as u64, r.get::<_, String>(4)?))
                     })
                     .ok();
