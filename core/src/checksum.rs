@@ -151,6 +151,16 @@ pub fn crc64nvme_combine(a: u64, b: u64, b_len: u64) -> u64 {
     crc_fast::checksum_combine(CrcAlgorithm::Crc64Nvme, a, b, b_len)
 }
 
+/// CRC-64/ECMA (as OSS and COS report it) of a buffer.
+pub fn crc64ecma(data: &[u8]) -> u64 {
+    crc_fast::checksum(CrcAlgorithm::Crc64Xz, data)
+}
+
+/// The CRC-64/ECMA of `a` followed by `b`, from the CRCs of both and `b`'s length.
+pub fn crc64ecma_combine(a: u64, b: u64, b_len: u64) -> u64 {
+    crc_fast::checksum_combine(CrcAlgorithm::Crc64Xz, a, b, b_len)
+}
+
 /// A CRC-64 as S3 writes it in `x-amz-checksum-crc64nvme`: big-endian bytes in base64.
 pub fn crc64_base64(crc: u64) -> String {
     use base64::Engine as _;
@@ -223,6 +233,8 @@ mod tests {
         let whole = crc64nvme(b"hello world");
         assert_eq!(crc64nvme_combine(crc64nvme(a), crc64nvme(b), b.len() as u64), whole);
         assert_eq!(crc64_from_base64(&crc64_base64(whole)), Some(whole));
+        let ecma = crc64ecma(b"hello world");
+        assert_eq!(crc64ecma_combine(crc64ecma(a), crc64ecma(b), b.len() as u64), ecma);
     }
 
     #[test]

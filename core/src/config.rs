@@ -477,6 +477,30 @@ impl Job {
             delete: self.raw.delete,
         }
     }
+
+    /// Whether a side is a local directory.
+    pub fn has_local_side(&self) -> bool {
+        let local = |s: &Side| matches!(s.location, Location::Local { .. });
+        local(&self.source) || local(&self.destination)
+    }
+
+    /// The compare mode, `auto` resolved for the job's sides.
+    pub fn compare_mode(&self) -> CompareMode {
+        self.raw.compare.resolve(self.has_local_side())
+    }
+
+    /// The SQLite file that keeps local files' checksums: the state file, or
+    /// the pair's default one when the ledger is in DynamoDB.
+    pub fn file_hashes_path(&self) -> PathBuf {
+        if self.state_path.as_os_str().is_empty() {
+            default_state_path(
+                self.raw.source.url.as_deref().unwrap_or_default(),
+                self.raw.destination.url.as_deref().unwrap_or_default(),
+            )
+        } else {
+            self.state_path.clone()
+        }
+    }
 }
 
 /// Where the state file of a source/destination pair lives by default.

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ferry_core::config::{Job as JobSettings, Side};
-use ferry_core::diff::{self, CompareMode, Decision, Entry};
+use ferry_core::diff::{self, Decision, Entry};
 use ferry_core::filter::KeyFilter;
 use ferry_core::job::{Job, SrcRef};
 use ferry_core::location::Location;
@@ -413,7 +413,7 @@ async fn walk(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Plan> {
     let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
-    let mode = compare_mode(job);
+    let mode = job.compare_mode();
     let mut planner = Planner {
         sink,
         run,
@@ -472,12 +472,6 @@ async fn walk(
     Ok(planner.plan)
 }
 
-/// The job's compare mode, `auto` resolved for its sides.
-pub fn compare_mode(job: &JobSettings) -> CompareMode {
-    let local = |s: &Side| matches!(s.location, Location::Local { .. });
-    job.raw.compare.resolve(local(&job.source) || local(&job.destination))
-}
-
 /// The judge of a run: the ledger, and the checksum cache in the state file
 /// when a side is a local directory.
 fn judge(
@@ -486,17 +480,8 @@ fn judge(
     dst: &Arc<dyn ObjectStore>,
     state: Arc<dyn StateStore>,
 ) -> anyhow::Result<Judge> {
-    let local = |s: &Side| matches!(s.location, Location::Local { .. });
-    let hashes = if local(&job.source) || local(&job.destination) {
-        let path = if job.state_path.as_os_str().is_empty() {
-            ferry_core::config::default_state_path(
-                job.raw.source.url.as_deref().unwrap_or_default(),
-                job.raw.destination.url.as_deref().unwrap_or_default(),
-            )
-        } else {
-            job.state_path.clone()
-        };
-        let db = ferry_core::db::Db::open(&path).context("opening the checksum cache")?;
+    let hashes = if job.has_local_side() {
+        let db = ferry_core::db::Db::open(&job.file_hashes_path()).context("opening the checksum cache")?;
         Some(ferry_core::file_hashes::FileHashes::new(db))
     } else {
         None

@@ -91,6 +91,16 @@ pub struct Delay {
     pub by: std::time::Duration,
 }
 
+/// How a rewriting proxy changes the store's answers.
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    /// Answer as an SSE-KMS bucket: opaque ETags, the KMS header.
+    pub kms: bool,
+    /// Send `x-oss-hash-crc64ecma: VALUE` with the GET and HEAD answers of
+    /// these request paths (`/bucket/key`), as Aliyun OSS does.
+    pub crc64ecma: std::collections::HashMap<String, u64>,
+}
+
 /// A fault the proxy can inject into one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -239,16 +249,29 @@ impl Proxy {
     /// encryption does (see [`kms`]): the local servers return MD5 ETags
     /// whatever the bucket's encryption, real S3 does not.
     pub async fn start_encrypting(upstream: &str) -> Proxy {
+        Self::start_rewriting(
+            upstream,
+            Answers {
+                kms: true,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts a proxy that rewrites answers as `answers` says (see [`kms`]).
+    pub async fn start_rewriting(upstream: &str, answers: Answers) -> Proxy {
         let target = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let tags = kms::Tags::default();
         let log = seen.clone();
+        let answers = Arc::new(answers);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, log, tags) = (target.clone(), log.clone(), tags.clone());
-                tokio::spawn(async move { kms::relay(client, &target, log, tags).await });
+                let (target, log, tags, answers) = (target.clone(), log.clone(), tags.clone(), answers.clone());
+                tokio::spawn(async move { kms::relay(client, &target, log, tags, &answers).await });
             }
         });
         Proxy {

@@ -1,5 +1,8 @@
-//! The encrypting proxy: answers as an S3 bucket with SSE-KMS default
-//! encryption does. Every ETag in an answer (headers and XML bodies) is
+//! The rewriting proxy. With [`Answers::kms`] it answers as an S3 bucket
+//! with SSE-KMS default encryption does; with [`Answers::crc64ecma`] it adds
+//! the whole-object CRC-64/ECMA header Aliyun OSS sends with reads.
+//!
+//! As an SSE-KMS bucket: Every ETag in an answer (headers and XML bodies) is
 //! replaced by one that is not the MD5 of the bytes — 32 hex digits, with the
 //! `-N` of a multipart object kept — and object answers carry
 //! `x-amz-server-side-encryption: aws:kms`. ETags a client sends back
@@ -17,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{parse_head, Seen};
+use super::{parse_head, Answers, Seen};
 
 /// The fake ETags given out, mapped to the store's.
 #[derive(Clone, Default)]
@@ -121,7 +124,13 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Vec<Seen>>>, tags: Tags) {
+pub(super) async fn relay(
+    mut client: TcpStream,
+    target: &str,
+    log: Arc<Mutex<Vec<Seen>>>,
+    tags: Tags,
+    answers: &Answers,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(head_end) = read_head(&mut client, &mut buf).await else {
@@ -144,8 +153,9 @@ pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Ve
         }
         let mut body: Vec<u8> = buf.drain(..length).collect();
         let op = seen.operation();
+        let crc = answers.crc64ecma.get(&seen.path).copied();
         log.lock().unwrap().push(seen);
-        if op == "CompleteMultipartUpload" {
+        if answers.kms && op == "CompleteMultipartUpload" {
             body = map_etags(&String::from_utf8_lossy(&body), |fake| tags.real(fake)).into_bytes();
         }
         let (first, mut lines) = headers_without(&head, &["content-length", "connection", "expect"]);
@@ -172,13 +182,19 @@ pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Ve
         }
         let ok = ahead.split(' ').nth(1).is_some_and(|s| s.starts_with('2'));
         let xml = header(&ahead, "content-type").is_some_and(|t| t.contains("xml"));
-        if ok && xml && op != "GetObject" {
+        if answers.kms && ok && xml && op != "GetObject" {
             abody = map_etags(&String::from_utf8_lossy(&abody), |real| Some(tags.fake(real))).into_bytes();
         }
-        let (status, lines) = headers_without(&ahead, &["content-length", "transfer-encoding", "connection", "etag"]);
-        let mut lines = lines;
-        if let Some(tag) = header(&ahead, "etag") {
+        let mut dropped = vec!["content-length", "transfer-encoding", "connection"];
+        if answers.kms {
+            dropped.push("etag");
+        }
+        let (status, mut lines) = headers_without(&ahead, &dropped);
+        if let Some(tag) = header(&ahead, "etag").filter(|_| answers.kms) {
             lines.push(format!("ETag: \"{}\"", tags.fake(tag.trim_matches('"'))));
+        }
+        if let Some(crc) = crc.filter(|_| ok && matches!(op.as_str(), "GetObject" | "HeadObject")) {
+            lines.push(format!("x-oss-hash-crc64ecma: {crc}"));
         }
         let object_op = matches!(
             op.as_str(),
@@ -189,7 +205,7 @@ pub(super) async fn relay(mut client: TcpStream, target: &str, log: Arc<Mutex<Ve
                 | "HeadObject"
                 | "GetObject"
         );
-        if ok && object_op {
+        if answers.kms && ok && object_op {
             lines.push("x-amz-server-side-encryption: aws:kms".into());
         }
         let declared = if op == "HeadObject" {

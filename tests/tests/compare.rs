@@ -314,17 +314,16 @@ async fn checksum_mode_hashes_each_file_once_and_verify_finds_damage() {
     assert!(run(finder(&args, &rgw.envs("dest"))).status.success());
     assert_same("first sync", &files, &rgw.read_all(&bucket, "").await);
 
-    // The first comparison reads every file once; the next reads none.
-    let second = stdout(&run(finder(&args, &rgw.envs("dest"))));
-    assert!(second.contains("Nothing to transfer"), "{second}");
-    assert_eq!(hashed(&second), files.len() as u64, "{second}");
-    let third = stdout(&run(finder(&args, &rgw.envs("dest"))));
-    assert!(third.contains("Nothing to transfer"), "{third}");
-    assert_eq!(hashed(&third), 0, "{third}");
-    assert!(
-        third.contains(&format!("{} checksums from the state file", files.len())),
-        "{third}"
-    );
+    // The copy kept each file's checksums (or multipart ETag): comparing reads none.
+    for round in ["second", "third"] {
+        let out = stdout(&run(finder(&args, &rgw.envs("dest"))));
+        assert!(out.contains("Nothing to transfer"), "{round}: {out}");
+        assert_eq!(hashed(&out), 0, "{round}: {out}");
+        assert!(
+            out.contains(&format!("{} checksums from the state file", files.len())),
+            "{round}: {out}"
+        );
+    }
 
     // A same-size edit that keeps the file's time is content: checksum mode finds it.
     let path = src.join("many/007");
@@ -435,4 +434,65 @@ async fn kms_encrypted_destinations_are_verified_without_a_flag() {
     let again = stdout(&run(finder(&args, &envs)));
     assert!(again.contains("Nothing to transfer"), "{again}");
     assert!(again.contains("2 by the ledger"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oss_style_crc_proves_what_was_read_end_to_end() {
+    use ferry_tests::proxy::{Answers, Proxy};
+    let rgw = rgw();
+    let bucket = rgw.bucket("cmp-crc").await;
+    let objects = files();
+    rgw.put_all(&bucket, &objects).await;
+    let crcs: std::collections::HashMap<String, u64> = objects
+        .iter()
+        .map(|(k, v)| (format!("/{bucket}/{k}"), ferry_core::checksum::crc64ecma(v)))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let copy = |proxy: &Proxy, dir: &str| {
+        let oss = Server {
+            name: "radosgw answering as OSS",
+            endpoint: proxy.endpoint.clone(),
+            ..rgw.clone()
+        };
+        let dest = work.path().join(dir);
+        let mut extra = oss.flags("src");
+        extra.extend(["--max-attempts".into(), "1".into()]);
+        let state = work.path().join(format!("{dir}.sqlite"));
+        let args = sync_args(format!("s3://{bucket}/"), dest.display().to_string(), &state, &extra);
+        (run(finder(&args, &oss.envs("src"))), dest)
+    };
+
+    // The CRCs OSS would send: both objects (one read in parts) arrive.
+    let honest = Proxy::start_rewriting(
+        &rgw.endpoint,
+        Answers {
+            crc64ecma: crcs.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (out, dest) = copy(&honest, "good");
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_same("read with CRCs", &objects, &read_tree(&dest));
+
+    // Bytes that do not match the store's CRC are never written.
+    let lying = Proxy::start_rewriting(
+        &rgw.endpoint,
+        Answers {
+            crc64ecma: crcs.into_iter().map(|(k, v)| (k, v ^ 1)).collect(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (out, dest) = copy(&lying, "bad");
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert_eq!(count(&text, "failed:"), 2, "{text}");
+    assert!(text.contains("CRC-64/ECMA of the bytes read from the source"), "{text}");
+    let written = if dest.exists() {
+        read_tree(&dest)
+    } else {
+        BTreeMap::new()
+    };
+    assert!(written.is_empty(), "nothing written: {:?}", written.keys());
 }

@@ -339,14 +339,14 @@ pub async fn open(job: &Job) -> Result<Runtime, OpenError> {
         retries: t.retries.max(1),
         lease: t.lease,
     };
-    let engine = Arc::new(Engine::new(
-        src,
-        dst,
-        state.clone(),
-        job.destination.bucket(),
-        job.put.clone(),
-        cfg,
-    ));
+    let mut engine = Engine::new(src, dst, state.clone(), job.destination.bucket(), job.put.clone(), cfg);
+    let local_source = matches!(job.source.location, ferry_core::location::Location::Local { .. });
+    if local_source && job.compare_mode() == ferry_core::diff::CompareMode::Checksum {
+        engine = engine.keep_checksums_in(ferry_core::file_hashes::FileHashes::new(Db::open(
+            &job.file_hashes_path(),
+        )?));
+    }
+    let engine = Arc::new(engine);
     let runner = RunnerConfig {
         workers: t.workers.max(1),
         lease: t.lease,

@@ -44,9 +44,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument as _;
 
 use crate::plan;
-use crate::source_check::OrderedMd5;
+use crate::source_check::{OrderedMd5, PartCrcs};
 
 mod reads;
+mod remember;
 
 /// A planned part: its number and byte range.
 type Part = (u32, std::ops::Range<u64>);
@@ -174,6 +175,8 @@ pub struct Engine {
     cfg: EngineConfig,
     budget: Arc<Semaphore>,
     budget_kib: u32,
+    /// Where checksums of copied local files are kept (`--compare checksum`).
+    hashes: Option<ferry_core::file_hashes::FileHashes>,
     /// Live counters.
     pub stats: Arc<Stats>,
 }
@@ -239,8 +242,16 @@ impl Engine {
             cfg,
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
+            hashes: None,
             stats: Arc::default(),
         }
+    }
+
+    /// Keeps the checksums of the local files this engine copies in `hashes`
+    /// (see `remember`), so a comparison by content need not read them again.
+    pub fn keep_checksums_in(mut self, hashes: ferry_core::file_hashes::FileHashes) -> Self {
+        self.hashes = Some(hashes);
+        self
     }
 
     /// The state store.
@@ -590,6 +601,15 @@ impl Engine {
             .filter(|_| !got.meta.encrypted && self.src.etags_are_md5())
             .and_then(etag::md5_of_etag);
         let mut first = None;
+        let kept_file = self.kept_file(&job.src.key);
+        let local_sums = match kept_file {
+            Some(_) => Some(remember::checksums_of(body.clone()).await),
+            None => None,
+        };
+        if let Some(want) = got.meta.checksums.crc64ecma {
+            let known = local_sums.and_then(|c| c.crc64ecma);
+            self.check_source_crc(&job.src.key, want, known, &body).await?;
+        }
         let md5 = match src_md5 {
             Some(m) => {
                 match self.dst.put(&key, body.clone(), m, &opts).await {
@@ -610,6 +630,7 @@ impl Engine {
                 }
                 m
             }
+            None if local_sums.is_some() => local_sums.and_then(|c| c.md5).expect("one pass hashes MD5"),
             None if self.dst.hashes_bodies() => {
                 // The store hashes what it writes; its ETag is the object's MD5.
                 let tag = retry(self.cfg.retries, StoreError::is_retryable, || {
@@ -657,6 +678,9 @@ impl Engine {
             resumed_parts: 0,
         }
         .emit();
+        if let (Some(path), Some(sums)) = (kept_file, local_sums) {
+            self.keep_checksums(path, &got.meta, sums).await;
+        }
         // A local directory lists modification-time tokens, not MD5s: the
         // ledger records the written file's, so later runs can match it.
         if self.dst.local_path(&key).is_some() {
@@ -778,11 +802,16 @@ impl Engine {
             .filter(|(n, _)| !done.iter().any(|p| p.number == *n))
             .cloned()
             .collect();
+        // The whole object's CRC-64/ECMA its store sent (OSS, COS), checked
+        // when every part is read here (not on a resumed upload).
+        let src_crc = first.as_ref().and_then(|g| g.meta.checksums.crc64ecma);
+        let crcs = src_crc.map(|_| PartCrcs::default());
         let first = std::sync::Mutex::new(first.map(|g| (g, first_permit)));
         let uploaded: Vec<PartInfo> = stream::iter(todo.into_iter().map(|(n, range)| {
             let span = tracing::debug_span!("part", number = n, bytes = range.end - range.start);
             let first = &first;
             let hasher = &hasher;
+            let crcs = &crcs;
             let upload_id = &upload_id;
             let dkey = &dkey;
             async move {
@@ -804,6 +833,9 @@ impl Engine {
                 };
                 if let Some(h) = hasher {
                     h.feed(n, body.clone()).await;
+                }
+                if let Some(c) = crcs {
+                    c.feed(n, body.clone()).await;
                 }
                 let len = body.len() as u64;
                 let (tag, md5) = if self.dst.hashes_bodies() {
@@ -867,6 +899,7 @@ impl Engine {
             src_etag,
             mirrored.map(|_| (&expect, plan.as_slice())),
             whole_md5.zip(read_md5),
+            src_crc.zip(crcs.and_then(PartCrcs::finish)),
         )
         .await?;
         let completed = retry(self.cfg.retries, StoreError::is_retryable, || {
@@ -920,6 +953,10 @@ impl Engine {
             resumed_parts: resumed,
         }
         .emit();
+        if self.verify_etags() || self.dst.local_path(&dkey).is_some() {
+            self.keep_part_etag(&job.src.key, src_etag, part_size, expect.clone())
+                .await;
+        }
         // The ETag the destination lists for the object, for the ledger.
         Ok(Some(head.etag.or(completed).unwrap_or(expect)))
     }

@@ -94,6 +94,36 @@ impl OrderedMd5 {
     }
 }
 
+/// The CRC-64/ECMA of an object read in parts, in any order: each part's CRC
+/// is computed as it arrives and the parts are combined in order at the end
+/// (a CRC of a concatenation follows from the CRCs and the lengths), to be
+/// compared with the whole-object CRC-64/ECMA that OSS and COS send.
+#[derive(Debug, Default)]
+pub struct PartCrcs(Mutex<Vec<(u32, u64, u64)>>);
+
+impl PartCrcs {
+    /// Adds part `n`.
+    pub async fn feed(&self, n: u32, body: Bytes) {
+        let len = body.len() as u64;
+        let crc = match tokio::task::spawn_blocking(move || ferry_core::checksum::crc64ecma(&body)).await {
+            Ok(c) => c,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((n, crc, len));
+    }
+
+    /// The whole object's CRC-64/ECMA, from its parts in order.
+    pub fn finish(self) -> Option<u64> {
+        let mut parts = self.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        parts.sort_by_key(|p| p.0);
+        let mut it = parts.into_iter();
+        let (_, first, _) = it.next()?;
+        Some(it.fold(first, |acc, (_, crc, len)| {
+            ferry_core::checksum::crc64ecma_combine(acc, crc, len)
+        }))
+    }
+}
+
 impl Default for OrderedMd5 {
     fn default() -> Self {
         Self::new()
@@ -116,6 +146,15 @@ pub fn mirrorable(size: u64, first: u64, count: u32, etag_parts: u32, max_part: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn part_crcs_combine_in_part_order() {
+        let c = PartCrcs::default();
+        c.feed(2, Bytes::from_static(b" world")).await;
+        c.feed(1, Bytes::from_static(b"hello")).await;
+        assert_eq!(c.finish(), Some(ferry_core::checksum::crc64ecma(b"hello world")));
+        assert_eq!(PartCrcs::default().finish(), None);
+    }
     use std::sync::Arc;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -484,6 +484,7 @@ impl ObjectStore for S3Store {
             .range
             .as_ref()
             .map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
+        let vendor = VendorCrc::default();
         let r = self
             .sdk()
             .await
@@ -494,6 +495,8 @@ impl ObjectStore for S3Store {
             .set_if_match(opts.if_match.clone())
             .set_version_id(opts.version.clone())
             .set_request_payer(self.payer())
+            .customize()
+            .interceptor(vendor.clone())
             .send()
             .await;
         let o = r.map_err(|e| match self.err("GetObject", key, e) {
@@ -518,7 +521,8 @@ impl ObjectStore for S3Store {
             etag: nonempty(o.e_tag()),
             last_modified: millis(o.last_modified()),
             mtime_ns: s3_meta::mtime(o.metadata()),
-            checksums: Default::default(),
+            // OSS and COS send the whole object's CRC-64/ECMA with every read.
+            checksums: s3_meta::checksums(None, None, vendor.get()),
             encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
         };
         let attributes = ObjectAttributes {

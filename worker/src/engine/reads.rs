@@ -13,6 +13,9 @@ use super::{Engine, EngineError, Part};
 use crate::plan;
 use crate::source_check::mirrorable;
 
+/// What the CRC checks compare.
+const CRC_READ: &str = "CRC-64/ECMA of the bytes read from the source";
+
 impl Engine {
     /// The source's part size when the transfer can mirror its multipart
     /// layout (see [`crate::source_check`]); `None` to plan parts freely.
@@ -57,9 +60,14 @@ impl Engine {
         src_etag: Option<&str>,
         mirrored: Option<(&String, &[Part])>,
         whole: Option<([u8; 16], [u8; 16])>,
+        crc: Option<(u64, u64)>,
     ) -> Result<(), EngineError> {
         let key = &job.src.key;
         let bad = match (mirrored, src_etag, whole) {
+            _ if crc.is_some_and(|(want, read)| want != read) => {
+                let (want, read) = crc.unwrap_or_default();
+                Some((CRC_READ, want.to_string(), read.to_string()))
+            }
             (Some((sent, plan)), Some(tag), _) if !etag::same(sent, tag) => {
                 if !self.source_parts_match(key, plan).await {
                     tracing::warn!(
@@ -93,6 +101,36 @@ impl Engine {
             what,
             expected,
             found,
+        })
+    }
+
+    /// Checks a whole object read at once against the whole-object
+    /// CRC-64/ECMA its store sent with it (OSS, COS): an end-to-end proof of
+    /// the read with no second request. `known`: the CRC already computed.
+    pub(super) async fn check_source_crc(
+        &self,
+        key: &str,
+        want: u64,
+        known: Option<u64>,
+        body: &Bytes,
+    ) -> Result<(), EngineError> {
+        let read = match known {
+            Some(c) => c,
+            None => {
+                let b = body.clone();
+                tokio::task::spawn_blocking(move || ferry_core::checksum::crc64ecma(&b))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            }
+        };
+        if read == want {
+            return Ok(());
+        }
+        Err(EngineError::Verify {
+            key: key.to_string(),
+            what: CRC_READ,
+            expected: want.to_string(),
+            found: read.to_string(),
         })
     }
 
