@@ -99,6 +99,9 @@ pub struct Answers {
     /// Send `x-oss-hash-crc64ecma: VALUE` with the GET and HEAD answers of
     /// these request paths (`/bucket/key`), as Aliyun OSS does.
     pub crc64ecma: std::collections::HashMap<String, u64>,
+    /// Send `x-amz-checksum-crc64nvme` (full-object type) with the HEAD
+    /// answers of these request paths, as S3 does for new objects.
+    pub crc64nvme: std::collections::HashMap<String, u64>,
 }
 
 /// A fault the proxy can inject into one request.

@@ -1,6 +1,7 @@
 //! The rewriting proxy. With [`Answers::kms`] it answers as an S3 bucket
 //! with SSE-KMS default encryption does; with [`Answers::crc64ecma`] it adds
-//! the whole-object CRC-64/ECMA header Aliyun OSS sends with reads.
+//! the whole-object CRC-64/ECMA header Aliyun OSS sends with reads; with
+//! [`Answers::crc64nvme`] the CRC-64/NVME S3 keeps for every new object.
 //!
 //! As an SSE-KMS bucket: Every ETag in an answer (headers and XML bodies) is
 //! replaced by one that is not the MD5 of the bytes — 32 hex digits, with the
@@ -154,6 +155,7 @@ pub(super) async fn relay(
         let mut body: Vec<u8> = buf.drain(..length).collect();
         let op = seen.operation();
         let crc = answers.crc64ecma.get(&seen.path).copied();
+        let nvme = answers.crc64nvme.get(&seen.path).copied();
         log.lock().unwrap().push(seen);
         if answers.kms && op == "CompleteMultipartUpload" {
             body = map_etags(&String::from_utf8_lossy(&body), |fake| tags.real(fake)).into_bytes();
@@ -195,6 +197,13 @@ pub(super) async fn relay(
         }
         if let Some(crc) = crc.filter(|_| ok && matches!(op.as_str(), "GetObject" | "HeadObject")) {
             lines.push(format!("x-oss-hash-crc64ecma: {crc}"));
+        }
+        if let Some(crc) = nvme.filter(|_| ok && op == "HeadObject") {
+            lines.push(format!(
+                "x-amz-checksum-crc64nvme: {}",
+                ferry_core::checksum::crc64_base64(crc)
+            ));
+            lines.push("x-amz-checksum-type: FULL_OBJECT".into());
         }
         let object_op = matches!(
             op.as_str(),

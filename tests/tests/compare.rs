@@ -496,3 +496,52 @@ async fn an_oss_style_crc_proves_what_was_read_end_to_end() {
     };
     assert!(written.is_empty(), "nothing written: {:?}", written.keys());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_crc64nvme_s3_keeps_must_match_the_bytes_sent() {
+    use ferry_tests::proxy::{Answers, Proxy};
+    let rgw = rgw();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let files = files();
+    write_tree(&src, &files);
+    let sync = |proxy: &Proxy, bucket: &str, state: &str| {
+        let s3 = Server {
+            name: "radosgw answering with CRC-64/NVME",
+            endpoint: proxy.endpoint.clone(),
+            ..rgw.clone()
+        };
+        let mut extra = s3.flags("dest");
+        extra.extend(["--max-attempts".into(), "1".into()]);
+        let args = sync_args(
+            src.display().to_string(),
+            format!("s3://{bucket}/"),
+            &work.path().join(state),
+            &extra,
+        );
+        run(finder(&args, &s3.envs("dest")))
+    };
+    let answers = |bucket: &str, flip: u64| Answers {
+        crc64nvme: files
+            .iter()
+            .map(|(k, v)| (format!("/{bucket}/{k}"), ferry_core::checksum::crc64nvme(v) ^ flip))
+            .collect(),
+        ..Default::default()
+    };
+
+    let good = rgw.bucket("cmp-nvme").await;
+    let honest = Proxy::start_rewriting(&rgw.endpoint, answers(&good, 0)).await;
+    let out = sync(&honest, &good, "good.sqlite");
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_same("CRC-64/NVME agrees", &files, &rgw.read_all(&good, "").await);
+
+    // The store keeps a CRC that is not the one of the bytes sent: the
+    // multipart object (checked after completion) fails, the job is not done.
+    let bad = rgw.bucket("cmp-nvme-bad").await;
+    let lying = Proxy::start_rewriting(&rgw.endpoint, answers(&bad, 1)).await;
+    let out = sync(&lying, &bad, "bad.sqlite");
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAILED dir/multipart.bin"), "{text}");
+    assert!(text.contains("destination CRC-64/NVME"), "{text}");
+}

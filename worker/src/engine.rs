@@ -802,10 +802,12 @@ impl Engine {
             .filter(|(n, _)| !done.iter().any(|p| p.number == *n))
             .cloned()
             .collect();
-        // The whole object's CRC-64/ECMA its store sent (OSS, COS), checked
-        // when every part is read here (not on a resumed upload).
+        // The CRCs of what is read, when every part is read here (not on a
+        // resumed upload): checked against the whole-object CRC-64/ECMA the
+        // source's store sent (OSS, COS) and the CRC-64/NVME the
+        // destination keeps (S3).
         let src_crc = first.as_ref().and_then(|g| g.meta.checksums.crc64ecma);
-        let crcs = src_crc.map(|_| PartCrcs::default());
+        let crcs = first.as_ref().map(|_| PartCrcs::default());
         let first = std::sync::Mutex::new(first.map(|g| (g, first_permit)));
         let uploaded: Vec<PartInfo> = stream::iter(todo.into_iter().map(|(n, range)| {
             let span = tracing::debug_span!("part", number = n, bytes = range.end - range.start);
@@ -891,6 +893,7 @@ impl Engine {
         let md5s: Vec<[u8; 16]> = done.iter().filter_map(|p| etag::md5_of_etag(&p.etag)).collect();
         let expect = etag::multipart_etag(md5s.iter());
         let read_md5 = hasher.and_then(|h| h.finish(plan.len() as u32));
+        let read_crcs = crcs.and_then(PartCrcs::finish);
         self.check_read(
             job,
             worker,
@@ -899,7 +902,7 @@ impl Engine {
             src_etag,
             mirrored.map(|_| (&expect, plan.as_slice())),
             whole_md5.zip(read_md5),
-            src_crc.zip(crcs.and_then(PartCrcs::finish)),
+            src_crc.zip(read_crcs.map(|c| c.ecma)),
         )
         .await?;
         let completed = retry(self.cfg.retries, StoreError::is_retryable, || {
@@ -925,6 +928,16 @@ impl Engine {
                 expected: size.to_string(),
                 found: head.size.to_string(),
             });
+        }
+        if let (Some(stored), Some(read)) = (head.checksums.crc64nvme, read_crcs) {
+            if stored != read.nvme {
+                return Err(EngineError::Verify {
+                    key: dkey,
+                    what: "destination CRC-64/NVME (the store's, against the bytes sent)",
+                    expected: ferry_core::checksum::crc64_base64(read.nvme),
+                    found: ferry_core::checksum::crc64_base64(stored),
+                });
+            }
         }
         let found = if self.verify_etags() {
             head.etag.clone()

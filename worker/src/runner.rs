@@ -136,8 +136,10 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "Could not read the queue's counts."),
             }
         }
+        // While the producer lists, poll briefly: its end is noticed within
+        // one short wait, not one long one.
         let wait = if tasks.is_empty() {
-            Duration::from_millis(500)
+            Duration::from_millis(100)
         } else {
             Duration::ZERO
         };
@@ -146,6 +148,7 @@ pub async fn run(
         } else {
             wait
         };
+        let asked = tokio::time::Instant::now();
         let receive = queue.receive(free, cfg.lease, wait);
         tokio::pin!(receive);
         let msgs = tokio::select! {
@@ -191,7 +194,11 @@ pub async fn run(
                 }
             }
             Ok(_) => {
-                if !tasks.is_empty() {
+                if tasks.is_empty() && asked.elapsed() < wait / 2 {
+                    // A queue that answers at once (SQS rounds short waits
+                    // down to no wait) is not asked again in a tight loop.
+                    tokio::time::sleep(wait / 2).await;
+                } else if !tasks.is_empty() {
                     tokio::select! {
                         r = tasks.join_next_with_id() => if let Some(r) = r { account(&mut summary, &mut running, r) },
                         _ = tokio::time::sleep(idle_backoff) => {}
