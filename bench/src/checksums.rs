@@ -6,10 +6,11 @@
 //! * Hashing: one thread hashes the same buffer with MD5, CRC-64/NVME, and
 //!   ferry's one-pass MD5 + CRC-64/NVME + CRC-64/ECMA; seconds of CPU per GiB
 //!   (a single thread busy hashing: wall time is CPU time).
-//! * Compare: N small files are synced to a bucket once; then ferry runs
-//!   twice more with `--compare checksum` (the first comparison reads the
-//!   files, the next reads none) and rclone runs `sync --checksum` on the same
-//!   unchanged tree. Each run must transfer nothing.
+//! * Compare: N small files are synced to a bucket once with
+//!   `--compare checksum` (the copy keeps each file's checksums); then ferry
+//!   runs twice more (reading no file) and rclone runs `sync --checksum` on
+//!   the same unchanged tree (reading every file). Each run must transfer
+//!   nothing.
 
 use std::path::Path;
 use std::process::Command;
