@@ -54,6 +54,12 @@ pub struct SideConfig {
     /// that refuse unsigned payloads. Default false (bodies are bound to the
     /// signature by their signed Content-MD5 header).
     pub sign_payload: bool,
+    /// Send CRC-64/NVME checksums with uploads (PutObject, UploadPart, and
+    /// the full-object checksum at completion) so the store checks every body
+    /// against them and keeps the object's checksum. Default: on for Amazon
+    /// S3 (the `aws` preset without an endpoint), off elsewhere (many
+    /// S3-compatible stores refuse `x-amz-checksum-*` headers).
+    pub crc64nvme: Option<bool>,
     /// Static access key id (or env `FERRY_SRC_ACCESS_KEY_ID` / `FERRY_DEST_ACCESS_KEY_ID`).
     pub access_key_id: Option<Secret>,
     /// Static secret key (or env `FERRY_SRC_SECRET_ACCESS_KEY` / `FERRY_DEST_SECRET_ACCESS_KEY`).
@@ -460,6 +466,9 @@ impl SideConfig {
                     credentials,
                     requester_pays: self.requester_pays,
                     sign_payload: self.sign_payload,
+                    crc64nvme: self
+                        .crc64nvme
+                        .unwrap_or(vendor == Vendor::Aws && self.endpoint.is_none()),
                 })
             }
         };
@@ -641,6 +650,7 @@ const SIDE_KEYS: &[(&str, Kind)] = &[
     ("anonymous", Kind::Bool),
     ("requester_pays", Kind::Bool),
     ("sign_payload", Kind::Bool),
+    ("crc64nvme", Kind::Bool),
     ("access_key_id", Kind::Str),
     ("secret_access_key", Kind::Str),
     ("session_token", Kind::Str),

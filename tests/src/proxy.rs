@@ -74,6 +74,7 @@ pub struct Proxy {
     pub endpoint: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     injector: Arc<Mutex<Injector>>,
+    crc_checked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -102,6 +103,11 @@ pub struct Answers {
     /// Send `x-amz-checksum-crc64nvme` (full-object type) with the HEAD
     /// answers of these request paths, as S3 does for new objects.
     pub crc64nvme: std::collections::HashMap<String, u64>,
+    /// Check `x-amz-checksum-crc64nvme` as S3 does: a PUT or part whose body
+    /// does not match is refused (400 BadDigest), a completion whose
+    /// full-object CRC is not the parts' combined is refused, and the CRC of
+    /// an object written with one is sent with its HEAD answers.
+    pub check_crc64nvme: bool,
 }
 
 /// A fault the proxy can inject into one request.
@@ -271,10 +277,13 @@ impl Proxy {
         let tags = kms::Tags::default();
         let log = seen.clone();
         let answers = Arc::new(answers);
+        let crcs = kms::Crcs::default();
+        let crc_checked = crcs.checked.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, log, tags, answers) = (target.clone(), log.clone(), tags.clone(), answers.clone());
-                tokio::spawn(async move { kms::relay(client, &target, log, tags, &answers).await });
+                let (target, log, tags, answers, crcs) =
+                    (target.clone(), log.clone(), tags.clone(), answers.clone(), crcs.clone());
+                tokio::spawn(async move { kms::relay(client, &target, log, tags, &answers, &crcs).await });
             }
         });
         Proxy {
@@ -287,7 +296,13 @@ impl Proxy {
                 injected: 0,
                 log: Vec::new(),
             })),
+            crc_checked,
         }
+    }
+
+    /// Requests whose `x-amz-checksum-crc64nvme` a checking proxy verified.
+    pub fn crc_checked(&self) -> usize {
+        self.crc_checked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Injects no more faults from now on (the cause is "fixed").
@@ -330,6 +345,7 @@ impl Proxy {
             endpoint,
             seen,
             injector,
+            crc_checked: Arc::default(),
         }
     }
 

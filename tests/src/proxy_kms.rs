@@ -46,6 +46,70 @@ impl Tags {
     }
 }
 
+/// What a proxy checking CRC-64/NVME as S3 does has seen: the parts' CRCs
+/// per upload and the objects' CRCs per path, and how many it verified.
+type PartCrcs = std::collections::BTreeMap<u32, (u64, u64)>;
+
+#[derive(Clone, Default)]
+pub(super) struct Crcs {
+    parts: Arc<Mutex<HashMap<String, PartCrcs>>>,
+    objects: Arc<Mutex<HashMap<String, u64>>>,
+    pub(super) checked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+}
+
+impl Crcs {
+    /// Why S3 would refuse this request's checksum, if it would; notes what a
+    /// later completion or HEAD needs.
+    fn check(&self, seen: &Seen, head: &str, body: &[u8]) -> Option<String> {
+        let sent = header(head, "x-amz-checksum-crc64nvme").and_then(ferry_core::checksum::crc64_from_base64)?;
+        self.checked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let op = seen.operation();
+        let actual = match op.as_str() {
+            "CompleteMultipartUpload" => {
+                let id = query_value(&seen.query, "uploadId").unwrap_or("").to_string();
+                let parts = self.parts.lock().unwrap().remove(&id).unwrap_or_default();
+                let mut it = parts.into_values();
+                let (first, _) = it.next()?;
+                it.fold(first, |acc, (crc, len)| {
+                    ferry_core::checksum::crc64nvme_combine(acc, crc, len)
+                })
+            }
+            _ => ferry_core::checksum::crc64nvme(body),
+        };
+        if actual != sent {
+            return Some(format!(
+                "the CRC64NVME you specified did not match the calculated checksum ({op})"
+            ));
+        }
+        match op.as_str() {
+            "UploadPart" => {
+                let id = query_value(&seen.query, "uploadId").unwrap_or("").to_string();
+                let n = query_value(&seen.query, "partNumber")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                self.parts
+                    .lock()
+                    .unwrap()
+                    .entry(id)
+                    .or_default()
+                    .insert(n, (actual, body.len() as u64));
+            }
+            _ => {
+                self.objects.lock().unwrap().insert(seen.path.clone(), actual);
+            }
+        }
+        None
+    }
+
+    fn of_object(&self, path: &str) -> Option<u64> {
+        self.objects.lock().unwrap().get(path).copied()
+    }
+}
+
 /// Replaces the content of every `<ETag>` element with `f(content)`, quotes kept.
 fn map_etags(body: &str, f: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(body.len());
@@ -131,6 +195,7 @@ pub(super) async fn relay(
     log: Arc<Mutex<Vec<Seen>>>,
     tags: Tags,
     answers: &Answers,
+    crcs: &Crcs,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -155,7 +220,22 @@ pub(super) async fn relay(
         let mut body: Vec<u8> = buf.drain(..length).collect();
         let op = seen.operation();
         let crc = answers.crc64ecma.get(&seen.path).copied();
-        let nvme = answers.crc64nvme.get(&seen.path).copied();
+        let mut nvme = answers.crc64nvme.get(&seen.path).copied();
+        if answers.check_crc64nvme {
+            if let Some(why) = crcs.check(&seen, &head, &body) {
+                let text = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>BadDigest</Code><Message>{why}</Message></Error>");
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+                log.lock().unwrap().push(seen);
+                if client.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            nvme = nvme.or_else(|| crcs.of_object(&seen.path));
+        }
         log.lock().unwrap().push(seen);
         if answers.kms && op == "CompleteMultipartUpload" {
             body = map_etags(&String::from_utf8_lossy(&body), |fake| tags.real(fake)).into_bytes();
@@ -188,6 +268,10 @@ pub(super) async fn relay(
             abody = map_etags(&String::from_utf8_lossy(&abody), |real| Some(tags.fake(real))).into_bytes();
         }
         let mut dropped = vec!["content-length", "transfer-encoding", "connection"];
+        if nvme.is_some() && op == "HeadObject" {
+            // The proxy's answer replaces whatever the server says of checksums.
+            dropped.extend(["x-amz-checksum-crc64nvme", "x-amz-checksum-type"]);
+        }
         if answers.kms {
             dropped.push("etag");
         }

@@ -545,3 +545,56 @@ async fn the_crc64nvme_s3_keeps_must_match_the_bytes_sent() {
     assert!(text.contains("FAILED dir/multipart.bin"), "{text}");
     assert!(text.contains("destination CRC-64/NVME"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crc64nvme_is_sent_with_uploads_and_kept_by_the_store() {
+    use ferry_tests::proxy::{Answers, Proxy};
+    let moto = moto();
+    let bucket = moto.bucket("cmp-send-nvme").await;
+    // moto ignores checksum headers: the proxy checks them as S3 does.
+    let proxy = Proxy::start_rewriting(
+        &moto.endpoint,
+        Answers {
+            check_crc64nvme: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let s3 = Server {
+        name: "moto checking CRC-64/NVME",
+        endpoint: proxy.endpoint.clone(),
+        ..moto.clone()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let files = files();
+    write_tree(&src, &files);
+    let mut extra = s3.flags("dest");
+    extra.extend(["--dest-crc64nvme".into(), "true".into()]);
+    let args = sync_args(
+        src.display().to_string(),
+        format!("s3://{bucket}/"),
+        &work.path().join("s.sqlite"),
+        &extra,
+    );
+    let out = run(finder(&args, &s3.envs("dest")));
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_same("sent with CRCs", &files, &moto.read_all(&bucket, "").await);
+    // One PUT, two parts and one completion carried a CRC the proxy verified.
+    assert_eq!(proxy.crc_checked(), 4);
+    for (k, v) in &files {
+        let head = s3
+            .client()
+            .head_object()
+            .bucket(&bucket)
+            .key(k)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        let kept = head
+            .checksum_crc64_nvme()
+            .and_then(ferry_core::checksum::crc64_from_base64);
+        assert_eq!(kept, Some(ferry_core::checksum::crc64nvme(v)), "{k}");
+    }
+}

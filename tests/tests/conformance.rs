@@ -23,6 +23,7 @@ async fn store_signing(server: &Server, bucket: &str, sign_payload: bool) -> S3S
         },
         requester_pays: false,
         sign_payload,
+        crc64nvme: false,
     })
     .await
 }

@@ -175,6 +175,7 @@ async fn a_rotated_secret_is_read_again_after_access_denied() {
         credentials: S3Credentials::Secret(name.clone()),
         requester_pays: false,
         sign_payload: false,
+        crc64nvme: false,
     })
     .await;
     let e = store.head("k").await.unwrap_err();

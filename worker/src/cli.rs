@@ -44,6 +44,9 @@ macro_rules! side_args {
             /// Send x-amz-request-payer: requester
             #[arg(id = concat!($p, "_requester_pays"), long = concat!($p, "-requester-pays"), env = concat!($env, "_REQUESTER_PAYS"))]
             pub requester_pays: bool,
+            /// Send CRC-64/NVME checksums with uploads, checked and kept by the store [default: on for Amazon S3, off for other endpoints]
+            #[arg(id = concat!($p, "_crc64nvme"), long = concat!($p, "-crc64nvme"), env = concat!($env, "_CRC64NVME"), value_name = "BOOL")]
+            pub crc64nvme: Option<bool>,
             /// AWS Secrets Manager secret (name or ARN) with the keys as JSON {"access_key_id": "...", "secret_access_key": "..."}
             #[arg(id = concat!($p, "_secret"), long = concat!($p, "-secret"), env = concat!($env, "_SECRET"), value_name = "NAME")]
             pub secret: Option<String>,
@@ -64,6 +67,9 @@ macro_rules! side_args {
                 }
                 if self.requester_pays {
                     t.insert("requester_pays".into(), true.into());
+                }
+                if let Some(on) = self.crc64nvme {
+                    t.insert("crc64nvme".into(), on.into());
                 }
             }
         }

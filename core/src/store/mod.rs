@@ -10,6 +10,7 @@ mod error;
 mod local;
 mod memory;
 mod s3;
+mod s3_crc;
 mod s3_meta;
 mod s3_region;
 pub mod vendor;

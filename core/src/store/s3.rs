@@ -19,8 +19,8 @@ use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, Respon
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, RequestPayer, ServerSideEncryption,
-    StorageClass,
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
+    RequestPayer, ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
@@ -95,6 +95,8 @@ pub struct S3StoreConfig {
     /// Sign request bodies with SHA-256 too, for stores that refuse
     /// `UNSIGNED-PAYLOAD` (see [`S3Store`]).
     pub sign_payload: bool,
+    /// Send CRC-64/NVME checksums with uploads (see `s3_crc`).
+    pub crc64nvme: bool,
 }
 
 /// An S3 bucket as an object store.
@@ -116,6 +118,8 @@ pub struct S3Store {
     /// ETags are not taken for MD5s (bucket default encryption applies to
     /// every object, and an opaque ETag must never fail a verification).
     opaque_etags: Arc<AtomicBool>,
+    /// CRC-64/NVME checksums sent with uploads, when the side asks for them.
+    crcs: Option<super::s3_crc::UploadCrcs>,
 }
 
 impl S3Store {
@@ -186,6 +190,7 @@ impl S3Store {
             desc,
             secret,
             opaque_etags: Arc::default(),
+            crcs: cfg.crc64nvme.then(Default::default),
         }
     }
 
@@ -558,6 +563,10 @@ impl ObjectStore for S3Store {
 
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
         let len = body.len() as i64;
+        let crc = match &self.crcs {
+            Some(_) => Some(super::s3_crc::crc_of(&body).await),
+            None => None,
+        };
         let req = self
             .sdk()
             .await
@@ -566,6 +575,7 @@ impl ObjectStore for S3Store {
             .key(key)
             .content_length(len)
             .content_md5(md5_header(&md5))
+            .set_checksum_crc64_nvme(crc.map(crate::checksum::crc64_base64))
             .body(ByteStream::from(body))
             .set_request_payer(self.payer());
         let req = with_put_options!(req, opts).customize();
@@ -580,13 +590,18 @@ impl ObjectStore for S3Store {
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
-        let req = self
+        let mut req = self
             .sdk()
             .await
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .set_request_payer(self.payer());
+        if self.crcs.is_some() {
+            req = req
+                .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+                .checksum_type(ChecksumType::FullObject);
+        }
         let r = with_put_options!(req, opts)
             .send()
             .await
@@ -603,10 +618,15 @@ impl ObjectStore for S3Store {
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
         let len = body.len() as i64;
+        let crc = match &self.crcs {
+            Some(_) => Some(super::s3_crc::crc_of(&body).await),
+            None => None,
+        };
         let req = self
             .sdk()
             .await
             .upload_part()
+            .set_checksum_crc64_nvme(crc.map(crate::checksum::crc64_base64))
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
@@ -626,6 +646,9 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.upload_err("UploadPart", key, upload_id, e))?;
         self.note_sse(r.server_side_encryption(), r.sse_customer_algorithm());
+        if let (Some(crcs), Some(crc)) = (&self.crcs, crc) {
+            crcs.sent(upload_id, number, crc, len as u64);
+        }
         nonempty(r.e_tag()).ok_or_else(|| StoreError::Backend {
             store: self.desc.clone(),
             operation: "UploadPart",
@@ -661,10 +684,16 @@ impl ObjectStore for S3Store {
                     other => other,
                 })?;
             for p in r.parts() {
+                let number = p.part_number().unwrap_or(0).max(0) as u32;
+                let size = p.size().unwrap_or(0).max(0) as u64;
+                let crc = p.checksum_crc64_nvme().and_then(crate::checksum::crc64_from_base64);
+                if let (Some(crcs), Some(crc)) = (&self.crcs, crc) {
+                    crcs.sent(upload_id, number, crc, size);
+                }
                 out.push(PartInfo {
-                    number: p.part_number().unwrap_or(0).max(0) as u32,
+                    number,
                     etag: p.e_tag().unwrap_or("").to_string(),
-                    size: p.size().unwrap_or(0).max(0) as u64,
+                    size,
                 });
             }
             marker = nonempty(r.next_part_number_marker());
@@ -677,27 +706,45 @@ impl ObjectStore for S3Store {
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[PartInfo]) -> Result<Option<String>> {
-        let parts: Vec<CompletedPart> = parts
+        // The parts' CRC-64/NVMEs (those sent by this process, else as the
+        // store lists them) and the whole object's, combined in order.
+        let crcs = match &self.crcs {
+            Some(c) => c.for_completion(self, key, upload_id, parts).await?,
+            None => None,
+        };
+        let b64 = crate::checksum::crc64_base64;
+        let completed: Vec<CompletedPart> = parts
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 CompletedPart::builder()
                     .part_number(p.number as i32)
                     .e_tag(&p.etag)
+                    .set_checksum_crc64_nvme(crcs.as_ref().map(|c| b64(c.parts[i])))
                     .build()
             })
             .collect();
-        let r = self
+        let mut req = self
             .sdk()
             .await
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-            .set_request_payer(self.payer())
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .set_request_payer(self.payer());
+        if let Some(c) = &crcs {
+            req = req
+                .checksum_crc64_nvme(b64(c.whole))
+                .checksum_type(ChecksumType::FullObject);
+        }
+        let r = req
             .send()
             .await
             .map_err(|e| self.upload_err("CompleteMultipartUpload", key, upload_id, e))?;
+        if let Some(c) = &self.crcs {
+            c.forget(upload_id);
+        }
         self.note_sse(r.server_side_encryption(), None);
         Ok(nonempty(r.e_tag()))
     }
@@ -713,6 +760,9 @@ impl ObjectStore for S3Store {
             .set_request_payer(self.payer())
             .send()
             .await;
+        if let Some(c) = &self.crcs {
+            c.forget(upload_id);
+        }
         match r {
             Ok(_) => Ok(()),
             Err(e) => match self.upload_err("AbortMultipartUpload", key, upload_id, e) {
