@@ -127,6 +127,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("runs", "skipped", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "gone", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "listed_at", "INTEGER"),
+    ("objects", "checksum", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -233,7 +233,10 @@ impl Judge {
                 return Ok((p, same));
             }
         }
-        let verdict = self.by_content(&mut p).await?;
+        let mut verdict = self.by_content(&mut p).await?;
+        if verdict.is_none() {
+            verdict = self.by_ledger_checksum(&p).await?;
+        }
         match verdict {
             Some(_) => self.stats.by_content.fetch_add(1, Ordering::Relaxed),
             None => self.stats.undecided.fetch_add(1, Ordering::Relaxed),
@@ -350,6 +353,30 @@ impl Judge {
         *meta = self.head(store, meta).await?;
         p.headed[side] = true;
         Ok(())
+    }
+
+    /// The ledger's checksum of the bytes copied (objects sent in parts),
+    /// against the CRC-64/NVME the destination keeps, when the record is of
+    /// exactly these two versions. `None` when either is missing.
+    pub async fn by_ledger_checksum(&self, p: &Pair) -> anyhow::Result<Option<bool>> {
+        let Some(state) = &self.state else { return Ok(None) };
+        let Some(kept) = p.dst.meta.checksums.crc64nvme else {
+            return Ok(None);
+        };
+        let rk = RecordKey {
+            bucket: self.dest_bucket.clone(),
+            key: p.dst.meta.key.clone(),
+        };
+        let Some(rec) = state.get(&rk).await.context("reading the ledger")? else {
+            return Ok(None);
+        };
+        let copied = rec
+            .checksum
+            .as_deref()
+            .filter(|_| ledger_confirms(&rec, p))
+            .and_then(|c| c.strip_prefix("crc64nvme:"))
+            .and_then(checksum::crc64_from_base64);
+        Ok(copied.map(|c| c == kept))
     }
 
     /// A local file against a multipart ETag: the file hashed in the object's

@@ -121,7 +121,10 @@ async fn compare(
     }
     if let Some(judge) = judge {
         let mut pair = Pair::new(s, d, Evidence::Content);
-        let verdict = judge.by_content(&mut pair).await?;
+        let mut verdict = judge.by_content(&mut pair).await?;
+        if verdict.is_none() {
+            verdict = judge.by_ledger_checksum(&pair).await?;
+        }
         let (s, d) = (pair.src, pair.dst);
         match verdict {
             Some(true) => {
@@ -193,11 +196,20 @@ pub async fn verify(job: &JobSettings, opts: &VerifyOptions) -> anyhow::Result<V
     // `None` compares existence only, so every pair present at both comes
     // back as identical and is checked here.
     let decisions = diff::diff(s, d, CompareMode::None);
+    // The ledger, when there is one, for objects sent in parts whose sides
+    // share no checksum: its record of the CRC of the bytes copied.
+    let ledger = match opts.checksums {
+        true => ferry_worker::cli::open_backends(&job.state, &job.queue, &job.raw.transfer)
+            .await
+            .ok()
+            .map(|(_, state)| state),
+        false => None,
+    };
     let judge = opts.checksums.then(|| {
         Judge::new(
             src.clone(),
             dst.clone(),
-            None,
+            ledger,
             None,
             job.destination.bucket(),
             job.raw.transfer.part_size.as_u64(),

@@ -46,6 +46,7 @@ use tracing::Instrument as _;
 use crate::plan;
 use crate::source_check::{OrderedMd5, PartCrcs};
 
+mod ledger;
 mod reads;
 mod remember;
 
@@ -291,6 +292,7 @@ impl Engine {
                     dest_etag: self.expected_put_etag(job.src.etag.as_deref()),
                     error: None,
                     event_seq: None,
+                    checksum: None,
                 }
             });
         let claim = match &recorded {
@@ -365,72 +367,6 @@ impl Engine {
         result
     }
 
-    /// Aborts the upload the record of `rk` holds, if any: once the record
-    /// forgets it (a final status), it would stay, billed and unseen. A failed
-    /// abort is logged; `ferry-finder clean-uploads` removes what is left.
-    async fn abort_recorded_upload(&self, rk: &RecordKey) -> Result<(), EngineError> {
-        if let Some(up) = self.state.get(rk).await?.and_then(|r| r.upload) {
-            if up.upload_id.is_empty() {
-                // The marker of an upload that may have been created unrecorded.
-                return self.abort_unrecorded(&rk.key).await;
-            }
-            if let Err(e) = retry(self.cfg.retries, StoreError::is_retryable, || {
-                self.dst.abort_multipart(&rk.key, &up.upload_id)
-            })
-            .await
-            {
-                tracing::warn!(key = %rk.key, error = %e, "Could not abort an upload that is given up; clean-uploads removes it.");
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends a job for good after its failures (`Failed`, or `RestoreNeeded`
-    /// for an archived source): takes the object's lease again (the failed
-    /// attempt released it), aborts the recorded upload and records the
-    /// status with `error`, so `status` names the object. `Busy` when another
-    /// worker holds the object now: that worker decides.
-    pub async fn give_up(&self, job: &Job, worker: &str, status: Status, error: &str) -> Result<bool, EngineError> {
-        let rk = self.record_key(&job.dest.key);
-        match self
-            .state
-            .claim(&rk, worker, &job.run, job.src.etag.as_deref(), self.cfg.lease)
-            .await?
-        {
-            Claim::Busy { .. } => return Ok(false),
-            Claim::Acquired(_) => {}
-        }
-        self.abort_recorded_upload(&rk).await?;
-        let outcome = Outcome {
-            error: Some(error.to_string()),
-            src_etag: job.src.etag.clone(),
-            ..Outcome::bare(status)
-        };
-        self.state.finish(&rk, worker, &outcome).await?;
-        Ok(true)
-    }
-
-    /// Warns once per process when a lease ends further ahead than twice this
-    /// worker's lease: the holder's clock is ahead of this one's (or it runs a
-    /// longer `--lease`). Leases compare the writers' clocks, so skew costs
-    /// duplicated work (a lease judged lapsed too early is taken over; the
-    /// former holder's next write fails its ownership check). Never a wrong
-    /// object: every copy is pinned to its source ETag.
-    fn check_clock(&self, holder: &str, until: i64) {
-        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        let ahead = until - ferry_core::now_millis();
-        if ahead > 2 * self.cfg.lease.as_millis() as i64 && !WARNED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                holder,
-                lease_ends_in_s = ahead / 1000,
-                lease_s = self.cfg.lease.as_secs(),
-                "A lease ends far later than this worker's lease allows: the holder's clock may be ahead of \
-                 this machine's (or it uses a longer --lease). Keep the fleet's clocks in sync (NTP); \
-                 skewed clocks cost duplicated work."
-            );
-        }
-    }
-
     /// The ETag a single PUT of a source with ETag `src_etag` leaves: the same
     /// MD5, unless the destination encrypts with KMS (then unknown).
     fn expected_put_etag(&self, src_etag: Option<&str>) -> Option<String> {
@@ -469,6 +405,7 @@ impl Engine {
                         dest_etag: h.etag,
                         error: None,
                         event_seq: job.seq.clone(),
+                        checksum: rec.checksum.clone(),
                     };
                     if recorded.is_none_or(|r| r.dest_etag.is_some() && !same_tag(&r.dest_etag, &o.dest_etag)) {
                         self.state.finish(rk, worker, &o).await?;
@@ -482,19 +419,22 @@ impl Engine {
         let mut rec = rec.clone();
         for _ in 0..3 {
             let r = if pinned.1 <= self.cfg.multipart_threshold {
-                self.single(job, pinned.0.as_deref(), pinned.1).await
+                self.single(job, pinned.0.as_deref(), pinned.1)
+                    .await
+                    .map(|tag| (tag, None))
             } else {
                 self.multipart(job, worker, rk, &rec, pinned.0.as_deref(), pinned.1)
                     .await
             };
             match r {
-                Ok(dest_etag) => {
+                Ok((dest_etag, checksum)) => {
                     let o = Outcome {
                         status: Status::Done,
                         src_etag: pinned.0.clone(),
                         dest_etag,
                         error: None,
                         event_seq: job.seq.clone(),
+                        checksum,
                     };
                     let already =
                         recorded.is_some_and(|r| r.src_etag == o.src_etag && same_tag(&r.dest_etag, &o.dest_etag));
@@ -699,7 +639,7 @@ impl Engine {
         rec: &ObjectRecord,
         src_etag: Option<&str>,
         size: u64,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<(Option<String>, Option<String>), EngineError> {
         let dkey = job.dest.key.clone();
         let planned = plan::part_size(size, self.cfg.part_size);
         let mirrored = self.source_layout(&job.src.key, src_etag, size, planned).await;
@@ -970,7 +910,9 @@ impl Engine {
             self.keep_part_etag(&job.src.key, src_etag, part_size, expect.clone())
                 .await;
         }
-        // The ETag the destination lists for the object, for the ledger.
-        Ok(Some(head.etag.or(completed).unwrap_or(expect)))
+        // For the ledger: the ETag the destination lists for the object, and
+        // the CRC of the bytes sent (every part read by this attempt).
+        let checksum = read_crcs.map(|c| format!("crc64nvme:{}", ferry_core::checksum::crc64_base64(c.nvme)));
+        Ok((Some(head.etag.or(completed).unwrap_or(expect)), checksum))
     }
 }

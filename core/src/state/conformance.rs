@@ -103,10 +103,16 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
         dest_etag: Some("\"d\"".into()),
         error: None,
         event_seq: None,
+        checksum: Some("crc64nvme:AAAAAAAAAAE=".into()),
     };
     s.finish(&key, "host:1#c", &done).await.unwrap();
     let rec = s.get(&key).await.unwrap().unwrap();
     assert_eq!(rec.status, Status::Done);
+    assert_eq!(
+        rec.checksum.as_deref(),
+        Some("crc64nvme:AAAAAAAAAAE="),
+        "the checksum copied is kept"
+    );
     assert_eq!(rec.upload, None);
     assert!(rec.parts.is_empty());
     assert_eq!(rec.worker, None);
@@ -198,6 +204,7 @@ pub async fn claim_done_records_under_the_lease(s: &dyn StateStore, bucket: &str
         dest_etag: Some("\"s1\"".into()),
         error: None,
         event_seq: None,
+        checksum: None,
     };
     match s.claim_done(&key, "w:1#a", "r", &done, lease).await.unwrap() {
         Claim::Acquired(before) => assert_eq!(before.status, Status::InProgress, "a new record"),

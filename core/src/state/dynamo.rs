@@ -125,6 +125,7 @@ fn to_record(item: &Item) -> Option<ObjectRecord> {
         event_seq: get_s(item, "event_seq"),
         lease_until: get_n(item, "lease_until"),
         dest_etag: get_s(item, "dest_etag"),
+        checksum: get_s(item, "checksum"),
         last_error: get_s(item, "last_error"),
         updated_at: get_n(item, "updated_at").unwrap_or(0),
     })
@@ -327,6 +328,13 @@ impl DynamoStateStore {
                     update.push_str(", #event_seq = :seq");
                     values.insert(":seq".into(), s(q));
                 }
+                match &o.checksum {
+                    Some(c) => {
+                        update.push_str(", #checksum = :sum");
+                        values.insert(":sum".into(), s(c));
+                    }
+                    None => remove.push("#checksum"),
+                }
                 remove.extend(["#last_error", "#upload_id", "#part_size"]);
             }
         }
@@ -387,6 +395,7 @@ impl DynamoStateStore {
                 event_seq: None,
                 lease_until: None,
                 dest_etag: None,
+                checksum: None,
                 last_error: None,
                 updated_at: now,
             },
@@ -656,6 +665,13 @@ impl StateStore for DynamoStateStore {
         if let Some(q) = &outcome.event_seq {
             set.push("#event_seq = :seq");
             values.insert(":seq".into(), s(q));
+        }
+        match &outcome.checksum {
+            Some(c) => {
+                set.push("#checksum = :sum");
+                values.insert(":sum".into(), s(c));
+            }
+            None => remove.push("#checksum"),
         }
         // Every status recorded here is final (a given-up job's upload is
         // aborted by the caller): the upload is forgotten and the attempts

@@ -28,7 +28,7 @@ impl EmbeddedStateStore {
     }
 }
 
-const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at, lease_etag, event_seq";
+const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at, lease_etag, event_seq, checksum";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     let upload_id: Option<String> = r.get(6)?;
@@ -57,6 +57,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
         event_seq: r.get(15)?,
         lease_until: r.get(10)?,
         dest_etag: r.get(11)?,
+        checksum: r.get(16)?,
         last_error: r.get(12)?,
         updated_at: r.get(13)?,
     })
@@ -129,10 +130,18 @@ impl EmbeddedStateStore {
                     tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
                         .execute(params![k.bucket, k.key])?;
                     tx.prepare_cached(
-                        "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, \
+                        "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, checksum=?7, \
                          upload_id=NULL, part_size=NULL, event_seq=COALESCE(?6, event_seq) WHERE bucket=?4 AND key=?5",
                     )?
-                    .execute(params![o.status.as_str(), o.src_etag, o.dest_etag, k.bucket, k.key, o.event_seq])?;
+                    .execute(params![
+                        o.status.as_str(),
+                        o.src_etag,
+                        o.dest_etag,
+                        k.bucket,
+                        k.key,
+                        o.event_seq,
+                        o.checksum
+                    ])?;
                 }
                 tx.commit()?;
                 let rec = before.unwrap_or(ObjectRecord {
@@ -148,6 +157,7 @@ impl EmbeddedStateStore {
                     event_seq: None,
                     lease_until: None,
                     dest_etag: None,
+                    checksum: None,
                     last_error: None,
                     updated_at: now,
                 });
@@ -292,7 +302,7 @@ impl StateStore for EmbeddedStateStore {
             tx.prepare_cached(
                 "UPDATE objects SET status=?1, src_etag=COALESCE(?2, src_etag), dest_etag=?3, last_error=?4, \
                  worker=NULL, lease_until=NULL, lease_etag=NULL, updated_at=?5, \
-                 upload_id=NULL, attempts=0, event_seq=COALESCE(?8, event_seq) \
+                 upload_id=NULL, attempts=0, event_seq=COALESCE(?8, event_seq), checksum=?9 \
                  WHERE bucket=?6 AND key=?7",
             )?
             .execute(params![
@@ -303,7 +313,8 @@ impl StateStore for EmbeddedStateStore {
                 now_millis(),
                 k.bucket,
                 k.key,
-                o.event_seq
+                o.event_seq,
+                o.checksum
             ])?;
             Ok(())
         })

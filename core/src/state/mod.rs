@@ -159,6 +159,8 @@ pub struct ObjectRecord {
     pub lease_until: Option<i64>,
     /// Destination ETag after completion.
     pub dest_etag: Option<String>,
+    /// Checksum of the bytes of the last completed transfer (see [`Outcome::checksum`]).
+    pub checksum: Option<String>,
     /// The last error.
     pub last_error: Option<String>,
     /// Last update, ms since the epoch.
@@ -195,6 +197,10 @@ pub struct Outcome {
     /// Order of the event that caused the job (S3 sequencer, OSS event
     /// time), recorded so an older event arriving later is dropped.
     pub event_seq: Option<String>,
+    /// Checksum of the bytes copied, `crc64nvme:<base64>`, for objects sent
+    /// in parts (whose ETags depend on the part layout); a single-part
+    /// object's MD5 ETag proves its content already.
+    pub checksum: Option<String>,
 }
 
 impl Outcome {
@@ -206,6 +212,7 @@ impl Outcome {
             dest_etag: None,
             error: None,
             event_seq: None,
+            checksum: None,
         }
     }
 }
