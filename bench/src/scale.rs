@@ -72,9 +72,11 @@ pub async fn synthetic(n: usize) -> Result<(usize, f64)> {
 }
 
 /// Writes the source tree `dir/src` and destination tree `dir/dst` of `n`
-/// keys, unless `dir/done-<n>` says they are there already.
+/// keys, unless `dir/done-<n>` says they are there already. A destination
+/// file gets its source file's modification time, as a sync leaves it, so
+/// only the planted size differences are changes.
 pub fn write_trees(dir: &Path, n: usize) -> Result<()> {
-    let stamp = dir.join(format!("done-{n}"));
+    let stamp = dir.join(format!("done-mtimes-{n}"));
     if stamp.exists() {
         return Ok(());
     }
@@ -89,9 +91,13 @@ pub fn write_trees(dir: &Path, n: usize) -> Result<()> {
             std::fs::create_dir_all(dir.join("src").join(&k).parent().unwrap_or(dir))?;
             std::fs::create_dir_all(dir.join("dst").join(&k).parent().unwrap_or(dir))?;
         }
-        std::fs::write(dir.join("src").join(&k), vec![b'x'; s as usize])?;
+        let src = dir.join("src").join(&k);
+        std::fs::write(&src, vec![b'x'; s as usize])?;
         if in_dst {
-            std::fs::write(dir.join("dst").join(&k), vec![b'x'; d as usize])?;
+            let dst = dir.join("dst").join(&k);
+            std::fs::write(&dst, vec![b'x'; d as usize])?;
+            let mtime = std::fs::metadata(&src)?.modified()?;
+            std::fs::File::options().write(true).open(&dst)?.set_modified(mtime)?;
         }
     }
     std::fs::write(&stamp, b"")?;
