@@ -67,8 +67,8 @@ fn timed(mut c: Command) -> Result<(f64, String)> {
     Ok((secs, text))
 }
 
-/// Seconds of each second run over `files` unchanged files: ferry's first
-/// comparison, ferry with the cache warm, rclone `--checksum`.
+/// Seconds of each run after the copy over `files` unchanged files: ferry's
+/// second and third runs, rclone `--checksum`.
 pub fn compare(ep: &Endpoint, bins: &Path, work: &Path, files: usize, bucket: &str) -> Result<Vec<(String, f64)>> {
     let tree = work.join(format!("checksum-tree-{files}"));
     if !tree.join(".done").exists() {
@@ -103,8 +103,8 @@ pub fn compare(ep: &Endpoint, bins: &Path, work: &Path, files: usize, bucket: &s
     timed(ferry())?;
     let mut out = Vec::new();
     for label in [
-        "ferry --compare checksum, first comparison",
-        "ferry --compare checksum, cache warm",
+        "ferry --compare checksum, second run",
+        "ferry --compare checksum, third run",
     ] {
         let (secs, text) = timed(ferry())?;
         if !text.contains("Nothing to transfer") {
@@ -147,7 +147,7 @@ pub fn report(hash: &[(&str, f64)], cmp: &[(String, f64)], files: usize) -> Stri
         s += &format!("| {name} | {spg:.3} | {:.2} |\n", spg / md5);
     }
     s += &format!(
-        "\nA second run over {files} unchanged files, comparing content (nothing to transfer):\n\n| run | seconds | ratio to rclone |\n|---|---|---|\n"
+        "\nRuns after the copy over {files} unchanged files, comparing content (nothing to transfer):\n\n| run | seconds | ratio to rclone |\n|---|---|---|\n"
     );
     let rclone = cmp.last().map(|c| c.1).unwrap_or(1.0);
     for (name, secs) in cmp {
