@@ -54,6 +54,21 @@ fn sync_args(src: String, dest: String, state: &Path, extra: &[String]) -> Vec<S
     a
 }
 
+/// The arguments and environment of a sync between two servers.
+fn between(
+    from: (&Server, String),
+    to: (&Server, String),
+    state: &Path,
+    more: &[&str],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut extra = from.0.flags("src");
+    extra.extend(to.0.flags("dest"));
+    extra.extend(more.iter().map(|s| s.to_string()));
+    let mut envs = from.0.envs("src");
+    envs.extend(to.0.envs("dest"));
+    (sync_args(from.1, to.1, state, &extra), envs)
+}
+
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
@@ -272,17 +287,12 @@ async fn s3_to_s3_finds_a_same_size_overwrite() {
     let objects = files();
     rgw.put_all(&src_bucket, &objects).await;
     let work = tempfile::tempdir().unwrap();
-    let mut extra = rgw.flags("src");
-    extra.extend(moto.flags("dest"));
-    let state = work.path().join("state.sqlite");
-    let args = sync_args(
-        format!("s3://{src_bucket}/"),
-        format!("s3://{dst_bucket}/"),
-        &state,
-        &extra,
+    let (args, envs) = between(
+        (&rgw, format!("s3://{src_bucket}/")),
+        (&moto, format!("s3://{dst_bucket}/")),
+        &work.path().join("state.sqlite"),
+        &[],
     );
-    let mut envs = rgw.envs("src");
-    envs.extend(moto.envs("dest"));
     assert!(run(finder(&args, &envs)).status.success());
     assert_same("first sync", &objects, &moto.read_all(&dst_bucket, "").await);
     assert!(stdout(&run(finder(&args, &envs))).contains("Nothing to transfer"));
@@ -414,17 +424,12 @@ async fn kms_encrypted_destinations_are_verified_without_a_flag() {
     // S3 -> KMS bucket: MD5 ETags at the source, opaque ones at the destination.
     let src_bucket = rgw.bucket("cmp-kms-src").await;
     rgw.put_all(&src_bucket, &files).await;
-    let mut extra = rgw.flags("src");
-    extra.extend(kms.flags("dest"));
-    let state = work.path().join("s3.sqlite");
-    let args = sync_args(
-        format!("s3://{src_bucket}/"),
-        format!("s3://{bucket}/copy/"),
-        &state,
-        &extra,
+    let (args, envs) = between(
+        (&rgw, format!("s3://{src_bucket}/")),
+        (&kms, format!("s3://{bucket}/copy/")),
+        &work.path().join("s3.sqlite"),
+        &[],
     );
-    let mut envs = rgw.envs("src");
-    envs.extend(kms.envs("dest"));
     let out = run(finder(&args, &envs));
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
@@ -546,25 +551,27 @@ async fn the_crc64nvme_s3_keeps_must_match_the_bytes_sent() {
     assert!(text.contains("destination CRC-64/NVME"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn crc64nvme_is_sent_with_uploads_and_kept_by_the_store() {
-    use ferry_tests::proxy::{Answers, Proxy};
-    let moto = moto();
-    let bucket = moto.bucket("cmp-send-nvme").await;
-    // moto ignores checksum headers: the proxy checks them as S3 does.
-    let proxy = Proxy::start_rewriting(
-        &moto.endpoint,
-        Answers {
-            check_crc64nvme: true,
-            ..Default::default()
-        },
-    )
-    .await;
+/// moto behind a proxy that checks `x-amz-checksum-crc64nvme` as S3 does
+/// (moto ignores the header), and the server as ferry reaches it.
+async fn checking_crc64nvme(moto: &Server) -> (ferry_tests::proxy::Proxy, Server) {
+    let answers = ferry_tests::proxy::Answers {
+        check_crc64nvme: true,
+        ..Default::default()
+    };
+    let proxy = ferry_tests::proxy::Proxy::start_rewriting(&moto.endpoint, answers).await;
     let s3 = Server {
         name: "moto checking CRC-64/NVME",
         endpoint: proxy.endpoint.clone(),
         ..moto.clone()
     };
+    (proxy, s3)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crc64nvme_is_sent_with_uploads_and_kept_by_the_store() {
+    let moto = moto();
+    let bucket = moto.bucket("cmp-send-nvme").await;
+    let (proxy, s3) = checking_crc64nvme(&moto).await;
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let files = files();
@@ -601,38 +608,20 @@ async fn crc64nvme_is_sent_with_uploads_and_kept_by_the_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_by_checksum_uses_the_ledgers_crc_of_objects_sent_in_parts() {
-    use ferry_tests::proxy::{Answers, Proxy};
     let (rgw, moto) = (rgw(), moto());
     let src_bucket = rgw.bucket("cmp-ledger-src").await;
     let body = data(6 * MIB + 3, 8);
     rgw.put_multipart(&src_bucket, "big", &body, &[5 * MIB, MIB + 3]).await;
     let dst_bucket = moto.bucket("cmp-ledger-dst").await;
-    let proxy = Proxy::start_rewriting(
-        &moto.endpoint,
-        Answers {
-            check_crc64nvme: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    let s3 = Server {
-        name: "moto checking CRC-64/NVME",
-        endpoint: proxy.endpoint.clone(),
-        ..moto.clone()
-    };
+    let (_proxy, s3) = checking_crc64nvme(&moto).await;
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("s.sqlite");
-    let mut extra = rgw.flags("src");
-    extra.extend(s3.flags("dest"));
-    extra.extend(["--dest-crc64nvme".into(), "true".into()]);
-    let args = sync_args(
-        format!("s3://{src_bucket}/"),
-        format!("s3://{dst_bucket}/"),
+    let (args, envs) = between(
+        (&rgw, format!("s3://{src_bucket}/")),
+        (&s3, format!("s3://{dst_bucket}/")),
         &state,
-        &extra,
+        &["--dest-crc64nvme", "true"],
     );
-    let mut envs = rgw.envs("src");
-    envs.extend(s3.envs("dest"));
     assert!(run(finder(&args, &envs)).status.success());
 
     // radosgw keeps no CRC and its multipart ETag is no MD5: only the ledger's
