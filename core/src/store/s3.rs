@@ -120,6 +120,8 @@ pub struct S3Store {
     opaque_etags: Arc<AtomicBool>,
     /// CRC-64/NVME checksums sent with uploads, when the side asks for them.
     crcs: Option<super::s3_crc::UploadCrcs>,
+    /// HEADs ask for the object's checksums (`x-amz-checksum-mode`).
+    checksum_mode: Arc<AtomicBool>,
 }
 
 impl S3Store {
@@ -191,6 +193,7 @@ impl S3Store {
             secret,
             opaque_etags: Arc::default(),
             crcs: cfg.crc64nvme.then(Default::default),
+            checksum_mode: Arc::new(AtomicBool::new(cfg.crc64nvme)),
         }
     }
 
@@ -431,6 +434,10 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        // S3's checksum is asked for where CRC-64/NVME is in use (Amazon S3
+        // by default). Reading it from a KMS-encrypted object needs
+        // kms:Decrypt: a role without it gets its HEADs without checksums.
+        let checksums = self.checksum_mode.load(Ordering::Relaxed);
         let vendor = VendorCrc::default();
         let r = self
             .sdk()
@@ -438,12 +445,19 @@ impl ObjectStore for S3Store {
             .head_object()
             .bucket(&self.bucket)
             .key(key)
-            .checksum_mode(ChecksumMode::Enabled)
+            .set_checksum_mode(checksums.then_some(ChecksumMode::Enabled))
             .set_request_payer(self.payer())
             .customize()
             .interceptor(vendor.clone())
             .send()
             .await;
+        if let Err(e) = &r {
+            let denied = matches!(e, SdkError::ServiceError(se) if se.raw().status().as_u16() == 403);
+            if checksums && denied && self.checksum_mode.swap(false, Ordering::Relaxed) {
+                tracing::info!(store = %self.desc, "HEAD with checksums was refused (kms:Decrypt is needed for KMS objects); asking without them.");
+                return Box::pin(self.head(key)).await;
+            }
+        }
         match r {
             Ok(o) => Ok(Some(ObjectMeta {
                 key: key.to_string(),
