@@ -132,6 +132,14 @@ impl FileHashes {
 impl FileHashes {
     /// The cached multipart ETag of a file version in parts of `part_size`.
     pub async fn part_etag(&self, path: PathBuf, stamp: FileStamp, part_size: u64) -> Result<Option<String>, DbError> {
+        Ok(self
+            .kept_part_etag(path, stamp)
+            .await?
+            .and_then(|(ps, etag)| (ps == part_size).then_some(etag)))
+    }
+
+    /// The multipart ETag kept for a file version, with its part size.
+    pub async fn kept_part_etag(&self, path: PathBuf, stamp: FileStamp) -> Result<Option<(u64, String)>, DbError> {
         self.db
             .call(move |c| {
                 let mut st = c.prepare_cached(
@@ -143,7 +151,7 @@ impl FileHashes {
                         Ok((stored, r.get::<_, i64>(3)? as u64, r.get::<_, String>(4)?))
                     })
                     .ok();
-                Ok(row.and_then(|(stored, ps, etag)| (stored == stamp && ps == part_size).then_some(etag)))
+                Ok(row.and_then(|(stored, ps, etag)| (stored == stamp).then_some((ps, etag))))
             })
             .await
     }

@@ -418,6 +418,14 @@ impl Judge {
             }
         };
         let fits = |ps: &u64| *ps > 0 && object.size.div_ceil(*ps) == u64::from(n);
+        // The layout that matched last time is tried first: it is cached.
+        let mut candidates = candidates;
+        if let Some(kept) = self.kept_part_size(&path).await? {
+            if layout.is_none() && fits(&kept) {
+                candidates.retain(|&ps| ps != kept);
+                candidates.insert(0, kept);
+            }
+        }
         let mut verdict = None;
         for ps in candidates.into_iter().filter(fits) {
             let mine = self.file_part_etag(path.clone(), ps).await?;
@@ -428,6 +436,15 @@ impl Judge {
         }
         // No layout made the same ETag: different content, or a layout unknown here.
         Ok(verdict.filter(|_| layout.is_some()))
+    }
+
+    /// The part size of the multipart ETag cached for a file's current version.
+    async fn kept_part_size(&self, path: &std::path::Path) -> anyhow::Result<Option<u64>> {
+        let Some(cache) = &self.hashes else { return Ok(None) };
+        let Ok(stamp) = FileStamp::of(path) else {
+            return Ok(None);
+        };
+        Ok(cache.kept_part_etag(path.to_path_buf(), stamp).await?.map(|(ps, _)| ps))
     }
 
     /// A local file's multipart ETag in parts of `part_size`, cached like its checksums.

@@ -641,3 +641,38 @@ async fn verify_by_checksum_uses_the_ledgers_crc_of_objects_sent_in_parts() {
     assert!(text.contains("identical:        1 objects"), "{text}");
     assert!(text.contains("(0 compared by content)"), "no body read: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tools_part_layout_does_not_make_equal_content_differ() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("cmp-layout").await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let body = data(9 * MIB + 7, 21);
+    let files = BTreeMap::from([("big.bin".to_string(), body.clone())]);
+    write_tree(&src, &files);
+    // Uploaded by another tool in 8 MiB parts; ferry's own would be 5 MiB, and
+    // radosgw does not say (it ignores `partNumber`).
+    rgw.put_multipart(&bucket, "big.bin", &body, &[8 * MIB, MIB + 7]).await;
+    let args = sync_args(
+        src.display().to_string(),
+        format!("s3://{bucket}/"),
+        &work.path().join("s.sqlite"),
+        &[rgw.flags("dest"), vec!["--compare".into(), "checksum".into()]].concat(),
+    );
+    let out = stdout(&run(finder(&args, &rgw.envs("dest"))));
+    assert!(out.contains("Nothing to transfer"), "{out}");
+    assert!(out.contains("1 by content"), "{out}");
+    // ferry's own 5 MiB layout is tried first, then 8 MiB matches.
+    assert_eq!(hashed(&out), 2, "{out}");
+    // The layout that matched is remembered: the next run reads nothing.
+    let out = stdout(&run(finder(&args, &rgw.envs("dest"))));
+    assert!(out.contains("Nothing to transfer"), "{out}");
+    assert_eq!(hashed(&out), 0, "{out}");
+    // A same-size edit under the same layout is a difference.
+    let edited = data(9 * MIB + 7, 22);
+    std::fs::write(src.join("big.bin"), &edited).unwrap();
+    let out = stdout(&run(finder(&args, &rgw.envs("dest"))));
+    assert_eq!(count(&out, "queued:"), 1, "{out}");
+    assert_same("after the edit", &read_tree(&src), &rgw.read_all(&bucket, "").await);
+}
