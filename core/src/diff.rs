@@ -17,7 +17,7 @@ use crate::{checksum, etag};
 
 /// How a source object and a destination object with the same key are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum CompareMode {
     /// `mtime` when a side is a local directory, `size-etag` between stores.
     #[default]
@@ -122,9 +122,16 @@ impl std::str::FromStr for CompareMode {
             "mtime" => Ok(CompareMode::Mtime),
             "checksum" => Ok(CompareMode::Checksum),
             _ => Err(format!(
-                "unknown compare mode {s:?}; expected auto, mtime, checksum, size-etag, size or none"
+                "compare: unknown mode {s:?}; expected auto, mtime, checksum, size-etag, size or none"
             )),
         }
+    }
+}
+
+impl TryFrom<String> for CompareMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
     }
 }
 

@@ -46,6 +46,11 @@ fn bad_input_is_explained() {
         &[],
         &["--part-size"],
     );
+    expect_error(
+        &[&s, "/tmp/x", "--compare", "bogus", "--state", &state],
+        &[],
+        &["compare", "bogus", "mtime", "checksum"],
+    );
 
     let cfg = work.path().join("job.toml");
     std::fs::write(&cfg, "[source]\nurl = \"/tmp\"\nendpont = \"x\"\n").unwrap();
