@@ -5,7 +5,7 @@
 //!
 //! * to OpenTelemetry instruments of the global meter. They record nothing
 //!   until a binary installs a meter provider, which happens when
-//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `ferry_worker::otel`);
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `ferry_cli::otel`);
 //! * to process totals, which [`Totals::take`] hands out as deltas for
 //!   CloudWatch Embedded Metric Format lines ([`emf_line`]).
 //!

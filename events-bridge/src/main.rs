@@ -4,8 +4,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use ferry_cli::backends::LedgerBackends;
+use ferry_cli::{JobArgs, Locations};
 use ferry_events_bridge::{server, Answer, Auth, Bridge};
-use ferry_worker::cli::{self, JobArgs};
+
+/// Freed buffers go back to the system promptly (see ferry-worker).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Receives Aliyun OSS event notifications over HTTP and queues a ferry job
 /// for every event of each (copies; deletes with delete sync), answering 200
@@ -37,22 +42,17 @@ struct Cli {
     /// Secrets Manager secret (name or ARN) whose value is the callers' shared secret
     #[arg(long, env = "FERRY_BRIDGE_AUTH_SECRET", value_name = "NAME")]
     auth_secret: Option<String>,
-    /// Source: s3://BUCKET/PREFIX (or [source] url in --config)
-    src: Option<String>,
-    /// Destination: s3://BUCKET/PREFIX (or [destination] url in --config)
-    dest: Option<String>,
+    #[command(flatten)]
+    locations: Locations,
     /// On Function Compute: accept event invocations (x-fc-control-path: /invoke, as an OSS trigger sends them) without credentials
     #[arg(long, env = "FERRY_BRIDGE_TRUST_FC_EVENTS")]
     trust_fc_events: bool,
-    /// Delete sync: ObjectRemoved events delete at the destination
-    #[arg(long, env = "FERRY_DELETE")]
-    delete: bool,
     #[command(flatten)]
     job: JobArgs,
 }
 
 fn main() -> std::process::ExitCode {
-    cli::main("ferry-events-bridge", run)
+    ferry_cli::main("ferry-events-bridge", run)
 }
 
 async fn auth(cli: &Cli) -> anyhow::Result<Auth> {
@@ -82,16 +82,16 @@ async fn auth(cli: &Cli) -> anyhow::Result<Auth> {
 }
 
 async fn run() -> anyhow::Result<u8> {
-    let cli = Cli::parse();
-    let mut overrides = cli.job.overrides(cli.src.as_deref(), cli.dest.as_deref(), None);
-    if cli.delete {
-        overrides.insert("delete".into(), true.into());
-    }
-    let cfg = cli.job.load(overrides).context("reading the job settings")?;
+    let cli: Cli = ferry_cli::parse();
+    let cfg = cli
+        .job
+        .load([cli.locations.layer()])
+        .context("reading the job settings")?;
     let job = cfg.build().context("invalid job settings")?;
-    let (queue, _) = cli::open_backends(&job.state, &job.queue, &job.raw.transfer)
+    let queue = LedgerBackends::open(&job.ledger, &job.transfer)
         .await
-        .context("opening the job queue")?;
+        .context("opening the job queue")?
+        .queue;
     let trusted_input = cli.stdin || cli.file.is_some();
     let bridge = Arc::new(Bridge {
         queue,
@@ -118,7 +118,7 @@ async fn run() -> anyhow::Result<u8> {
     tracing::info!(addr = %listener.local_addr()?, queue = %bridge.queue.describe(), "Events bridge listening.");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        cli::shutdown_signal().await;
+        ferry_cli::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     server::serve(listener, bridge, stop_rx).await?;

@@ -2,8 +2,19 @@
 
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry_cli::backends::LedgerBackends;
+use ferry_cli::{Backends, JobArgs, Locations};
 use ferry_core::config::QueueLocation;
 use ferry_core::schedule::Schedule;
+use ferry_finder::{FinderOptions, Interrupted};
+use ferry_worker::Worker;
+use serde::Serialize;
+
+/// Freed part buffers go back to the system promptly (see ferry-worker).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Prints a line to stdout; a closed stdout (`| head`) is not an error.
 macro_rules! out {
@@ -12,11 +23,6 @@ macro_rules! out {
         let _ = writeln!(std::io::stdout(), $($t)*);
     }};
 }
-
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use ferry_finder::FinderOptions;
-use ferry_worker::cli::{self, JobArgs};
 
 /// Copies what is missing or different from SRC to DEST, resumably and
 /// verified, and exits 0 only when every object is done.
@@ -50,48 +56,68 @@ use ferry_worker::cli::{self, JobArgs};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Source: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [source] url in --config)
-    src: Option<String>,
-    /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [destination] url in --config)
-    dest: Option<String>,
+    #[command(flatten)]
+    locations: Locations,
     /// Worker tasks in this process; 0 only queues jobs for ferry-worker processes [default: 32, or 0 with an SQS queue]
     #[arg(long, env = "FERRY_FINDER_WORKERS")]
     workers: Option<u64>,
-    /// When to run: once, rate:DURATION (rate:15m) or cron:EXPRESSION (cron:0 */6 * * *, UTC) [default: once]
-    #[arg(long, env = "FERRY_SCHEDULE", value_name = "SCHEDULE")]
-    schedule: Option<String>,
-    /// Delete destination keys that have no source counterpart (delete sync; also applies ObjectRemoved events)
-    #[arg(long, env = "FERRY_DELETE")]
-    delete: bool,
-    /// With --delete: the most deletions one run makes; past it the rest are kept and the run exits 1
-    #[arg(long, env = "FERRY_MAX_DELETE", value_name = "N")]
-    max_delete: Option<u64>,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Create the SQS queue (with a dead-letter queue) and the DynamoDB table when missing (development)
     #[arg(long)]
     create_resources: bool,
     /// Print the plan (new / changed / identical counts, bytes, first keys) and copy nothing
     #[arg(long)]
     dry_run: bool,
-    /// How existing objects are compared: mtime (size and modification time), checksum (size and
-    /// content: MD5, CRC-64/NVME or CRC-64/ECMA; local files hashed once, kept in the state file),
-    /// size-etag (size, and ETags where comparable, else the ledger or checksums), size, none
-    /// (existence) [default: auto: mtime when a side is local, size-etag between stores]
-    #[arg(long, env = "FERRY_COMPARE", value_name = "MODE")]
-    compare: Option<String>,
-    /// Only keys matching this glob (relative to the source prefix; repeatable)
-    #[arg(long, value_name = "GLOB")]
-    include: Vec<String>,
-    /// Skip keys matching this glob (repeatable)
-    #[arg(long, value_name = "GLOB")]
-    exclude: Vec<String>,
-    /// File with one source prefix per line (relative to SRC's prefix)
-    #[arg(long, env = "FERRY_PREFIX_LIST", value_name = "FILE")]
-    prefix_list: Option<std::path::PathBuf>,
     /// Plain log lines instead of a progress bar
     #[arg(long)]
     no_progress: bool,
     #[command(flatten)]
     job: JobArgs,
+}
+
+/// The finder's own settings, as a layer of the job file's shape.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+struct RunArgs {
+    /// When to run: once, rate:DURATION (rate:15m) or cron:EXPRESSION (cron:0 */6 * * *, UTC) [default: once]
+    #[arg(long, env = "FERRY_SCHEDULE", value_name = "SCHEDULE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
+    /// With --delete: the most deletions one run makes; past it the rest are kept and the run exits 1
+    #[arg(long, env = "FERRY_MAX_DELETE", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_delete: Option<u64>,
+    /// File with one source prefix per line (relative to SRC's prefix)
+    #[arg(long, env = "FERRY_PREFIX_LIST", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix_list: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    #[serde(rename = "transfer")]
+    transfer: DefaultWorkers,
+}
+
+/// The job file's `workers`, the default of the finder's --workers.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+struct DefaultWorkers {
+    /// Objects at once per worker process (the job file's `workers`)
+    #[arg(long = "transfer-workers", env = "FERRY_WORKERS", hide = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<u64>,
+}
+
+/// Which keys a run or a verification covers.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+struct FilterArgs {
+    /// Only keys matching this glob (relative to the source prefix; repeatable)
+    #[arg(long, env = "FERRY_INCLUDE", value_name = "GLOB", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    include: Vec<String>,
+    /// Skip keys matching this glob (repeatable)
+    #[arg(long, env = "FERRY_EXCLUDE", value_name = "GLOB", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exclude: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,22 +129,13 @@ enum Command {
     /// bodies are read only where the sides share none. Exit code 0 when they
     /// match, 1 when they differ.
     Verify {
-        /// Source: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR
-        src: Option<String>,
-        /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR
-        dest: Option<String>,
+        #[command(flatten)]
+        locations: Locations,
         /// Compare sizes (and comparable ETags) only; never read bodies
         #[arg(long, conflicts_with = "compare")]
         size_only: bool,
-        /// checksum: compare full-object checksums before reading bodies [default: ETags, then bodies]
-        #[arg(long, value_name = "MODE", value_parser = ["checksum"])]
-        compare: Option<String>,
-        /// Only keys matching this glob (repeatable)
-        #[arg(long, value_name = "GLOB")]
-        include: Vec<String>,
-        /// Skip keys matching this glob (repeatable)
-        #[arg(long, value_name = "GLOB")]
-        exclude: Vec<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
         /// How many keys of each kind to list
         #[arg(long, default_value_t = 20)]
         show: usize,
@@ -131,6 +148,8 @@ enum Command {
     /// Exit codes: 0 complete without failures (or running, without --wait),
     /// 1 complete with failures, 3 --timeout passed.
     Status {
+        #[command(flatten)]
+        locations: Locations,
         /// Run id (as printed by the finder) [default: the latest run]
         #[arg(long)]
         run: Option<String>,
@@ -152,6 +171,8 @@ enum Command {
     /// (or --config) like status.
     Redrive {
         #[command(flatten)]
+        locations: Locations,
+        #[command(flatten)]
         job: JobArgs,
     },
     /// Aborts unfinished multipart uploads under a destination prefix (they
@@ -171,109 +192,106 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    cli::main("ferry-finder", run)
+    ferry_cli::main("ferry-finder", run)
 }
 
 async fn run() -> anyhow::Result<u8> {
-    let cli = Cli::parse();
+    let cli: Cli = ferry_cli::parse();
     match cli.command {
-        Some(Command::CleanUploads {
+        Some(command) => subcommand(command).await,
+        None => sync(cli).await,
+    }
+}
+
+async fn subcommand(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::CleanUploads {
             location,
             older_than,
             dry_run,
             job,
-        }) => return clean_uploads(&location, older_than.into(), dry_run, &job).await,
-        Some(Command::Verify {
-            src,
-            dest,
+        } => clean_uploads(&location, older_than.into(), dry_run, &job).await,
+        Command::Verify {
+            locations,
             size_only,
-            compare,
-            include,
-            exclude,
+            filter,
             show,
             job,
-        }) => {
-            let mut overrides = job.overrides(src.as_deref(), dest.as_deref(), None);
-            if !include.is_empty() {
-                overrides.insert("include".into(), include.into());
-            }
-            if !exclude.is_empty() {
-                overrides.insert("exclude".into(), exclude.into());
-            }
-            let cfg = job.load(overrides).context("reading the job settings")?;
+        } => {
+            let cfg = job
+                .load([locations.layer(), ferry_cli::args::layer(&filter)])
+                .context("reading the job settings")?;
             let settings = cfg.build().context("invalid job settings")?;
+            let checksums = settings.compare == ferry_core::diff::CompareMode::Checksum;
+            let ledger = match checksums {
+                true => LedgerBackends::open(&settings.ledger, &settings.transfer).await.ok(),
+                false => None,
+            };
+            let backends = ferry_finder::verify::VerifyBackends {
+                source: settings.source.open().await,
+                destination: settings.destination.open().await,
+                ledger: ledger.map(|l| l.state),
+            };
             let opts = ferry_finder::verify::VerifyOptions {
                 size_only,
-                checksums: compare.is_some(),
+                checksums,
                 show,
             };
-            let report = ferry_finder::verify::verify(&settings, &opts).await?;
+            let report = ferry_finder::verify::verify(&settings, &backends, &opts).await?;
             ferry_finder::verify::print(&report);
-            return Ok(if report.matches() { 0 } else { 1 });
+            Ok(if report.matches() { 0 } else { 1 })
         }
-        Some(Command::Status {
+        Command::Status {
+            locations,
             run,
             wait,
             interval,
             timeout,
             job,
-        }) => {
-            let cfg = job
-                .load(job.overrides(None, None, None))
-                .context("reading the job settings")?;
+        } => {
+            let cfg = job.load([locations.layer()]).context("reading the job settings")?;
+            let ledger = cfg.ledger().context("invalid job settings")?;
+            let backends = LedgerBackends::open(&ledger, &cfg.transfer)
+                .await
+                .context("opening the job's queue and state")?;
             let opts = ferry_finder::status::StatusOptions {
                 run,
                 wait,
                 interval: interval.into(),
                 timeout: timeout.map(Into::into),
             };
-            return ferry_finder::status::status(&cfg, &opts).await;
+            ferry_finder::status::status(&ledger, &backends, &opts).await
         }
-        Some(Command::Redrive { job }) => {
-            let cfg = job
-                .load(job.overrides(None, None, None))
-                .context("reading the job settings")?;
-            let (state, queue, _) = cfg.ledger().context("invalid job settings")?;
-            let (queue, _) = cli::open_backends(&state, &queue, &cfg.transfer)
+        Command::Redrive { locations, job } => {
+            let cfg = job.load([locations.layer()]).context("reading the job settings")?;
+            let ledger = cfg.ledger().context("invalid job settings")?;
+            let queue = LedgerBackends::open(&ledger, &cfg.transfer)
                 .await
-                .context("opening the job's queue")?;
+                .context("opening the job's queue")?
+                .queue;
             let n = queue
                 .redrive_dead()
                 .await
                 .with_context(|| format!("sending dead-lettered jobs back to {}", queue.describe()))?;
             out!("{n} dead-lettered job(s) sent back to {}", queue.describe());
-            return Ok(0);
+            Ok(0)
         }
-        None => {}
     }
-    let mut overrides = cli.job.overrides(cli.src.as_deref(), cli.dest.as_deref(), None);
-    if let Some(s) = &cli.schedule {
-        overrides.insert("schedule".into(), s.clone().into());
-    }
-    if cli.delete {
-        overrides.insert("delete".into(), true.into());
-    }
-    if let Some(n) = cli.max_delete {
-        overrides.insert("max_delete".into(), (n as i64).into());
-    }
-    if let Some(c) = &cli.compare {
-        overrides.insert("compare".into(), c.clone().into());
-    }
-    if !cli.include.is_empty() {
-        overrides.insert("include".into(), cli.include.clone().into());
-    }
-    if !cli.exclude.is_empty() {
-        overrides.insert("exclude".into(), cli.exclude.clone().into());
-    }
-    if let Some(p) = &cli.prefix_list {
-        overrides.insert("prefix_list".into(), p.display().to_string().into());
-    }
-    let cfg = cli.job.load(overrides).context("reading the job settings")?;
+}
+
+/// The sync: once, or on a schedule until stopped.
+async fn sync(cli: Cli) -> anyhow::Result<u8> {
+    let layers = [
+        cli.locations.layer(),
+        ferry_cli::args::layer(&cli.run),
+        ferry_cli::args::layer(&cli.filter),
+    ];
+    let cfg = cli.job.load(layers).context("reading the job settings")?;
     let job = cfg.build().context("invalid job settings")?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduled = job.raw.schedule.as_deref().is_some_and(|s| s.trim() != "once");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let scheduled = !matches!(job.schedule, Schedule::Once);
     tokio::spawn(async move {
-        cli::shutdown_signal().await;
+        ferry_cli::shutdown_signal().await;
         if scheduled {
             tracing::info!("Stopping the finder.");
         } else {
@@ -282,32 +300,39 @@ async fn run() -> anyhow::Result<u8> {
         let _ = stop_tx.send(true);
     });
     if cli.create_resources {
-        for made in ferry_worker::cli::create_resources(&job)
+        for made in ferry_cli::backends::create_resources(&job)
             .await
             .context("--create-resources")?
         {
             tracing::info!("Ready: {made}.");
         }
     }
-    let workers = match (cli.workers, &job.queue) {
-        (Some(n), _) => n as usize,
-        (None, QueueLocation::Sqs { .. }) => 0,
-        (None, QueueLocation::Embedded(_)) => job.raw.transfer.workers,
-    };
+    let backends = Backends::open(&job)
+        .await
+        .context("opening the job's queue and state")?;
+    if cli.dry_run {
+        return finish(ferry_finder::dry_run(&job, &backends, stop).await);
+    }
+    let worker = Worker::new(&job, &backends)
+        .await
+        .context("opening the job's queue and state")?;
     let opts = FinderOptions {
-        dry_run: cli.dry_run,
-        workers,
+        workers: match (cli.workers, &job.ledger.queue) {
+            (Some(n), _) => n as usize,
+            (None, QueueLocation::Sqs { .. }) => 0,
+            (None, QueueLocation::Embedded(_)) => job.transfer.workers,
+        },
         progress: !cli.no_progress && ferry_finder::is_tty(),
     };
-    let schedule = Schedule::parse(job.raw.schedule.as_deref().unwrap_or("once")).map_err(anyhow::Error::msg)?;
-    if let Schedule::Once = schedule {
-        return finish(ferry_finder::run(&job, &opts, stop_rx).await);
+    let run = || ferry_finder::run(&job, &backends, &worker, &opts, stop.clone());
+    if let Schedule::Once = job.schedule {
+        return finish(run().await);
     }
-    tracing::info!(%schedule, "Finder started.");
-    let mut stop = stop_rx;
+    tracing::info!(schedule = %job.schedule, "Finder started.");
+    let mut stop = stop.clone();
     loop {
         let started = SystemTime::now();
-        match ferry_finder::run(&job, &opts, stop.clone()).await {
+        match run().await {
             Ok(r) if r.interrupted => return Ok(0),
             Ok(r) => tracing::info!(
                 run = %r.run,
@@ -324,7 +349,7 @@ async fn run() -> anyhow::Result<u8> {
                 "Run failed; trying again at the next scheduled time."
             ),
         }
-        let Some(next) = schedule.next(started, SystemTime::now()) else {
+        let Some(next) = job.schedule.next(started, SystemTime::now()) else {
             return Ok(0);
         };
         let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
@@ -341,14 +366,17 @@ fn finish(r: anyhow::Result<ferry_finder::Report>) -> anyhow::Result<u8> {
         Ok(r) if r.interrupted => Ok(130),
         Ok(r) if r.counters.failed > 0 || !r.failures.is_empty() || r.deletes_over_cap > 0 => Ok(1),
         Ok(_) => Ok(0),
-        Err(e) if e.to_string() == "interrupted" => Ok(130),
+        Err(e) if e.is::<Interrupted>() => Ok(130),
         Err(e) => Err(e),
     }
 }
 
 async fn clean_uploads(location: &str, older_than: Duration, dry_run: bool, job: &JobArgs) -> anyhow::Result<u8> {
-    let overrides = job.overrides(Some("."), Some(location), None);
-    let cfg = job.load(overrides).context("reading the job settings")?;
+    let locations = Locations {
+        src: Some(".".into()),
+        dest: Some(location.into()),
+    };
+    let cfg = job.load([locations.layer()]).context("reading the job settings")?;
     let settings = cfg.build().context("invalid settings")?;
     let store = settings.destination.open().await;
     let prefix = settings.destination.prefix().to_string();

@@ -20,8 +20,9 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use ferry_core::config::{JobConfig, StateLocation};
+use anyhow::bail;
+use ferry_cli::backends::LedgerBackends;
+use ferry_core::config::{Ledger, StateLocation};
 use ferry_core::queue::{JobQueue, QueueStats};
 use ferry_core::state::{ObjectRecord, RunRecord, RunTally, StateStore, Status};
 
@@ -112,12 +113,9 @@ impl View {
 /// failures (or still running without `--wait`), 1 complete with failures
 /// (given up, archived, stranded or dead-lettered jobs), 3 when `--timeout`
 /// passed first.
-pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8> {
-    let (state_loc, queue_loc, _) = cfg.ledger().context("invalid job settings")?;
-    let (queue, state) = ferry_worker::cli::open_backends(&state_loc, &queue_loc, &cfg.transfer)
-        .await
-        .context("opening the job's queue and state")?;
-    let where_ = describe(&state_loc);
+pub async fn status(ledger: &Ledger, backends: &LedgerBackends, opts: &StatusOptions) -> anyhow::Result<u8> {
+    let (queue, state) = (&*backends.queue, &*backends.state);
+    let where_ = describe(&ledger.state);
     let run = match &opts.run {
         Some(r) => r.clone(),
         None => match state.latest_run().await? {
@@ -127,16 +125,16 @@ pub async fn status(cfg: &JobConfig, opts: &StatusOptions) -> anyhow::Result<u8>
     };
     let started = std::time::Instant::now();
     loop {
-        let view = View::read(&*state, &*queue, &run, &where_).await?;
+        let view = View::read(state, queue, &run, &where_).await?;
         let complete = view.complete();
         if complete || !opts.wait {
-            print(&view, &*queue);
-            name_failures(&view, &*state, &run).await?;
+            print(&view, queue);
+            name_failures(&view, state, &run).await?;
             out!("Status: {}", if complete { "complete" } else { "running" });
             return Ok(if complete && view.failed() > 0 { 1 } else { 0 });
         }
         if opts.timeout.is_some_and(|t| started.elapsed() >= t) {
-            print(&view, &*queue);
+            print(&view, queue);
             out!("Status: running (gave up waiting)");
             return Ok(3);
         }

@@ -21,10 +21,10 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry_core::config::Job as JobSettings;
+use ferry_core::config::Settings;
 use ferry_core::diff::{self, CompareMode, Decision, Entry, Evidence};
 use ferry_core::etag;
-use ferry_core::filter::KeyFilter;
+use ferry_core::state::StateStore;
 use ferry_core::store::{GetOptions, ObjectStore};
 use futures::stream::StreamExt;
 use md5::{Digest, Md5};
@@ -185,39 +185,40 @@ async fn read_both(src: Arc<dyn ObjectStore>, dst: Arc<dyn ObjectStore>, s: Entr
     })
 }
 
+/// The stores a verification reads, and the ledger when there is one.
+pub struct VerifyBackends {
+    /// The source store.
+    pub source: Arc<dyn ObjectStore>,
+    /// The destination store.
+    pub destination: Arc<dyn ObjectStore>,
+    /// The job's ledger, for objects sent in parts whose sides share no
+    /// checksum: its record of the CRC of the bytes copied.
+    pub ledger: Option<Arc<dyn StateStore>>,
+}
+
 /// Compares the source and destination of `job`.
-pub async fn verify(job: &JobSettings, opts: &VerifyOptions) -> anyhow::Result<VerifyReport> {
-    let filter = KeyFilter::new(&job.raw.include, &job.raw.exclude).map_err(anyhow::Error::msg)?;
-    let src = job.source.open().await;
-    let dst = job.destination.open().await;
+pub async fn verify(job: &Settings, b: &VerifyBackends, opts: &VerifyOptions) -> anyhow::Result<VerifyReport> {
+    let filter = &job.filter;
+    let (src, dst) = (&b.source, &b.destination);
     let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
     let s = diff::relative(src.list(&sp, None), sp.clone());
     let d = diff::relative(dst.list(&dp, None), dp.clone());
     // `None` compares existence only, so every pair present at both comes
     // back as identical and is checked here.
     let decisions = diff::diff(s, d, CompareMode::None);
-    // The ledger, when there is one, for objects sent in parts whose sides
-    // share no checksum: its record of the CRC of the bytes copied.
-    let ledger = match opts.checksums {
-        true => ferry_worker::cli::open_backends(&job.state, &job.queue, &job.raw.transfer)
-            .await
-            .ok()
-            .map(|(_, state)| state),
-        false => None,
-    };
     let judge = opts.checksums.then(|| {
         Judge::new(
             src.clone(),
             dst.clone(),
-            ledger,
+            b.ledger.clone(),
             None,
             job.destination.bucket(),
-            job.raw.transfer.part_size.as_u64(),
+            job.transfer.part_size.as_u64(),
         )
     });
     // Directory markers (empty keys ending in '/') are not copied to a local
     // destination, so they are not missing there.
-    let local_dest = matches!(job.destination.location, ferry_core::location::Location::Local { .. });
+    let local_dest = job.destination.is_local();
     let mut report = VerifyReport::default();
     let remember = |v: &mut Vec<String>, k: &str, show: usize| {
         if v.len() < show {
@@ -225,21 +226,18 @@ pub async fn verify(job: &JobSettings, opts: &VerifyOptions) -> anyhow::Result<V
         }
     };
     let checks = decisions
-        .filter_map(|d| {
-            let filter = &filter;
-            async move {
-                match d {
-                    Ok(Decision::New(e)) if local_dest && e.rel.ends_with('/') && e.meta.size == 0 => None,
-                    Ok(Decision::New(e)) | Ok(Decision::Extra(e)) if !filter.matches(&e.rel) => None,
-                    Ok(Decision::Identical { src, .. })
-                    | Ok(Decision::Changed { src, .. })
-                    | Ok(Decision::Unsure { src, .. })
-                        if !filter.matches(&src.rel) =>
-                    {
-                        None
-                    }
-                    other => Some(other),
+        .filter_map(|d| async move {
+            match d {
+                Ok(Decision::New(e)) if local_dest && e.rel.ends_with('/') && e.meta.size == 0 => None,
+                Ok(Decision::New(e)) | Ok(Decision::Extra(e)) if !filter.matches(&e.rel) => None,
+                Ok(Decision::Identical { src, .. })
+                | Ok(Decision::Changed { src, .. })
+                | Ok(Decision::Unsure { src, .. })
+                    if !filter.matches(&src.rel) =>
+                {
+                    None
                 }
+                other => Some(other),
             }
         })
         .map(|d| {

@@ -1,7 +1,7 @@
 //! The CloudFormation templates against the code, so they cannot drift apart:
 //!
 //! * every environment variable a task definition sets is one the binaries
-//!   read (a job setting of `ferry_core::config::env_names`, a flag's `env`
+//!   read (a job setting of `ferry_cli::args::env_names`, a flag's `env`
 //!   in the binary's `--help`, or a telemetry variable), and every flag in a
 //!   container command is in that binary's `--help`;
 //! * the IAM policies of the task roles grant exactly the actions of the SDK
@@ -66,7 +66,7 @@ fn help(binary: &str) -> String {
 /// setting, a telemetry variable, a flag's `env`, or the SDK's region.
 fn reads(help: &str, var: &str, settings: &BTreeSet<String>) -> bool {
     settings.contains(var)
-        || ferry_worker::otel::ENV_VARS.contains(&var)
+        || ferry_cli::otel::ENV_VARS.contains(&var)
         || help.contains(&format!("[env: {var}="))
         || var == "AWS_REGION"
 }
@@ -87,7 +87,7 @@ fn assert_read(path: &Path, name: &str, binary: &str, help: &str, vars: &[&str],
 
 #[test]
 fn every_container_setting_is_one_the_binaries_read() {
-    let settings: BTreeSet<String> = ferry_core::config::env_names().into_iter().map(|(v, _)| v).collect();
+    let settings: BTreeSet<String> = ferry_cli::args::env_names().into_iter().map(|(v, _)| v).collect();
     let mut checked = 0;
     for (path, t) in templates() {
         for (name, task) in resources(&t, "AWS::ECS::TaskDefinition") {

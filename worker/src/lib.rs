@@ -1,19 +1,69 @@
 //! ferry-worker: the transfer engine ([`engine`]), its part planner
-//! ([`plan`]), the worker loop ([`runner`]) and the command-line settings the
-//! finder and the worker share ([`cli`]). `ferry-finder --workers N` runs the
-//! same loop in-process.
+//! ([`plan`]) and the worker loop ([`runner`]). `ferry-finder --workers N`
+//! runs the same loop in-process; [`Worker::new`] builds both from a job's
+//! settings and its backends, opened once by the binary
+//! ([`ferry_cli::Backends`]).
 
-pub mod cli;
 pub mod completions;
 pub mod engine;
 pub mod health;
-pub mod otel;
 pub mod plan;
 pub mod runner;
 pub mod source_check;
 
-/// The allocator of every binary built on this crate. With glibc, large freed
-/// part buffers stayed resident in per-thread arenas and a 2 GiB copy peaked
-/// at twice the in-flight budget; mimalloc returns freed pages promptly.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::sync::Arc;
+
+use ferry_cli::{Backends, OpenError};
+use ferry_core::config::Settings;
+use ferry_core::diff::CompareMode;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::runner::RunnerConfig;
+
+/// The engine and the runner settings of a job.
+pub struct Worker {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Runner settings.
+    pub runner: RunnerConfig,
+}
+
+impl Worker {
+    /// Builds the engine over `backends` and reads the queue's delivery limit.
+    pub async fn new(settings: &Settings, backends: &Backends) -> Result<Self, OpenError> {
+        let max_receives = ferry_cli::backends::delivery_limit(&*backends.queue).await?;
+        let t = &settings.transfer;
+        let cfg = EngineConfig {
+            multipart_threshold: t.multipart_threshold.as_u64(),
+            part_size: t.part_size.as_u64(),
+            concurrency: t.concurrency,
+            max_in_flight: t.max_in_flight.as_u64(),
+            retries: t.retries.max(1),
+            lease: t.lease,
+        };
+        let mut engine = Engine::new(
+            backends.source.clone(),
+            backends.destination.clone(),
+            backends.state.clone(),
+            settings.destination.bucket(),
+            settings.put.clone(),
+            cfg,
+        );
+        if settings.source.is_local() && settings.compare_mode() == CompareMode::Checksum {
+            let db = ferry_core::db::Db::open(&settings.file_hashes_path)?;
+            engine = engine.keep_checksums_in(ferry_core::file_hashes::FileHashes::new(db));
+        }
+        let runner = RunnerConfig {
+            workers: t.workers.max(1),
+            lease: t.lease,
+            max_receives: max_receives.unwrap_or(u32::MAX),
+            max_attempts: t.max_attempts.max(1),
+            grace: t.shutdown_grace,
+            events: settings.event_context(),
+        };
+        Ok(Self {
+            engine: Arc::new(engine),
+            runner,
+        })
+    }
+}

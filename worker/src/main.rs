@@ -5,8 +5,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_worker::cli::{self, JobArgs};
+use ferry_cli::{Backends, JobArgs, Locations};
 use ferry_worker::runner::{self, Control};
+use ferry_worker::Worker;
+use serde::Serialize;
+
+/// With glibc, large freed part buffers stayed resident in per-thread arenas
+/// and a 2 GiB copy peaked at twice the in-flight budget; mimalloc returns
+/// freed pages promptly.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Runs transfer workers on a job's queue until stopped (SIGTERM or Ctrl-C:
 /// running jobs get --shutdown-grace to finish, the rest are released to
@@ -24,42 +32,64 @@ use ferry_worker::runner::{self, Control};
 #[derive(Debug, Parser)]
 #[command(name = "ferry-worker", version, verbatim_doc_comment)]
 struct Cli {
-    /// Jobs transferred at once [default: 32]
-    #[arg(long, env = "FERRY_WORKERS")]
-    workers: Option<u64>,
+    #[command(flatten)]
+    own: WorkerArgs,
     /// Exit once the queue is empty instead of waiting for more jobs
     #[arg(long)]
     exit_when_empty: bool,
-    /// Serve GET /healthz on this address (e.g. 0.0.0.0:8080) for container health checks
-    #[arg(long, env = "FERRY_HEALTH_ADDR", value_name = "ADDR")]
-    health_addr: Option<String>,
+    #[command(flatten)]
+    locations: Locations,
     #[command(flatten)]
     job: JobArgs,
 }
 
+/// The worker's own settings, as a layer of the job file's shape.
+#[derive(Debug, clap::Args, Serialize)]
+struct WorkerArgs {
+    /// Serve GET /healthz on this address (e.g. 0.0.0.0:8080) for container health checks
+    #[arg(long, env = "FERRY_HEALTH_ADDR", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_addr: Option<String>,
+    #[command(flatten)]
+    transfer: WorkerTransfer,
+}
+
+#[derive(Debug, clap::Args, Serialize)]
+struct WorkerTransfer {
+    /// Jobs transferred at once [default: 32]
+    #[arg(long, env = "FERRY_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<u64>,
+}
+
 fn main() -> std::process::ExitCode {
-    cli::main("ferry-worker", || async { run().await.map(|()| 0) })
+    ferry_cli::main("ferry-worker", || async { run().await.map(|()| 0) })
 }
 
 async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let mut overrides = cli.job.overrides(None, None, cli.workers);
-    if let Some(a) = &cli.health_addr {
-        overrides.insert("health_addr".into(), a.clone().into());
-    }
-    let cfg = cli.job.load(overrides).context("reading the job settings")?;
-    let job = cfg.build().context("invalid job settings")?;
-    let rt = cli::open(&job).await.context("opening the job's queue and state")?;
+    let cli: Cli = ferry_cli::parse();
+    let mut own = ferry_cli::args::layer(&cli.own);
+    own.insert("transfer".into(), ferry_cli::args::layer(&cli.own.transfer).into());
+    let cfg = cli
+        .job
+        .load([cli.locations.layer(), own])
+        .context("reading the job settings")?;
+    let settings = cfg.build().context("invalid job settings")?;
+    let backends = Backends::open(&settings)
+        .await
+        .context("opening the job's queue and state")?;
+    let worker = Worker::new(&settings, &backends)
+        .await
+        .context("opening the job's queue and state")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(addr) = &job.raw.health_addr {
-        let addr = addr.parse().context("--health-addr")?;
+    if let Some(addr) = settings.health_addr {
         let bound = ferry_worker::health::serve(addr, stop_rx.clone())
             .await
             .with_context(|| format!("--health-addr {addr}: cannot listen"))?;
         tracing::info!(addr = %bound, "Health endpoint at /healthz.");
     }
     tokio::spawn(async move {
-        cli::shutdown_signal().await;
+        ferry_cli::shutdown_signal().await;
         tracing::info!("Stopping: no new jobs; running ones finish or are released to resume elsewhere.");
         let _ = stop_tx.send(true);
     });
@@ -67,15 +97,15 @@ async fn run() -> anyhow::Result<()> {
         .exit_when_empty
         .then(|| Arc::new(std::sync::atomic::AtomicBool::new(true)));
     tracing::info!(
-        queue = %rt.queue.describe(),
-        workers = rt.runner.workers,
-        max_receives = rt.runner.max_receives,
+        queue = %backends.queue.describe(),
+        workers = worker.runner.workers,
+        max_receives = worker.runner.max_receives,
         "Worker started."
     );
     let s = runner::run(
-        rt.engine.clone(),
-        rt.queue.clone(),
-        rt.runner.clone(),
+        worker.engine.clone(),
+        backends.queue.clone(),
+        worker.runner.clone(),
         Control {
             stop: stop_rx,
             producer_done: done,

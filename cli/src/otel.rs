@@ -131,7 +131,7 @@ impl Telemetry {
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(false)
-            .with_filter(crate::cli::log_filter(default_filter));
+            .with_filter(crate::log_filter(default_filter));
         let otel = t.tracer.as_ref().map(|p| {
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("ferry"))

@@ -1,0 +1,144 @@
+//! What a run prints: the plan of a dry run, and the summary at the end.
+
+use crate::compare::Compared;
+use crate::walk::Plan;
+use crate::{FinderOptions, Report};
+use ferry_core::config::{QueueLocation, Settings};
+
+/// Prints a line to stdout; a closed stdout (`| head`) is not an error.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+pub(crate) fn print_comparisons(c: &Compared) {
+    if c.by_ledger + c.by_mtime + c.by_content + c.undecided == 0 {
+        return;
+    }
+    let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
+    out!(
+        "  compared:    {} by the ledger, {} by modification time, {} by content, {} without evidence (copied)",
+        c.by_ledger,
+        c.by_mtime,
+        c.by_content,
+        c.undecided
+    );
+    out!(
+        "               {} files hashed ({}), {} checksums from the state file, {} HEAD requests",
+        c.hashed,
+        b(c.hashed_bytes),
+        c.cached,
+        c.heads
+    );
+}
+
+pub(crate) fn print_plan(plan: &Plan) {
+    let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
+    out!("Plan (dry run, nothing copied):");
+    out!("  new:       {:>8} objects, {}", plan.new.0, b(plan.new.1));
+    out!("  changed:   {:>8} objects, {}", plan.changed.0, b(plan.changed.1));
+    out!("  identical: {:>8} objects", plan.identical);
+    if plan.deletes.0 + plan.deletes.1 > 0 {
+        out!("  only at destination (would delete): {}", plan.deletes.0);
+        if plan.deletes.1 > 0 {
+            out!(
+                "  --max-delete reached: {} more destination-only keys would be kept",
+                plan.deletes.1
+            );
+        }
+    } else {
+        out!("  only at destination (kept; --delete removes them): {}", plan.extra.0);
+    }
+    for (label, keys) in [
+        ("new", &plan.new.2),
+        ("changed", &plan.changed.2),
+        ("only at destination", &plan.extra.1),
+    ] {
+        if !keys.is_empty() {
+            out!("  first {label}:");
+            for k in keys {
+                out!("    {k}");
+            }
+        }
+    }
+}
+
+pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, elapsed: std::time::Duration) {
+    let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
+    let c = &r.counters;
+    let secs = elapsed.as_secs_f64().max(0.001);
+    out!("Run {} finished in {:.1}s", r.run, secs);
+    out!("  found:       {:>8} objects", c.found);
+    out!("  identical:   {:>8} objects", c.identical);
+    out!("  queued:      {:>8} objects, {}", c.enqueued, b(r.planned_bytes));
+    if opts.workers > 0 {
+        out!(
+            "  transferred: {:>8} objects, {} ({}/s)",
+            c.done,
+            b(c.bytes),
+            b((c.bytes as f64 / secs) as u64)
+        );
+        if c.skipped > 0 {
+            out!(
+                "  skipped:     {:>8} objects (found already done by a worker)",
+                c.skipped
+            );
+        }
+        out!("  failed:      {:>8} objects", c.failed);
+    }
+    if c.gone > 0 {
+        out!(
+            "  source gone: {:>8} objects (deleted at the source during the run)",
+            c.gone
+        );
+    }
+    if r.deletes > 0 {
+        out!(
+            "  deletions:   {:>8} destination-only keys queued for deletion",
+            r.deletes
+        );
+    }
+    if r.deletes_over_cap > 0 {
+        out!(
+            "  --max-delete reached: {} more destination-only keys were kept; raise the limit after checking them (--dry-run lists them)",
+            r.deletes_over_cap
+        );
+    }
+    if r.leased > 0 {
+        out!(
+            "  in progress: {:>8} objects being copied by workers of an earlier run (not queued again)",
+            r.leased
+        );
+    }
+    if r.skipped_markers > 0 {
+        out!(
+            "  skipped:     {:>8} directory markers (keys ending in '/', not files)",
+            r.skipped_markers
+        );
+    }
+    print_comparisons(&r.compared);
+    for (k, e) in &r.failures {
+        out!("  FAILED {k}: {e}");
+    }
+    if c.enqueued == 0 && c.failed == 0 {
+        out!("Nothing to transfer: the destination is up to date.");
+    }
+    if r.interrupted {
+        out!(
+            "Interrupted: run the same command again to resume (state: {}).",
+            job.ledger.path.display()
+        );
+    } else if opts.workers == 0 {
+        match &job.ledger.queue {
+            QueueLocation::Embedded(p) => out!(
+                "Jobs queued in {}; run ferry-worker --state {} to transfer them.",
+                p.display(),
+                p.display()
+            ),
+            QueueLocation::Sqs { url } => out!("Jobs queued in {url}."),
+        }
+        out!("Follow the run with: ferry-finder status --run '{}' --wait", r.run);
+    }
+}

@@ -1,0 +1,308 @@
+//! The walk: both listings in key order, diffed in lock step
+//! ([`ferry_core::diff`]), prefix by prefix, into a plan; the pairs the
+//! listings cannot decide go to the judge in batches ([`crate::compare`]),
+//! and the jobs to the queue in batches of 500 ([`Sink`]), leaving out
+//! objects a worker is copying now.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ferry_core::config::Settings;
+use ferry_core::diff::{self, Decision, Entry};
+use ferry_core::job::{Job, SrcRef};
+use ferry_core::queue::{JobQueue, JobQueueExt};
+use ferry_core::state::{RecordKey, RunCounters, StateStore};
+use ferry_core::store::ObjectStore;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::compare::{Judge, Pair};
+use crate::progress::Progress;
+use crate::Interrupted;
+
+/// What a walk found: counts, bytes and the first keys of each kind.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub(crate) new: (u64, u64, Vec<String>),
+    pub(crate) changed: (u64, u64, Vec<String>),
+    pub(crate) identical: u64,
+    pub(crate) extra: (u64, Vec<String>),
+    /// Deletions queued (with delete sync) and those left out by `max_delete`.
+    pub(crate) deletes: (u64, u64),
+    pub(crate) skipped: u64,
+}
+
+fn remember(v: &mut Vec<String>, k: &str) {
+    if v.len() < 10 {
+        v.push(k.to_string());
+    }
+}
+
+/// The source prefixes to walk, relative to the source URL's prefix: the prefix
+/// list's lines (sorted, those covered by another removed) or the empty prefix.
+pub fn prefixes(job: &Settings) -> anyhow::Result<Vec<String>> {
+    let Some(path) = &job.prefix_list else {
+        return Ok(vec![String::new()]);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--prefix-list {}: cannot read the file", path.display()))?;
+    let mut list: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if list.is_empty() {
+        bail!("--prefix-list {}: the file lists no prefix", path.display());
+    }
+    list.sort();
+    let mut out: Vec<String> = Vec::new();
+    for p in list {
+        if !out.last().is_some_and(|last| p.starts_with(last.as_str())) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Where a walk's jobs go: the queue, after the ledger says no worker holds them.
+pub(crate) struct Sink {
+    pub(crate) queue: Arc<dyn JobQueue>,
+    pub(crate) state: Arc<dyn StateStore>,
+    pub(crate) progress: Progress,
+    pub(crate) dest_bucket: String,
+    pub(crate) leased: std::sync::atomic::AtomicU64,
+}
+
+impl Sink {
+    /// Queues a batch, leaving out objects a worker is copying now (live
+    /// lease on the same source ETag), and adds the counters.
+    async fn flush(&self, run: &str, batch: &mut Vec<Job>, delta: &mut RunCounters) -> anyhow::Result<()> {
+        if !batch.is_empty() {
+            let keys: Vec<RecordKey> = batch
+                .iter()
+                .map(|j| RecordKey {
+                    bucket: self.dest_bucket.clone(),
+                    key: j.dest.key.clone(),
+                })
+                .collect();
+            let records = self.state.get_many(&keys).await?;
+            let now = ferry_core::now_millis();
+            let mut bodies = Vec::with_capacity(batch.len());
+            for (job, rec) in batch.drain(..).zip(records) {
+                let busy = rec.is_some_and(|r| {
+                    r.worker.is_some()
+                        && r.lease_until.is_some_and(|u| u > now)
+                        && r.lease_etag.is_some()
+                        && r.lease_etag == job.src.etag
+                });
+                if busy {
+                    self.leased.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                delta.enqueued += 1;
+                delta.planned_bytes += job.src.size;
+                bodies.push(job.to_body());
+            }
+            self.queue.send_all(bodies, 5).await.map_err(anyhow::Error::msg)?;
+        }
+        self.state.run_add(run, *delta).await?;
+        self.progress
+            .add_planned(delta.enqueued, delta.planned_bytes, delta.identical);
+        *delta = RunCounters::default();
+        Ok(())
+    }
+}
+
+/// The plan being built as the walk goes: counts, and the batch of jobs not yet queued.
+struct Planner<'a> {
+    sink: Option<&'a Sink>,
+    run: &'a str,
+    dp: String,
+    local_dest: bool,
+    delete: bool,
+    max_delete: Option<u64>,
+    plan: Plan,
+    batch: Vec<Job>,
+    delta: RunCounters,
+}
+
+impl Planner<'_> {
+    fn identical(&mut self) {
+        self.plan.identical += 1;
+        self.delta.found += 1;
+        self.delta.identical += 1;
+    }
+
+    /// Queues the batch when it is full (a dry run only counts).
+    async fn push(&mut self, job: Job) -> anyhow::Result<()> {
+        self.batch.push(job);
+        if self.batch.len() >= 500 {
+            match self.sink {
+                Some(sink) => sink.flush(self.run, &mut self.batch, &mut self.delta).await?,
+                None => self.batch.clear(),
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy(&mut self, entry: Entry, changed: bool) -> anyhow::Result<()> {
+        if self.local_dest && entry.rel.ends_with('/') && entry.meta.size == 0 {
+            self.plan.skipped += 1;
+            return Ok(());
+        }
+        let slot = if changed {
+            &mut self.plan.changed
+        } else {
+            &mut self.plan.new
+        };
+        slot.0 += 1;
+        slot.1 += entry.meta.size;
+        remember(&mut slot.2, &entry.rel);
+        self.delta.found += 1;
+        let dest_key = format!("{}{}", self.dp, entry.rel);
+        let src_ref = SrcRef {
+            key: entry.meta.key,
+            size: entry.meta.size,
+            etag: entry.meta.etag,
+            version: None,
+        };
+        self.push(Job::copy(self.run, src_ref, dest_key)).await
+    }
+
+    async fn extra(&mut self, e: Entry) -> anyhow::Result<()> {
+        self.plan.extra.0 += 1;
+        remember(&mut self.plan.extra.1, &e.rel);
+        if !self.delete {
+            return Ok(());
+        }
+        if self.max_delete.is_some_and(|max| self.plan.deletes.0 >= max) {
+            self.plan.deletes.1 += 1;
+            return Ok(());
+        }
+        self.plan.deletes.0 += 1;
+        let job = Job::delete(self.run, format!("{}{}", self.dp, e.rel));
+        self.push(job).await
+    }
+
+    /// Decides the pairs the listings could not, and plans them.
+    async fn settle(&mut self, judge: &Judge, pending: &mut Vec<Pair>) -> anyhow::Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for (pair, same) in judge.settle(std::mem::take(pending)).await? {
+            if same {
+                self.identical();
+            } else {
+                self.copy(pair.src, true).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pairs settled together (one ledger read, HEADs and hashes in parallel).
+const SETTLE_BATCH: usize = 256;
+
+/// A walk's inputs: the settings, both stores and the judge.
+pub(crate) struct Walk<'a> {
+    pub(crate) job: &'a Settings,
+    pub(crate) src: &'a Arc<dyn ObjectStore>,
+    pub(crate) dst: &'a Arc<dyn ObjectStore>,
+    pub(crate) judge: &'a Judge,
+}
+
+/// Walks every prefix, queueing through `sink` (a dry run has none).
+pub(crate) async fn walk(
+    w: &Walk<'_>,
+    prefixes: &[String],
+    sink: Option<&Sink>,
+    run: &str,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Plan> {
+    let Walk { job, src, dst, judge } = *w;
+    let filter = &job.filter;
+    let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
+    let mode = job.compare_mode();
+    let mut planner = Planner {
+        sink,
+        run,
+        dp: dp.clone(),
+        local_dest: job.destination.is_local(),
+        delete: job.delete,
+        max_delete: job.max_delete,
+        plan: Plan::default(),
+        batch: Vec::new(),
+        delta: RunCounters::default(),
+    };
+    let mut pending: Vec<Pair> = Vec::new();
+    for p in prefixes {
+        let listed = src.list(&format!("{sp}{p}"), None).inspect(|r| {
+            if r.is_ok() {
+                ferry_core::telemetry::SourceListed { objects: 1 }.emit();
+            }
+        });
+        let s = diff::relative(Box::pin(listed), sp.clone());
+        let d = diff::relative(dst.list(&format!("{dp}{p}"), None), dp.clone());
+        let mut decisions = Box::pin(diff::diff(s, d, mode));
+        loop {
+            let next = tokio::select! {
+                n = decisions.next() => n,
+                _ = stop.changed() => bail!(Interrupted),
+            };
+            let Some(decision) = next else { break };
+            let decision = decision.map_err(|e| anyhow::anyhow!("listing failed: {e}"))?;
+            let rel = match &decision {
+                Decision::New(e) | Decision::Extra(e) => &e.rel,
+                Decision::Changed { src, .. } | Decision::Identical { src, .. } | Decision::Unsure { src, .. } => {
+                    &src.rel
+                }
+            };
+            if !filter.matches(rel) {
+                continue;
+            }
+            match decision {
+                Decision::New(e) => planner.copy(e, false).await?,
+                Decision::Changed { src, .. } => planner.copy(src, true).await?,
+                Decision::Identical { .. } => planner.identical(),
+                Decision::Extra(e) => planner.extra(e).await?,
+                Decision::Unsure { src, dst, evidence } => {
+                    pending.push(Pair::new(src, dst, evidence));
+                    if pending.len() >= SETTLE_BATCH {
+                        planner.settle(judge, &mut pending).await?;
+                    }
+                }
+            }
+        }
+    }
+    planner.settle(judge, &mut pending).await?;
+    if let Some(sink) = sink {
+        sink.flush(run, &mut planner.batch, &mut planner.delta).await?;
+    }
+    Ok(planner.plan)
+}
+
+/// The judge of a run: the ledger, and the checksum cache in the state file
+/// when a side is a local directory.
+pub(crate) fn judge(
+    job: &Settings,
+    src: &Arc<dyn ObjectStore>,
+    dst: &Arc<dyn ObjectStore>,
+    state: Arc<dyn StateStore>,
+) -> anyhow::Result<Judge> {
+    let hashes = if job.has_local_side() {
+        let db = ferry_core::db::Db::open(&job.file_hashes_path).context("opening the checksum cache")?;
+        Some(ferry_core::file_hashes::FileHashes::new(db))
+    } else {
+        None
+    };
+    Ok(Judge::new(
+        src.clone(),
+        dst.clone(),
+        Some(state),
+        hashes,
+        job.destination.bucket(),
+        job.transfer.part_size.as_u64(),
+    ))
+}
