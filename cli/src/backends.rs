@@ -5,16 +5,18 @@
 //! SQS, DynamoDB and Secrets Manager are reached through the AWS SDK's
 //! default chain, which honours `AWS_ENDPOINT_URL_SQS`,
 //! `AWS_ENDPOINT_URL_DYNAMODB` and the like. Nothing here makes a request:
-//! a store or queue that is unreachable fails at its first use.
+//! a store or queue that is unreachable fails at its first use. Each store
+//! is wrapped once in the retrying layer, so nothing above retries a store
+//! call by itself.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry_core::config::{Ledger, QueueLocation, Settings, StateLocation, TransferConfig};
+use ferry_core::config::{Ledger, QueueLocation, Settings, Side, StateLocation, TransferConfig};
 use ferry_core::db::Db;
 use ferry_core::queue::{EmbeddedQueue, JobQueue, SqsQueue};
 use ferry_core::state::{DynamoStateStore, EmbeddedStateStore, StateStore};
-use ferry_core::store::ObjectStore;
+use ferry_core::store::{ObjectStore, RetryingStore};
 
 /// Errors of opening a job's queue and state store.
 #[derive(Debug, thiserror::Error)]
@@ -89,11 +91,19 @@ impl Backends {
     pub async fn open(settings: &Settings) -> Result<Self, OpenError> {
         let ledger = LedgerBackends::open(&settings.ledger, &settings.transfer).await?;
         Ok(Self {
-            source: settings.source.open().await,
-            destination: settings.destination.open().await,
+            source: Self::store(&settings.source, &settings.transfer).await,
+            destination: Self::store(&settings.destination, &settings.transfer).await,
             queue: ledger.queue,
             state: ledger.state,
         })
+    }
+}
+
+impl Backends {
+    /// The store of one side, its calls retried for retryable errors
+    /// (`retries` tries each, see [`RetryingStore`]).
+    pub async fn store(side: &Side, t: &TransferConfig) -> Arc<dyn ObjectStore> {
+        RetryingStore::wrap(side.open().await, t.retries)
     }
 }
 

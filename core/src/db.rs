@@ -216,17 +216,5 @@ pub fn owner_id() -> String {
 /// True when `owner` names a process on this host that no longer runs, so its
 /// claims can be taken over without waiting for the lease to lapse.
 pub fn owner_is_dead(owner: &str) -> bool {
-    let owner = owner.split('#').next().unwrap_or(owner);
-    let Some((host, pid)) = owner.rsplit_once(':') else {
-        return false;
-    };
-    let Some(me) = owner_id().rsplit_once(':').map(|(h, _)| h.to_string()) else {
-        return false;
-    };
-    if host != me {
-        return false;
-    }
-    let Ok(pid) = pid.parse::<u32>() else { return false };
-    let proc = Path::new("/proc");
-    proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+    crate::lease::LeaseHolder::parse(owner).process_is_gone()
 }

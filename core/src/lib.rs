@@ -26,6 +26,7 @@ pub mod events;
 pub mod file_hashes;
 pub mod filter;
 pub mod job;
+pub mod lease;
 pub mod location;
 pub mod metrics;
 pub mod queue;

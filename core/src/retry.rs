@@ -81,6 +81,14 @@ impl Coded for String {
     }
 }
 
+/// How long a failed job waits before it is delivered again, after
+/// `attempts` failed attempts: 0.5 s doubling per attempt, at most a minute.
+/// The queue redelivers; this is the delay the worker gives the message back
+/// with.
+pub fn redelivery_delay(attempts: u32) -> Duration {
+    Duration::from_millis((500u64 << attempts.min(7)).min(60_000))
+}
+
 /// Runs `op` until it succeeds, fails with an error that `retryable` rejects,
 /// or has been tried `attempts` times. Each retry counts in `ferry.retries`.
 pub async fn retry<T, E, F, Fut>(attempts: u32, retryable: impl Fn(&E) -> bool, mut op: F) -> Result<T, E>

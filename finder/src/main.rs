@@ -228,8 +228,8 @@ async fn subcommand(command: Command) -> anyhow::Result<u8> {
                 false => None,
             };
             let backends = ferry_finder::verify::VerifyBackends {
-                source: settings.source.open().await,
-                destination: settings.destination.open().await,
+                source: Backends::store(&settings.source, &settings.transfer).await,
+                destination: Backends::store(&settings.destination, &settings.transfer).await,
                 ledger: ledger.map(|l| l.state),
             };
             let opts = ferry_finder::verify::VerifyOptions {
@@ -378,7 +378,7 @@ async fn clean_uploads(location: &str, older_than: Duration, dry_run: bool, job:
     };
     let cfg = job.load([locations.layer()]).context("reading the job settings")?;
     let settings = cfg.build().context("invalid settings")?;
-    let store = settings.destination.open().await;
+    let store = Backends::store(&settings.destination, &settings.transfer).await;
     let prefix = settings.destination.prefix().to_string();
     let cutoff = ferry_core::now_millis() - older_than.as_millis() as i64;
     let uploads = store

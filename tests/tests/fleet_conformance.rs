@@ -31,8 +31,12 @@ async fn sqs_refuses_oversize_messages_per_entry() {
     let bodies = vec!["{\"ok\":1}".to_string(), "x".repeat(300 * 1024)];
     let r = q.send_batch(&bodies).await.unwrap();
     assert!(r[0].is_ok());
-    let e = r[1].as_ref().unwrap_err();
+    let e = r[1].as_ref().unwrap_err().to_string();
     assert!(e.contains("307200 bytes") && e.contains("limit"), "{e}");
+    assert!(
+        !r[1].as_ref().unwrap_err().is_retryable(),
+        "an oversized message is never sent again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

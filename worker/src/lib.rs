@@ -9,7 +9,6 @@ pub mod engine;
 pub mod health;
 pub mod plan;
 pub mod runner;
-pub mod source_check;
 
 use std::sync::Arc;
 
@@ -38,7 +37,6 @@ impl Worker {
             part_size: t.part_size.as_u64(),
             concurrency: t.concurrency,
             max_in_flight: t.max_in_flight.as_u64(),
-            retries: t.retries.max(1),
             lease: t.lease,
         };
         let mut engine = Engine::new(

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use ferry_core::db::Db;
 use ferry_core::etag;
 use ferry_core::job::{Job, SrcRef};
+use ferry_core::lease::LeaseHolder;
 use ferry_core::state::EmbeddedStateStore;
 use ferry_core::store::{
-    conformance::data, GetOptions, GetResult, LocalStore, MemoryStore, ObjectMeta, ObjectStore, PartInfo, PutOptions,
-    Result, UploadInfo,
+    conformance::data, Capabilities, GetOptions, GetResult, LocalStore, MemoryStore, ObjectMeta, ObjectStore, PartInfo,
+    PutOptions, Result, UploadInfo,
 };
 use ferry_worker::engine::{Engine, EngineConfig, EngineError, JobOutcome};
 use futures::stream::BoxStream;
@@ -31,6 +32,15 @@ struct Flaky {
 impl ObjectStore for Flaky {
     fn describe(&self) -> String {
         "flaky".into()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(key)
+    }
+    async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
+        self.inner.part_size(key, number).await
     }
     fn list(&self, prefix: &str, start_after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta>> {
         self.inner.list(prefix, start_after)
@@ -86,7 +96,6 @@ fn engine(src: Arc<dyn ObjectStore>, dst: Arc<dyn ObjectStore>, dir: &std::path:
             part_size: 16 << 20,
             concurrency: 4,
             max_in_flight: 256 << 20,
-            retries: 2,
             lease: Duration::from_secs(60),
         },
     )
@@ -122,7 +131,7 @@ async fn a_damaged_read_is_refused_by_the_destination_and_never_written() {
     let e = engine(flaky.clone(), dst.clone(), dir.path());
     let job = job_for(flaky.as_ref(), "k").await;
 
-    match e.run_job(&job, "w1").await {
+    match e.run_job(&job, &LeaseHolder::parse("w1")).await {
         Err(EngineError::Verify { what, .. }) => assert!(what.contains("read from the source"), "{what}"),
         other => panic!("a damaged read must fail verification, got {other:?}"),
     }
@@ -130,7 +139,7 @@ async fn a_damaged_read_is_refused_by_the_destination_and_never_written() {
 
     flaky.corrupt.store(false, Ordering::SeqCst);
     assert_eq!(
-        e.run_job(&job, "w1").await.unwrap(),
+        e.run_job(&job, &LeaseHolder::parse("w1")).await.unwrap(),
         JobOutcome::Transferred {
             bytes: body.len() as u64
         }
@@ -156,7 +165,10 @@ async fn a_local_destination_that_hashes_bodies_gets_whole_objects_and_parts() {
     for k in ["small", "big"] {
         let job = job_for(src.as_ref(), k).await;
         assert!(
-            matches!(e.run_job(&job, "w1").await.unwrap(), JobOutcome::Transferred { .. }),
+            matches!(
+                e.run_job(&job, &LeaseHolder::parse("w1")).await.unwrap(),
+                JobOutcome::Transferred { .. }
+            ),
             "{k}"
         );
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, TransactionBehavior};
 
-use super::{JobQueue, Message, QueueError, QueueStats};
+use super::{JobQueue, Message, QueueError, QueueStats, SendFailure};
 use crate::db::{owner_id, owner_is_dead, Db};
 use crate::now_millis;
 
@@ -152,7 +152,7 @@ impl JobQueue for EmbeddedQueue {
         Ok(Some(self.max_receives))
     }
 
-    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), String>>, QueueError> {
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), SendFailure>>, QueueError> {
         let bodies = bodies.to_vec();
         let n = bodies.len();
         self.db

@@ -10,6 +10,8 @@
 #[allow(missing_docs)]
 pub mod conformance;
 mod embedded;
+#[cfg(any(test, feature = "testing"))]
+pub mod failing;
 mod sqs;
 
 use std::fmt::Debug;
@@ -55,6 +57,49 @@ pub enum QueueError {
         /// The receipt.
         receipt: String,
     },
+}
+
+/// Why the queue refused one message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendFailure {
+    /// What kind of refusal: decides whether sending again can help.
+    pub kind: SendFailureKind,
+    /// What the queue said.
+    pub message: String,
+}
+
+/// The kinds of [`SendFailure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailureKind {
+    /// The message can never be sent as it is (too large, malformed):
+    /// sending it again cannot help.
+    Invalid,
+    /// The queue could not take it now (throttling, an internal error).
+    Transient,
+}
+
+impl SendFailure {
+    /// A message the queue can never take as it is.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            kind: SendFailureKind::Invalid,
+            message: message.into(),
+        }
+    }
+
+    /// A refusal that another try may not meet.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: SendFailureKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    /// Whether sending the message again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == SendFailureKind::Transient
+    }
 }
 
 /// A delivered message.
@@ -116,8 +161,8 @@ pub trait JobQueue: Send + Sync + Debug {
 
     /// Enqueues messages. The outer error means nothing is known to be sent;
     /// otherwise each entry reports its own outcome and the caller retries
-    /// the failed ones.
-    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), String>>, QueueError>;
+    /// the failed ones that [`SendFailure::is_retryable`] allows.
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), SendFailure>>, QueueError>;
 
     /// Receives up to `max` messages, waiting up to `wait` for the first one.
     /// Each is hidden from other receivers for `lease`.
@@ -179,9 +224,10 @@ pub const SEND_BATCHES_IN_FLIGHT: usize = 16;
 #[async_trait]
 pub trait JobQueueExt: JobQueue {
     /// Sends every body, in batches of [`max_batch`](JobQueue::max_batch),
-    /// [`SEND_BATCHES_IN_FLIGHT`] batches at once, retrying every failed entry
-    /// with backoff (none is dropped); fails only when an entry still
-    /// fails after `attempts` tries, naming the first error.
+    /// [`SEND_BATCHES_IN_FLIGHT`] batches at once, retrying every entry
+    /// refused for a transient reason with backoff (none is dropped); fails
+    /// when an entry can never be sent (too large), or still fails after
+    /// `attempts` tries, naming the error.
     async fn send_all(&self, bodies: Vec<String>, attempts: u32) -> Result<(), String> {
         use futures::stream::{self, StreamExt};
         let mut pending = bodies;
@@ -191,7 +237,8 @@ pub trait JobQueueExt: JobQueue {
                 .chunks(self.max_batch().max(1))
                 .map(<[String]>::to_vec)
                 .collect();
-            let outcomes: Vec<(Vec<String>, Result<Vec<Result<(), String>>, QueueError>)> = stream::iter(chunks)
+            type Sent = Result<Vec<Result<(), SendFailure>>, QueueError>;
+            let outcomes: Vec<(Vec<String>, Sent)> = stream::iter(chunks)
                 .map(|chunk| async move {
                     let r = self.send_batch(&chunk).await;
                     (chunk, r)
@@ -205,9 +252,15 @@ pub trait JobQueueExt: JobQueue {
                 match outcome {
                     Ok(results) => {
                         for (body, r) in chunk.iter().zip(results) {
-                            if let Err(e) = r {
-                                last = e;
-                                failed.push(body.clone());
+                            match r {
+                                Ok(()) => {}
+                                Err(e) if !e.is_retryable() => {
+                                    return Err(format!("{}: a message could not be queued: {e}", self.describe()))
+                                }
+                                Err(e) => {
+                                    last = e.message;
+                                    failed.push(body.clone());
+                                }
                             }
                         }
                     }

@@ -40,7 +40,7 @@ use aws_sdk_sqs::Client;
 use futures::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
 
-use super::{JobQueue, Message, QueueError, QueueStats};
+use super::{JobQueue, Message, QueueError, QueueStats, SendFailure};
 use crate::aws::failure;
 
 /// The largest message body SQS accepts, bytes.
@@ -285,15 +285,15 @@ impl JobQueue for SqsQueue {
         Ok(self.redrive().await?.map(|r| r.max_receives))
     }
 
-    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), String>>, QueueError> {
-        let mut results: Vec<Result<(), String>> = vec![Ok(()); bodies.len()];
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<(), SendFailure>>, QueueError> {
+        let mut results: Vec<Result<(), SendFailure>> = vec![Ok(()); bodies.len()];
         let mut entries = Vec::new();
         for (i, body) in bodies.iter().enumerate().take(10) {
             if body.len() > SQS_MAX_BODY {
-                results[i] = Err(format!(
+                results[i] = Err(SendFailure::invalid(format!(
                     "a job message of {} bytes exceeds SQS's limit of {SQS_MAX_BODY} bytes",
                     body.len()
-                ));
+                )));
                 continue;
             }
             entries.push(
@@ -305,7 +305,7 @@ impl JobQueue for SqsQueue {
             );
         }
         for r in results.iter_mut().skip(10) {
-            *r = Err("more than 10 messages in one SQS batch".into());
+            *r = Err(SendFailure::invalid("more than 10 messages in one SQS batch"));
         }
         if entries.is_empty() {
             return Ok(results);
@@ -321,7 +321,13 @@ impl JobQueue for SqsQueue {
         for f in out.failed() {
             if let Ok(i) = f.id().parse::<usize>() {
                 if let Some(r) = results.get_mut(i) {
-                    *r = Err(format!("{}: {}", f.code(), f.message().unwrap_or("refused")));
+                    let message = format!("{}: {}", f.code(), f.message().unwrap_or("refused"));
+                    // SQS marks refusals that are the sender's fault (too
+                    // large, malformed) as sender faults: not worth another try.
+                    *r = Err(match f.sender_fault() {
+                        true => SendFailure::invalid(message),
+                        false => SendFailure::transient(message),
+                    });
                 }
             }
         }
@@ -560,7 +566,7 @@ impl JobQueue for SqsQueue {
                 return Err(QueueError::Service {
                     queue: self.describe(),
                     operation: "SendMessageBatch (redrive)".into(),
-                    message: e,
+                    message: e.to_string(),
                 });
             }
         }

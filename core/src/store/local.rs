@@ -34,8 +34,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
-    UploadInfo,
+    Capabilities, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result,
+    StoreError, UploadInfo,
 };
 use crate::{checksum, etag};
 
@@ -412,6 +412,15 @@ impl Walk<'_> {
 
 #[async_trait]
 impl ObjectStore for LocalStore {
+    /// A directory hashes every body it writes (the MD5 of a part names its
+    /// file); it lists modification-time tokens, not MD5 ETags.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            hashes_bodies: true,
+            etags_are_md5: false,
+        }
+    }
+
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
@@ -583,10 +592,6 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    fn hashes_bodies(&self) -> bool {
-        true
-    }
-
     async fn upload_part_unhashed(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
         let (key, upload_id) = (key.to_string(), upload_id.to_string());
         self.blocking(move |s| {
@@ -692,8 +697,8 @@ impl ObjectStore for LocalStore {
         self.path_of(key).ok()
     }
 
-    fn etags_are_md5(&self) -> bool {
-        false
+    async fn part_size(&self, _key: &str, _number: u32) -> Result<Option<(u64, u32)>> {
+        Ok(None)
     }
 }
 

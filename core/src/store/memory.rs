@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
-    UploadInfo,
+    Capabilities, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result,
+    StoreError, UploadInfo,
 };
 use crate::etag;
 
@@ -90,6 +90,21 @@ fn meta(key: &str, o: &Object) -> ObjectMeta {
 
 #[async_trait]
 impl ObjectStore for MemoryStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            hashes_bodies: false,
+            etags_are_md5: true,
+        }
+    }
+
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    async fn part_size(&self, _key: &str, _number: u32) -> Result<Option<(u64, u32)>> {
+        Ok(None)
+    }
+
     fn describe(&self) -> String {
         "memory".into()
     }

@@ -7,8 +7,11 @@
 //! [`S3Store`], [`LocalStore`] and [`MemoryStore`].
 
 mod error;
+#[cfg(any(test, feature = "testing"))]
+pub mod failing;
 mod local;
 mod memory;
+mod retrying;
 mod s3;
 mod s3_crc;
 mod s3_meta;
@@ -31,6 +34,7 @@ pub use crate::checksum::Checksums;
 pub use error::StoreError;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use retrying::{RetryingStore, LIST_TRIES};
 pub use s3::{S3Credentials, S3Store, S3StoreConfig};
 
 /// Result of an object store call.
@@ -162,11 +166,38 @@ pub struct UploadInfo {
     pub initiated: Option<i64>,
 }
 
+/// What a store guarantees about what it writes, which decides how the
+/// engine proves a copy. Every store states its own: a wrapper says what it
+/// forwards, it never inherits a default it does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The store hashes every body it is given, so a caller need not hash it
+    /// first: [`ObjectStore::upload_part_unhashed`] costs one MD5 pass
+    /// instead of two.
+    pub hashes_bodies: bool,
+    /// Content-MD5 is enforced and ETags are MD5 forms, so completed objects
+    /// can be verified by ETag.
+    pub etags_are_md5: bool,
+}
+
 /// An object store. Keys are opaque strings; every method documents its contract.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + Debug {
     /// A short human description for messages, e.g. `s3://bucket` or `/data`.
     fn describe(&self) -> String;
+
+    /// What the store guarantees (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities;
+
+    /// Whether the store hashes every body it is given ([`Capabilities::hashes_bodies`]).
+    fn hashes_bodies(&self) -> bool {
+        self.capabilities().hashes_bodies
+    }
+
+    /// Whether ETags are MD5 forms ([`Capabilities::etags_are_md5`]).
+    fn etags_are_md5(&self) -> bool {
+        self.capabilities().etags_are_md5
+    }
 
     /// Lists the objects whose key starts with `prefix` and is strictly greater
     /// than `start_after`, in ascending order of key bytes (S3 order:
@@ -194,13 +225,6 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// number again replaces it. Returns the part ETag.
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String>;
 
-    /// Whether the store hashes every body it is given, so a caller need not
-    /// hash it first: [`ObjectStore::upload_part_unhashed`] costs one MD5 pass
-    /// instead of two.
-    fn hashes_bodies(&self) -> bool {
-        false
-    }
-
     /// Writes a whole object the caller did not hash; returns its ETag (the MD5 form).
     async fn put_unhashed(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<String> {
         let md5 = crate::etag::md5(&body);
@@ -217,10 +241,7 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// The size of part `number` of an object, and its part count, as the store reports them (S3: `HEAD ?partNumber=`).
     /// `Ok(None)` when the store does not say: it ignores the parameter, the
     /// object was not uploaded in parts, or the store has no such notion.
-    async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
-        let _ = (key, number);
-        Ok(None)
-    }
+    async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>>;
 
     /// The parts the store holds for an upload, ascending by number. An upload
     /// that no longer exists is [`StoreError::NoSuchUpload`].
@@ -240,17 +261,8 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Deletes an object; deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
 
-    /// Whether Content-MD5 is enforced and ETags are MD5 forms, so the engine
-    /// can verify completed objects by ETag.
-    fn etags_are_md5(&self) -> bool {
-        true
-    }
-
     /// The file that holds `key`, for a store that is a local directory. Its
     /// listings carry modification-time tokens, not content ETags: the
     /// caller hashes the file itself when it needs the content.
-    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
-        let _ = key;
-        None
-    }
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf>;
 }

@@ -33,8 +33,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use super::s3_meta::{self, VendorCrc};
 use super::s3_region::RegionFollower;
 use super::{
-    GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError,
-    UploadInfo,
+    Capabilities, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result,
+    StoreError, UploadInfo,
 };
 
 /// Where an [`S3Store`]'s credentials come from. Secrets never come from a
@@ -360,10 +360,18 @@ macro_rules! with_put_options {
 }
 
 /// Tries of one listing page.
-const LIST_TRIES: u32 = 6;
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    /// S3 checks Content-MD5 and names objects by MD5 ETags, unless they are
+    /// encrypted (SSE-KMS, SSE-C): seen once, every ETag is taken as opaque.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            hashes_bodies: false,
+            etags_are_md5: !self.opaque_etags.load(Ordering::Relaxed),
+        }
+    }
+
     fn describe(&self) -> String {
         self.desc.clone()
     }
@@ -387,24 +395,22 @@ impl ObjectStore for S3Store {
             if st.done {
                 return None;
             }
-            // A page is asked again on retryable errors (throttling, 5xx,
-            // dropped connections): one lost page would end a whole listing.
+            // A failed page ends the stream with its error; the retrying layer
+            // ([`super::RetryingStore`]) resumes the listing after the last key.
             let token = st.token.take();
-            let resp = crate::retry::retry(LIST_TRIES, StoreError::is_retryable, || async {
-                st.store
-                    .sdk()
-                    .await
-                    .list_objects_v2()
-                    .bucket(&st.store.bucket)
-                    .prefix(&st.prefix)
-                    .set_start_after(st.start_after.clone())
-                    .set_continuation_token(token.clone())
-                    .set_request_payer(st.store.payer())
-                    .send()
-                    .await
-                    .map_err(|e| st.store.err("ListObjectsV2", &st.prefix, e))
-            })
-            .await;
+            let resp = st
+                .store
+                .sdk()
+                .await
+                .list_objects_v2()
+                .bucket(&st.store.bucket)
+                .prefix(&st.prefix)
+                .set_start_after(st.start_after.clone())
+                .set_continuation_token(token)
+                .set_request_payer(st.store.payer())
+                .send()
+                .await
+                .map_err(|e| st.store.err("ListObjectsV2", &st.prefix, e));
             let page: Vec<Result<ObjectMeta>> = match resp {
                 Err(e) => {
                     st.done = true;
@@ -820,8 +826,8 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
-    fn etags_are_md5(&self) -> bool {
-        !self.opaque_etags.load(Ordering::Relaxed)
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

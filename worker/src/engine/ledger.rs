@@ -5,9 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use ferry_core::job::Job;
-use ferry_core::retry::retry;
 use ferry_core::state::{Claim, Outcome, RecordKey, Status};
-use ferry_core::store::StoreError;
 
 use super::{Engine, EngineError};
 
@@ -21,11 +19,7 @@ impl Engine {
                 // The marker of an upload that may have been created unrecorded.
                 return self.abort_unrecorded(&rk.key).await;
             }
-            if let Err(e) = retry(self.cfg.retries, StoreError::is_retryable, || {
-                self.dst.abort_multipart(&rk.key, &up.upload_id)
-            })
-            .await
-            {
+            if let Err(e) = self.dst.abort_multipart(&rk.key, &up.upload_id).await {
                 tracing::warn!(key = %rk.key, error = %e, "Could not abort an upload that is given up; clean-uploads removes it.");
             }
         }
@@ -63,12 +57,12 @@ impl Engine {
     /// duplicated work (a lease judged lapsed too early is taken over; the
     /// former holder's next write fails its ownership check). Never a wrong
     /// object: every copy is pinned to its source ETag.
-    pub(super) fn check_clock(&self, holder: &str, until: i64) {
+    pub(super) fn check_clock(&self, holder: &ferry_core::lease::LeaseHolder, until: i64) {
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let ahead = until - ferry_core::now_millis();
         if ahead > 2 * self.cfg.lease.as_millis() as i64 && !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                holder,
+                holder = %holder,
                 lease_ends_in_s = ahead / 1000,
                 lease_s = self.cfg.lease.as_secs(),
                 "A lease ends far later than this worker's lease allows: the holder's clock may be ahead of \

@@ -1,24 +1,39 @@
-//! The engine's checks of what was read against the source's ETag, and the
-//! sweep of uploads an attempt created but did not record (see
-//! [`crate::source_check`] for the algorithm).
+//! Verification: every read of the source and every check of what was read
+//! or written, in one place.
+//!
+//! * **Reads** are pinned to the ETag seen at discovery (`if-match`) and
+//!   must return the bytes asked for ([`Engine::read`]).
+//! * **What was read** is checked against the source's own proof before
+//!   anything is made visible: its multipart ETag when the transfer mirrors
+//!   its part layout, its whole-object MD5 hashed in order, or the
+//!   CRC-64/ECMA its store sent (OSS, COS); see [`hashers`] for the
+//!   algorithm. A mismatch aborts and forgets the upload, so the next
+//!   attempt reads everything again.
+//! * **What was written** is checked against what was sent: each PUT's and
+//!   part's ETag against its MD5 where the store's ETags are MD5s, and a
+//!   completed object by a HEAD (size, the MD5-of-MD5s `-N` ETag, and the
+//!   CRC-64/NVME the store keeps) ([`Engine::check_completed`]).
+//!
+//! Also here: the sweep of uploads an attempt created but did not record.
+
+pub mod hashers;
 
 use bytes::Bytes;
 use ferry_core::etag;
 use ferry_core::job::Job;
-use ferry_core::retry::retry;
 use ferry_core::state::RecordKey;
-use ferry_core::store::StoreError;
+use ferry_core::store::{GetOptions, GetResult, ObjectMeta, StoreError};
 
 use super::{Engine, EngineError, Part};
 use crate::plan;
-use crate::source_check::mirrorable;
+use hashers::{mirrorable, Crcs};
 
 /// What the CRC checks compare.
 const CRC_READ: &str = "CRC-64/ECMA of the bytes read from the source";
 
 impl Engine {
     /// The source's part size when the transfer can mirror its multipart
-    /// layout (see [`crate::source_check`]); `None` to plan parts freely.
+    /// layout (see [`hashers`]); `None` to plan parts freely.
     pub(super) async fn source_layout(
         &self,
         key: &str,
@@ -31,11 +46,7 @@ impl Engine {
             return None;
         };
         let max_part = (u64::from(self.budget_kib) * 1024).max(planned).min(plan::MAX_PART);
-        match retry(self.cfg.retries, StoreError::is_retryable, || {
-            self.src.part_size(key, 1)
-        })
-        .await
-        {
+        match self.src.part_size(key, 1).await {
             Ok(Some((first, count))) if mirrorable(size, first, count, n, max_part) => Some(first),
             Ok(_) => None,
             Err(e) => {
@@ -90,11 +101,10 @@ impl Engine {
             return Ok(());
         };
         let dkey = job.dest.key.clone();
-        retry(self.cfg.retries, StoreError::is_retryable, || {
-            self.dst.abort_multipart(&dkey, upload_id)
-        })
-        .await
-        .map_err(EngineError::Dest)?;
+        self.dst
+            .abort_multipart(&dkey, upload_id)
+            .await
+            .map_err(EngineError::Dest)?;
         self.state.clear_upload(rk, worker).await?;
         Err(EngineError::Verify {
             key: key.clone(),
@@ -135,7 +145,7 @@ impl Engine {
     }
 
     /// Checks a whole object read at once against its multipart source ETag,
-    /// when the source tells its part layout (see [`crate::source_check`]).
+    /// when the source tells its part layout (see [`hashers`]).
     pub(super) async fn check_body_layout(&self, key: &str, tag: &str, body: &Bytes) -> Result<(), EngineError> {
         let size = body.len() as u64;
         let Some(first) = self.source_layout(key, Some(tag), size, size).await else {
@@ -169,18 +179,13 @@ impl Engine {
     /// attempt that died before recording its upload id. This worker holds
     /// the key's lease, so no other ferry upload of it is under way.
     pub(super) async fn abort_unrecorded(&self, key: &str) -> Result<(), EngineError> {
-        let uploads = retry(self.cfg.retries, StoreError::is_retryable, || {
-            self.dst.list_uploads(key)
-        })
-        .await
-        .map_err(EngineError::Dest)?;
+        let uploads = self.dst.list_uploads(key).await.map_err(EngineError::Dest)?;
         for u in uploads.iter().filter(|u| u.key == key) {
             tracing::info!(key, upload_id = %u.upload_id, "Aborting an upload an earlier attempt created but did not record.");
-            retry(self.cfg.retries, StoreError::is_retryable, || {
-                self.dst.abort_multipart(key, &u.upload_id)
-            })
-            .await
-            .map_err(EngineError::Dest)?;
+            self.dst
+                .abort_multipart(key, &u.upload_id)
+                .await
+                .map_err(EngineError::Dest)?;
         }
         Ok(())
     }
@@ -188,11 +193,7 @@ impl Engine {
     /// Whether every part of the source has the size the plan gives it.
     async fn source_parts_match(&self, key: &str, plan: &[Part]) -> bool {
         for (n, range) in plan {
-            match retry(self.cfg.retries, StoreError::is_retryable, || {
-                self.src.part_size(key, *n)
-            })
-            .await
-            {
+            match self.src.part_size(key, *n).await {
                 Ok(Some((len, _))) if len == range.end - range.start => {}
                 Ok(Some(_)) => return false,
                 // Unknown: treat the mismatch as damage; the next attempt asks again.
@@ -200,5 +201,129 @@ impl Engine {
             }
         }
         true
+    }
+}
+
+/// The MD5 in an ETag returned by a store that hashes what it writes.
+pub(super) fn md5_in_etag(key: &str, what: &'static str, tag: &str) -> Result<[u8; 16], EngineError> {
+    etag::md5_of_etag(tag).ok_or_else(|| EngineError::Verify {
+        key: key.to_string(),
+        what,
+        expected: "an MD5".into(),
+        found: tag.to_string(),
+    })
+}
+
+impl Engine {
+    /// Reads an object (or a range of it) pinned to `etag`; a short read is a
+    /// retryable source error.
+    pub(super) async fn read(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<GetResult, EngineError> {
+        let opts = GetOptions {
+            range: range.clone(),
+            if_match: etag.map(str::to_string),
+            version: None,
+        };
+        let got = self.src.get(key, &opts).await.map_err(EngineError::Source)?;
+        let want = range.map(|r| r.end - r.start).unwrap_or(got.meta.size);
+        if got.body.len() as u64 != want {
+            return Err(EngineError::Source(StoreError::Backend {
+                store: self.src.describe(),
+                operation: "GetObject",
+                code: "ShortRead".into(),
+                message: format!("{key:?}: expected {want} bytes, got {}", got.body.len()),
+                retryable: true,
+            }));
+        }
+        Ok(got)
+    }
+
+    /// The destination's metadata of `key`.
+    pub(super) async fn dest_head(&self, key: &str) -> Result<Option<ObjectMeta>, EngineError> {
+        self.dst.head(key).await.map_err(EngineError::Dest)
+    }
+
+    /// Whether the destination's ETags prove what it stored: MD5 forms, and
+    /// no KMS encryption that makes them opaque.
+    pub(super) fn verify_etags(&self) -> bool {
+        self.dst.etags_are_md5() && self.put.sse.as_deref() != Some("aws:kms")
+    }
+
+    /// Checks the ETag a PUT or a part upload returned against the MD5 sent.
+    pub(super) fn check_sent(
+        &self,
+        key: &str,
+        what: &'static str,
+        md5: &[u8; 16],
+        tag: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let expect = etag::single_part_etag(md5);
+        match tag {
+            Some(found) if self.verify_etags() && !etag::same(found, &expect) => Err(EngineError::Verify {
+                key: key.to_string(),
+                what,
+                expected: expect,
+                found: found.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a completed multipart object by a HEAD: present, `size` bytes,
+    /// the CRC-64/NVME the store keeps equal to the one of the bytes sent,
+    /// and its ETag the MD5-of-MD5s `expect` where ETags are checkable.
+    /// `completed`: the ETag the completion answered. Returns the HEAD.
+    pub(super) async fn check_completed(
+        &self,
+        dkey: &str,
+        size: u64,
+        expect: &str,
+        completed: Option<&str>,
+        sent: Option<Crcs>,
+    ) -> Result<ObjectMeta, EngineError> {
+        let bad = |what: &'static str, expected: String, found: String| EngineError::Verify {
+            key: dkey.to_string(),
+            what,
+            expected,
+            found,
+        };
+        let head = self.dest_head(dkey).await?.ok_or_else(|| {
+            bad(
+                "destination object after completion",
+                "present".into(),
+                "missing".into(),
+            )
+        })?;
+        if head.size != size {
+            return Err(bad("destination size", size.to_string(), head.size.to_string()));
+        }
+        if let (Some(stored), Some(read)) = (head.checksums.crc64nvme, sent) {
+            if stored != read.nvme {
+                return Err(bad(
+                    "destination CRC-64/NVME (the store's, against the bytes sent)",
+                    ferry_core::checksum::crc64_base64(read.nvme),
+                    ferry_core::checksum::crc64_base64(stored),
+                ));
+            }
+        }
+        let found = match self.verify_etags() {
+            true => head.etag.clone(),
+            false => completed.map(str::to_string),
+        };
+        // Part ETags are MD5s on stores that hash what they write and on a
+        // local directory (which reports the MD5-of-MD5s it assembled); an
+        // encrypting store's are not, and its object is proven by the parts'
+        // Content-MD5 acknowledgements and the size.
+        let checkable = self.verify_etags() || self.dst.local_path(dkey).is_some();
+        if let Some(found) = found.filter(|_| checkable) {
+            if etag::kind(&found) != etag::ETagKind::Opaque && !etag::same(&found, expect) {
+                return Err(bad("destination multipart ETag", expect.to_string(), found));
+            }
+        }
+        Ok(head)
     }
 }

@@ -1,0 +1,163 @@
+//! How a job ends: [`JobOutcome`] when it ends, [`EngineError`] when it
+//! fails. Each outcome owns what follows from it — the ledger status it
+//! leaves, the run counters it adds and the metric it is counted under — so
+//! the runner, the finder's summary and the telemetry speak one vocabulary.
+
+use std::sync::atomic::AtomicU64;
+
+use ferry_core::metrics::Outcome as Metric;
+use ferry_core::state::{RunCounters, StateError, Status};
+use ferry_core::store::StoreError;
+
+/// Errors of a job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Reading the source failed.
+    #[error("reading the source: {0}")]
+    Source(#[source] StoreError),
+    /// Writing the destination failed.
+    #[error("writing the destination: {0}")]
+    Dest(#[source] StoreError),
+    /// The state store failed or the lease was lost.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// What arrived is not what was sent.
+    #[error("verification of {key:?} failed: {what} (expected {expected}, found {found})")]
+    Verify {
+        /// Destination key.
+        key: String,
+        /// What was compared.
+        what: &'static str,
+        /// Expected value.
+        expected: String,
+        /// Found value.
+        found: String,
+    },
+    /// The source kept changing while it was read.
+    #[error("the source {key:?} changed {times} times during the transfer; giving up this attempt")]
+    Unstable {
+        /// Source key.
+        key: String,
+        /// Attempts.
+        times: u32,
+    },
+}
+
+impl EngineError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Source(e) | EngineError::Dest(e) => e.is_retryable(),
+            EngineError::State(_) | EngineError::Verify { .. } | EngineError::Unstable { .. } => true,
+        }
+    }
+
+    /// A stable code for summaries and telemetry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Source(e) | EngineError::Dest(e) => e.code(),
+            EngineError::State(_) => "state",
+            EngineError::Verify { .. } => "verify",
+            EngineError::Unstable { .. } => "source_unstable",
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Copied and verified.
+    Transferred {
+        /// Object size.
+        bytes: u64,
+    },
+    /// Already there.
+    Identical,
+    /// The source no longer exists; nothing written.
+    SourceGone,
+    /// An event older than the last one applied to the object; dropped.
+    Stale,
+    /// Deleted at the destination.
+    Deleted,
+    /// Another worker holds the object's lease until this time (ms since the epoch).
+    Busy {
+        /// Lease end.
+        until: i64,
+        /// Whether the holder is copying the same source version (this job is a duplicate).
+        duplicate: bool,
+    },
+}
+
+/// Live counters for progress displays.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Bytes uploaded (parts and PUTs).
+    pub bytes: AtomicU64,
+    /// Objects completed.
+    pub objects: AtomicU64,
+    /// Objects found identical by the worker.
+    pub identical: AtomicU64,
+    /// Jobs given up.
+    pub failed: AtomicU64,
+    /// Parts skipped because an earlier attempt had uploaded them.
+    pub resumed_parts: AtomicU64,
+}
+
+impl JobOutcome {
+    /// The metric a job that ended so is counted under.
+    pub fn metric(&self) -> Metric {
+        match self {
+            JobOutcome::Transferred { .. } => Metric::Transferred,
+            JobOutcome::Identical => Metric::Identical,
+            JobOutcome::Busy { .. } => Metric::Skipped,
+            JobOutcome::Stale => Metric::Stale,
+            JobOutcome::Deleted => Metric::Deleted,
+            JobOutcome::SourceGone => Metric::SourceGone,
+        }
+    }
+
+    /// What the outcome adds to its run's counters.
+    pub fn counters(&self) -> RunCounters {
+        let mut c = RunCounters::default();
+        match self {
+            JobOutcome::Transferred { bytes } => {
+                c.done = 1;
+                c.bytes = *bytes;
+            }
+            JobOutcome::Deleted => c.done = 1,
+            JobOutcome::Identical | JobOutcome::Stale | JobOutcome::Busy { .. } => c.skipped = 1,
+            JobOutcome::SourceGone => c.gone = 1,
+        }
+        c
+    }
+
+    /// The status the outcome leaves in the object's record: `None` when the
+    /// record is left as it was (a stale event, another worker's lease).
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            JobOutcome::Transferred { .. } | JobOutcome::Identical => Some(Status::Done),
+            JobOutcome::SourceGone => Some(Status::SourceGone),
+            JobOutcome::Deleted => Some(Status::Deleted),
+            JobOutcome::Stale | JobOutcome::Busy { .. } => None,
+        }
+    }
+}
+
+impl EngineError {
+    /// The status a job that is given up after this error ends with.
+    pub fn final_status(&self) -> Status {
+        match self.code() {
+            "restore_needed" => Status::RestoreNeeded,
+            _ => Status::Failed,
+        }
+    }
+
+    /// The metric a job given up after this error is counted under.
+    pub fn metric(&self) -> Metric {
+        match self.final_status() {
+            Status::RestoreNeeded => Metric::RestoreNeeded,
+            _ => Metric::Failed,
+        }
+    }
+}
