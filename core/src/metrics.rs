@@ -36,55 +36,69 @@ pub mod defs {
         pub description: &'static str,
     }
 
+    const fn def(
+        name: &'static str,
+        unit: &'static str,
+        cloudwatch_unit: &'static str,
+        description: &'static str,
+    ) -> Def {
+        Def {
+            name,
+            unit,
+            cloudwatch_unit,
+            description,
+        }
+    }
+
     /// Objects whose job ended, by `outcome`.
-    pub const OBJECTS: Def = Def {
-        name: "ferry.objects",
-        unit: "{object}",
-        cloudwatch_unit: "Count",
-        description: "Objects whose job ended, by outcome (transferred, identical, skipped, source_gone, deleted, stale, failed, restore_needed).",
-    };
+    pub const OBJECTS: Def = def(
+        "ferry.objects",
+        "{object}",
+        "Count",
+        "Objects whose job ended, by outcome (transferred, identical, skipped, source_gone, deleted, stale, failed, restore_needed).",
+    );
     /// Bytes written to the destination.
-    pub const BYTES: Def = Def {
-        name: "ferry.bytes",
-        unit: "By",
-        cloudwatch_unit: "Bytes",
-        description: "Bytes written to the destination (single PUTs and parts).",
-    };
+    pub const BYTES: Def = def(
+        "ferry.bytes",
+        "By",
+        "Bytes",
+        "Bytes written to the destination (single PUTs and parts).",
+    );
     /// Time to read and upload one part.
-    pub const PART_DURATION: Def = Def {
-        name: "ferry.part.duration",
-        unit: "s",
-        cloudwatch_unit: "Seconds",
-        description: "Time to read one part from the source and upload it, retries included.",
-    };
+    pub const PART_DURATION: Def = def(
+        "ferry.part.duration",
+        "s",
+        "Seconds",
+        "Time to read one part from the source and upload it, retries included.",
+    );
     /// Store calls retried, by `error_code`.
-    pub const RETRIES: Def = Def {
-        name: "ferry.retries",
-        unit: "{retry}",
-        cloudwatch_unit: "Count",
-        description: "Store calls retried after a retryable error, by error_code.",
-    };
+    pub const RETRIES: Def = def(
+        "ferry.retries",
+        "{retry}",
+        "Count",
+        "Store calls retried after a retryable error, by error_code.",
+    );
     /// Leases taken over from a worker whose lease lapsed.
-    pub const LEASE_TAKEOVERS: Def = Def {
-        name: "ferry.lease.takeovers",
-        unit: "{takeover}",
-        cloudwatch_unit: "Count",
-        description: "Object leases taken over after their holder's lease lapsed (a dead or stalled worker).",
-    };
+    pub const LEASE_TAKEOVERS: Def = def(
+        "ferry.lease.takeovers",
+        "{takeover}",
+        "Count",
+        "Object leases taken over after their holder's lease lapsed (a dead or stalled worker).",
+    );
     /// Time a job waited in the queue.
-    pub const QUEUE_LAG: Def = Def {
-        name: "ferry.queue.lag",
-        unit: "s",
-        cloudwatch_unit: "Seconds",
-        description: "Time from a job's enqueueing to its receipt by a worker.",
-    };
+    pub const QUEUE_LAG: Def = def(
+        "ferry.queue.lag",
+        "s",
+        "Seconds",
+        "Time from a job's enqueueing to its receipt by a worker.",
+    );
     /// Objects listed by the finder.
-    pub const LISTED: Def = Def {
-        name: "ferry.finder.listed",
-        unit: "{object}",
-        cloudwatch_unit: "Count",
-        description: "Source objects listed by the finder (its list rate is this over time).",
-    };
+    pub const LISTED: Def = def(
+        "ferry.finder.listed",
+        "{object}",
+        "Count",
+        "Source objects listed by the finder (its list rate is this over time).",
+    );
 
     /// Every metric.
     pub const ALL: [Def; 7] = [

@@ -75,6 +75,15 @@ impl Coded for crate::store::StoreError {
     }
 }
 
+impl Coded for crate::state::StateError {
+    fn code(&self) -> &'static str {
+        match self {
+            crate::state::StateError::Unprocessed { .. } => "throttled",
+            _ => "state",
+        }
+    }
+}
+
 impl Coded for String {
     fn code(&self) -> &'static str {
         "other"

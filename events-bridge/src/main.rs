@@ -148,3 +148,9 @@ async fn replay(bridge: &Bridge, text: &str) -> anyhow::Result<u8> {
     );
     Ok(0)
 }
+
+#[cfg(test)]
+#[test]
+fn the_command_line_is_well_formed() {
+    <Cli as clap::CommandFactory>::command().debug_assert();
+}

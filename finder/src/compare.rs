@@ -153,25 +153,30 @@ fn ledger_confirms(rec: &ObjectRecord, p: &Pair) -> bool {
 }
 
 impl Judge {
-    /// A judge between two stores; `state` is the ledger (none: skip that
-    /// step), `hashes` the checksum cache of local files (none: hash every time).
-    pub fn new(
-        src: Arc<dyn ObjectStore>,
-        dst: Arc<dyn ObjectStore>,
-        state: Option<Arc<dyn StateStore>>,
-        hashes: Option<FileHashes>,
-        dest_bucket: String,
-        part_size: u64,
-    ) -> Self {
+    /// A judge between two stores, for objects of `dest_bucket` sent in
+    /// parts of `part_size`; no ledger and no checksum cache until given.
+    pub fn new(src: Arc<dyn ObjectStore>, dst: Arc<dyn ObjectStore>, dest_bucket: String, part_size: u64) -> Self {
         Self {
             src,
             dst,
-            state,
-            hashes,
+            state: None,
+            hashes: None,
             dest_bucket,
             part_size,
             stats: JudgeStats::default(),
         }
+    }
+
+    /// Asks the ledger first (none: skip that step).
+    pub fn with_ledger(mut self, state: Option<Arc<dyn StateStore>>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Keeps local files' checksums in `hashes` (none: hash every time).
+    pub fn with_hashes(mut self, hashes: Option<FileHashes>) -> Self {
+        self.hashes = hashes;
+        self
     }
 
     /// Decides each pair: `true` when identical.
@@ -537,14 +542,7 @@ mod tests {
             .await
             .unwrap();
         let db = Db::open(&dir.path().join("s.sqlite")).unwrap();
-        let judge = Judge::new(
-            local.clone(),
-            mem.clone(),
-            None,
-            Some(FileHashes::new(db)),
-            "b".into(),
-            5 << 20,
-        );
+        let judge = Judge::new(local.clone(), mem.clone(), "b".into(), 5 << 20).with_hashes(Some(FileHashes::new(db)));
         let pairs = || async {
             let mut v = Vec::new();
             for k in ["a", "b"] {
@@ -602,14 +600,9 @@ mod tests {
             ..Outcome::bare(Status::Done)
         };
         state.finish(&rk, "w", &done).await.unwrap();
-        let judge = Judge::new(
-            src.clone(),
-            dst.clone(),
-            Some(state),
-            Some(FileHashes::new(db)),
-            "b".into(),
-            5 << 20,
-        );
+        let judge = Judge::new(src.clone(), dst.clone(), "b".into(), 5 << 20)
+            .with_ledger(Some(state))
+            .with_hashes(Some(FileHashes::new(db)));
         let pair = |dst: Entry| Pair::new(s.clone(), dst, Evidence::Ledger);
         let got = judge.settle(vec![pair(d.clone())]).await.unwrap();
         assert!(got[0].1);

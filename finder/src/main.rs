@@ -102,7 +102,12 @@ struct RunArgs {
 #[derive(Debug, Clone, Default, clap::Args, Serialize)]
 struct DefaultWorkers {
     /// Objects at once per worker process (the job file's `workers`)
-    #[arg(long = "transfer-workers", env = "FERRY_WORKERS", hide = true)]
+    #[arg(
+        id = "transfer_workers",
+        long = "transfer-workers",
+        env = "FERRY_WORKERS",
+        hide = true
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<u64>,
 }
@@ -404,4 +409,10 @@ async fn clean_uploads(location: &str, older_than: Duration, dry_run: bool, job:
         uploads.len() - n
     );
     Ok(0)
+}
+
+#[cfg(test)]
+#[test]
+fn the_command_line_is_well_formed() {
+    <Cli as clap::CommandFactory>::command().debug_assert();
 }

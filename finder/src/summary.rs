@@ -65,6 +65,13 @@ pub(crate) fn print_plan(plan: &Plan) {
     }
 }
 
+/// Prints `  LABEL  N TEXT` when `n` is not zero (the summary's optional lines).
+fn counted(label: &str, n: u64, text: &str) {
+    if n > 0 {
+        out!("  {label:<12} {n:>8} {text}");
+    }
+}
+
 pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, elapsed: std::time::Duration) {
     let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
     let c = &r.counters;
@@ -80,44 +87,27 @@ pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, el
             b(c.bytes),
             b((c.bytes as f64 / secs) as u64)
         );
-        if c.skipped > 0 {
-            out!(
-                "  skipped:     {:>8} objects (found already done by a worker)",
-                c.skipped
-            );
-        }
+        counted("skipped:", c.skipped, "objects (found already done by a worker)");
         out!("  failed:      {:>8} objects", c.failed);
     }
-    if c.gone > 0 {
-        out!(
-            "  source gone: {:>8} objects (deleted at the source during the run)",
-            c.gone
-        );
-    }
-    if r.deletes > 0 {
-        out!(
-            "  deletions:   {:>8} destination-only keys queued for deletion",
-            r.deletes
-        );
-    }
+    counted("source gone:", c.gone, "objects (deleted at the source during the run)");
+    counted("deletions:", r.deletes, "destination-only keys queued for deletion");
     if r.deletes_over_cap > 0 {
         out!(
             "  --max-delete reached: {} more destination-only keys were kept; raise the limit after checking them (--dry-run lists them)",
             r.deletes_over_cap
         );
     }
-    if r.leased > 0 {
-        out!(
-            "  in progress: {:>8} objects being copied by workers of an earlier run (not queued again)",
-            r.leased
-        );
-    }
-    if r.skipped_markers > 0 {
-        out!(
-            "  skipped:     {:>8} directory markers (keys ending in '/', not files)",
-            r.skipped_markers
-        );
-    }
+    counted(
+        "in progress:",
+        r.leased,
+        "objects being copied by workers of an earlier run (not queued again)",
+    );
+    counted(
+        "skipped:",
+        r.skipped_markers,
+        "directory markers (keys ending in '/', not files)",
+    );
     print_comparisons(&r.compared);
     for (k, e) in &r.failures {
         out!("  FAILED {k}: {e}");

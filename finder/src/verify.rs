@@ -207,14 +207,8 @@ pub async fn verify(job: &Settings, b: &VerifyBackends, opts: &VerifyOptions) ->
     // back as identical and is checked here.
     let decisions = diff::diff(s, d, CompareMode::None);
     let judge = opts.checksums.then(|| {
-        Judge::new(
-            src.clone(),
-            dst.clone(),
-            b.ledger.clone(),
-            None,
-            job.destination.bucket(),
-            job.transfer.part_size.as_u64(),
-        )
+        let part_size = job.transfer.part_size.as_u64();
+        Judge::new(src.clone(), dst.clone(), job.destination.bucket(), part_size).with_ledger(b.ledger.clone())
     });
     // Directory markers (empty keys ending in '/') are not copied to a local
     // destination, so they are not missing there.

@@ -297,12 +297,10 @@ pub(crate) fn judge(
     } else {
         None
     };
-    Ok(Judge::new(
-        src.clone(),
-        dst.clone(),
-        Some(state),
-        hashes,
-        job.destination.bucket(),
-        job.transfer.part_size.as_u64(),
-    ))
+    let part_size = job.transfer.part_size.as_u64();
+    Ok(
+        Judge::new(src.clone(), dst.clone(), job.destination.bucket(), part_size)
+            .with_ledger(Some(state))
+            .with_hashes(hashes),
+    )
 }

@@ -41,6 +41,18 @@ pub use outcome::{EngineError, JobOutcome, Stats};
 
 use ferry_core::lease::LeaseHolder;
 
+/// A job whose object lease is held: `rec` is the record as it was, and
+/// `recorded` the outcome the claim already wrote (single-PUT objects),
+/// which needs no second write when it holds.
+#[derive(Clone, Copy)]
+struct Claimed<'a> {
+    job: &'a Job,
+    worker: &'a str,
+    rk: &'a RecordKey,
+    rec: &'a ObjectRecord,
+    recorded: Option<&'a Outcome>,
+}
+
 /// A planned part: its number and byte range.
 type Part = (u32, std::ops::Range<u64>);
 
@@ -65,11 +77,14 @@ pub struct Engine {
     src: Arc<dyn ObjectStore>,
     dst: Arc<dyn ObjectStore>,
     state: Arc<dyn StateStore>,
-    dest_bucket: String,
-    put: PutOptions,
-    cfg: EngineConfig,
+    /// The process-wide byte budget, in KiB permits.
     budget: Arc<Semaphore>,
     budget_kib: u32,
+    /// The destination bucket, as named in records.
+    dest_bucket: String,
+    /// How destination objects are written.
+    put: PutOptions,
+    cfg: EngineConfig,
     /// Where checksums of copied local files are kept (`--compare checksum`).
     hashes: Option<ferry_core::file_hashes::FileHashes>,
     /// Live counters.
@@ -173,9 +188,15 @@ impl Engine {
                 return Ok(JobOutcome::Stale);
             }
         }
-        let result = self.run_claimed(job, worker, &rk, &rec, recorded.as_ref()).await;
-        self.record_end(job, worker, &rk, &rec, recorded.as_ref(), &result)
-            .await?;
+        let c = Claimed {
+            job,
+            worker,
+            rk: &rk,
+            rec: &rec,
+            recorded: recorded.as_ref(),
+        };
+        let result = self.run_claimed(&c).await;
+        self.record_end(&c, &result).await?;
         result
     }
 
@@ -185,14 +206,7 @@ impl Engine {
     /// order is checked first.
     fn recorded_by_claim(&self, job: &Job) -> Option<Outcome> {
         let single = job.op == Op::Copy && job.seq.is_none() && job.src.size <= self.cfg.multipart_threshold;
-        single.then(|| Outcome {
-            status: Status::Done,
-            src_etag: job.src.etag.clone(),
-            dest_etag: self.expected_put_etag(job.src.etag.as_deref()),
-            error: None,
-            event_seq: None,
-            checksum: None,
-        })
+        single.then(|| Outcome::done(job.src.etag.clone(), self.expected_put_etag(job.src.etag.as_deref())))
     }
 
     /// Claims the object's lease: its record as it was, or the outcome of a
@@ -246,19 +260,9 @@ impl Engine {
 
     /// Records how a claimed job ended (what the claim or the copy did not
     /// record already), or releases the lease with the error.
-    async fn record_end(
-        &self,
-        job: &Job,
-        worker: &str,
-        rk: &RecordKey,
-        rec: &ObjectRecord,
-        recorded: Option<&Outcome>,
-        result: &Result<JobOutcome, EngineError>,
-    ) -> Result<(), EngineError> {
-        let with_seq = |status| Outcome {
-            event_seq: job.seq.clone(),
-            ..Outcome::bare(status)
-        };
+    async fn record_end(&self, c: &Claimed<'_>, result: &Result<JobOutcome, EngineError>) -> Result<(), EngineError> {
+        let (job, worker, rk, rec, recorded) = (c.job, c.worker, c.rk, c.rec, c.recorded);
+        let with_seq = |status| Outcome::bare(status).with_seq(job.seq.clone());
         match result {
             Ok(JobOutcome::Transferred { .. }) if rec.attempts > 0 => {
                 // The claim kept the failed attempts of this object; it is done now.
@@ -290,19 +294,13 @@ impl Engine {
 
     /// The job after its claim; `recorded` is the outcome the claim already
     /// wrote (single-PUT objects), which needs no second write when it holds.
-    async fn run_claimed(
-        &self,
-        job: &Job,
-        worker: &str,
-        rk: &RecordKey,
-        rec: &ObjectRecord,
-        recorded: Option<&Outcome>,
-    ) -> Result<JobOutcome, EngineError> {
+    async fn run_claimed(&self, c: &Claimed<'_>) -> Result<JobOutcome, EngineError> {
+        let (job, worker, rk, rec, recorded) = (c.job, c.worker, c.rk, c.rec, c.recorded);
         if job.op == Op::Delete {
             self.dst.delete(&job.dest.key).await.map_err(EngineError::Dest)?;
             return Ok(JobOutcome::Deleted);
         }
-        if self.still_identical(job, worker, rk, rec, recorded).await? {
+        if self.still_identical(c).await? {
             self.stats.identical.fetch_add(1, Ordering::Relaxed);
             return Ok(JobOutcome::Identical);
         }
@@ -321,14 +319,9 @@ impl Engine {
             };
             match r {
                 Ok((dest_etag, checksum)) => {
-                    let o = Outcome {
-                        status: Status::Done,
-                        src_etag: pinned.0.clone(),
-                        dest_etag,
-                        error: None,
-                        event_seq: job.seq.clone(),
-                        checksum,
-                    };
+                    let o = Outcome::done(pinned.0.clone(), dest_etag)
+                        .with_seq(job.seq.clone())
+                        .with_checksum(checksum);
                     let already =
                         recorded.is_some_and(|r| r.src_etag == o.src_etag && same_tag(&r.dest_etag, &o.dest_etag));
                     if !already {
@@ -358,14 +351,8 @@ impl Engine {
     /// Whether the record says this very source version is done and the
     /// destination still holds what was recorded; records the destination's
     /// ETag when the claim's guess of it was wrong.
-    async fn still_identical(
-        &self,
-        job: &Job,
-        worker: &str,
-        rk: &RecordKey,
-        rec: &ObjectRecord,
-        recorded: Option<&Outcome>,
-    ) -> Result<bool, EngineError> {
+    async fn still_identical(&self, c: &Claimed<'_>) -> Result<bool, EngineError> {
+        let (job, worker, rk, rec, recorded) = (c.job, c.worker, c.rk, c.rec, c.recorded);
         if !(rec.status == Status::Done && rec.src_etag.is_some() && rec.src_etag == job.src.etag) {
             return Ok(false);
         }
@@ -379,14 +366,9 @@ impl Engine {
         if h.size != job.src.size || !same_etag {
             return Ok(false);
         }
-        let o = Outcome {
-            status: Status::Done,
-            src_etag: job.src.etag.clone(),
-            dest_etag: h.etag,
-            error: None,
-            event_seq: job.seq.clone(),
-            checksum: rec.checksum.clone(),
-        };
+        let o = Outcome::done(job.src.etag.clone(), h.etag)
+            .with_seq(job.seq.clone())
+            .with_checksum(rec.checksum.clone());
         if recorded.is_none_or(|r| r.dest_etag.is_some() && !same_tag(&r.dest_etag, &o.dest_etag)) {
             self.state.finish(rk, worker, &o).await?;
         }

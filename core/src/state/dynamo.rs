@@ -30,10 +30,14 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    Claim, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, RunTally, StateError, StateStore, Status,
-    UploadRecord,
+    Claim, ClaimFor, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, RunTally, StateError, StateStore,
+    Status, UploadRecord,
 };
 use crate::aws::{failure, SdkFailure};
+use crate::retry::retry;
+
+/// Tries of a batch call whose items come back unprocessed (throttled).
+const UNPROCESSED_TRIES: u32 = 10;
 use crate::now_millis;
 use crate::store::PartInfo;
 
@@ -270,146 +274,6 @@ impl DynamoStateStore {
         }
     }
 
-    /// A claim (an UpdateItem conditional on the lease), recording `done` in
-    /// the same write when given.
-    async fn claim_with(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        run: &str,
-        src_etag: Option<&str>,
-        lease: Duration,
-        done: Option<&Outcome>,
-    ) -> Result<Claim, StateError> {
-        let now = now_millis();
-        let mut update = "SET #bucket = :b, #key = :k, #run = :run, #worker = :w, #lease_until = :until, \
-                          #updated_at = :now, #created_at = if_not_exists(#created_at, :now)"
-            .to_string();
-        let mut remove: Vec<&str> = Vec::new();
-        let mut values = HashMap::from([
-            (":b".to_string(), s(&key.bucket)),
-            (":k".to_string(), s(&key.key)),
-            (":run".to_string(), s(run)),
-            (":w".to_string(), s(worker)),
-            (":until".to_string(), n(now + lease.as_millis() as i64)),
-            (":now".to_string(), n(now)),
-            (":zero".to_string(), n(0)),
-        ]);
-        match src_etag {
-            Some(e) => {
-                update.push_str(", #lease_etag = :le");
-                values.insert(":le".into(), s(e));
-            }
-            None => remove.push("#lease_etag"),
-        }
-        match done {
-            None => {
-                update.push_str(", #status = if_not_exists(#status, :ip), #attempts = if_not_exists(#attempts, :zero)");
-                values.insert(":ip".into(), s(Status::InProgress.as_str()));
-            }
-            Some(o) => {
-                update.push_str(", #status = :st, #attempts = if_not_exists(#attempts, :zero)");
-                values.insert(":st".into(), s(o.status.as_str()));
-                match &o.src_etag {
-                    Some(e) => {
-                        update.push_str(", #src_etag = :se");
-                        values.insert(":se".into(), s(e));
-                    }
-                    None => remove.push("#src_etag"),
-                }
-                match &o.dest_etag {
-                    Some(e) => {
-                        update.push_str(", #dest_etag = :de");
-                        values.insert(":de".into(), s(e));
-                    }
-                    None => remove.push("#dest_etag"),
-                }
-                if let Some(q) = &o.event_seq {
-                    update.push_str(", #event_seq = :seq");
-                    values.insert(":seq".into(), s(q));
-                }
-                match &o.checksum {
-                    Some(c) => {
-                        update.push_str(", #checksum = :sum");
-                        values.insert(":sum".into(), s(c));
-                    }
-                    None => remove.push("#checksum"),
-                }
-                remove.extend(["#last_error", "#upload_id", "#part_size"]);
-            }
-        }
-        if !remove.is_empty() {
-            update.push_str(" REMOVE ");
-            update.push_str(&remove.join(", "));
-        }
-        let cond = "attribute_not_exists(#worker) OR #worker = :w OR #lease_until < :now";
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(obj_pk(key), "obj")))
-            .update_expression(&update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(names(&[&update, cond])))
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let old = match r {
-            Ok(out) => out.attributes,
-            Err(e) => {
-                return match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                        let item = match c.item() {
-                            Some(i) => Some(i.clone()),
-                            None => self
-                                .object_items(key)
-                                .await?
-                                .into_iter()
-                                .find(|i| get_s(i, "sk").as_deref() == Some("obj")),
-                        };
-                        let item = item.unwrap_or_default();
-                        Ok(Claim::Busy {
-                            worker: get_s(&item, "worker").unwrap_or_default(),
-                            until: get_n(&item, "lease_until").unwrap_or(0),
-                            etag: get_s(&item, "lease_etag"),
-                        })
-                    }
-                    _ => Err(self.err("UpdateItem (claim)", failure(&e))),
-                };
-            }
-        };
-        let mut rec = match old.as_ref().filter(|i| !i.is_empty()).and_then(to_record) {
-            Some(r) => r,
-            None => ObjectRecord {
-                key: key.clone(),
-                status: Status::InProgress,
-                run: Some(run.to_string()),
-                upload: None,
-                src_etag: None,
-                parts: vec![],
-                attempts: 0,
-                worker: None,
-                lease_etag: None,
-                event_seq: None,
-                lease_until: None,
-                dest_etag: None,
-                checksum: None,
-                last_error: None,
-                updated_at: now,
-            },
-        };
-        if let Some(up) = &rec.upload {
-            if done.is_some() {
-                self.delete_parts(key).await?;
-            } else {
-                rec.parts = self.parts(key, &up.upload_id).await?;
-            }
-        }
-        Ok(Claim::Acquired(Box::new(rec)))
-    }
-
     /// An UpdateItem on an object's record, conditional on `worker` holding its
     /// lease; returns the item as it was.
     async fn owned(
@@ -470,6 +334,37 @@ impl DynamoStateStore {
         }
     }
 
+    /// Sends a batch until the service has processed all of it: `send` takes
+    /// what is left and answers what is still unprocessed (with its count).
+    /// Leftovers are sent again with backoff ([`crate::retry`]), at most
+    /// [`UNPROCESSED_TRIES`] times in all.
+    async fn until_processed<T, F, Fut>(&self, operation: &str, first: T, send: F) -> Result<(), StateError>
+    where
+        F: Fn(T) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<(usize, T)>, StateError>>,
+    {
+        let left = std::sync::Mutex::new(Some(first));
+        let take = || left.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let unprocessed = |e: &StateError| matches!(e, StateError::Unprocessed { .. });
+        retry(UNPROCESSED_TRIES, unprocessed, || {
+            let sent = take().map(&send);
+            let left = &left;
+            async move {
+                let Some(sent) = sent else { return Ok(()) };
+                let Some((n, rest)) = sent.await? else {
+                    return Ok(());
+                };
+                *left.lock().unwrap_or_else(|e| e.into_inner()) = Some(rest);
+                Err(StateError::Unprocessed {
+                    store: self.describe(),
+                    operation: operation.to_string(),
+                    left: n,
+                })
+            }
+        })
+        .await
+    }
+
     /// The parts recorded for `upload_id`, ascending.
     async fn parts(&self, key: &RecordKey, upload_id: &str) -> Result<Vec<PartInfo>, StateError> {
         Ok(parts_of(&self.object_items(key).await?, upload_id))
@@ -479,7 +374,7 @@ impl DynamoStateStore {
     async fn delete_parts(&self, key: &RecordKey) -> Result<(), StateError> {
         let parts: Vec<Item> = self.object_items(key).await?.into_iter().filter(is_part).collect();
         for chunk in parts.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
+            let requests: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|i| {
                     let k = item_key(get_s(i, "pk").unwrap_or_default(), &get_s(i, "sk").unwrap_or_default());
@@ -488,51 +383,152 @@ impl DynamoStateStore {
                         .build()
                 })
                 .collect();
-            for _ in 0..10 {
+            self.until_processed("BatchWriteItem", requests, |batch: Vec<WriteRequest>| async move {
                 let out = self
                     .client
                     .batch_write_item()
-                    .request_items(&self.table, requests)
+                    .request_items(&self.table, batch)
                     .send()
                     .await
                     .map_err(|e| self.err("BatchWriteItem", failure(&e)))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+                let left = out.unprocessed_items.and_then(|mut u| u.remove(&self.table));
+                Ok(left.filter(|l| !l.is_empty()).map(|l| (l.len(), l)))
+            })
+            .await?;
         }
         Ok(())
     }
 }
 
+/// The SET clauses and REMOVE names that record an outcome's ETags, event
+/// sequence and checksum; a missing source ETag is removed when
+/// `forget_src`, kept otherwise.
+fn outcome_fields(
+    o: &Outcome,
+    forget_src: bool,
+    set: &mut Vec<&'static str>,
+    remove: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) {
+    let fields: [(&Option<String>, &'static str, &'static str, &'static str, bool); 3] = [
+        (&o.src_etag, "#src_etag = :se", ":se", "#src_etag", forget_src),
+        (&o.dest_etag, "#dest_etag = :de", ":de", "#dest_etag", true),
+        (&o.checksum, "#checksum = :sum", ":sum", "#checksum", true),
+    ];
+    for (value, clause, name, attr, forget) in fields {
+        match value {
+            Some(v) => {
+                set.push(clause);
+                values.insert(name.into(), s(v));
+            }
+            None if forget => remove.push(attr),
+            None => {}
+        }
+    }
+    if let Some(q) = &o.event_seq {
+        set.push("#event_seq = :seq");
+        values.insert(":seq".into(), s(q));
+    }
+}
+
 #[async_trait]
 impl StateStore for DynamoStateStore {
-    async fn claim(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        run: &str,
-        src_etag: Option<&str>,
-        lease: Duration,
-    ) -> Result<Claim, StateError> {
-        self.claim_with(key, worker, run, src_etag, lease, None).await
-    }
-
-    async fn claim_done(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        run: &str,
-        outcome: &Outcome,
-        lease: Duration,
-    ) -> Result<Claim, StateError> {
-        self.claim_with(key, worker, run, outcome.src_etag.as_deref(), lease, Some(outcome))
-            .await
+    /// A claim (an UpdateItem conditional on the lease), recording `done` in
+    /// the same write when given.
+    async fn claim_with(&self, key: &RecordKey, to: ClaimFor<'_>, done: Option<&Outcome>) -> Result<Claim, StateError> {
+        let (worker, run, src_etag, lease) = (to.worker, to.run, to.src_etag, to.lease);
+        let now = now_millis();
+        let mut update = "SET #bucket = :b, #key = :k, #run = :run, #worker = :w, #lease_until = :until, \
+                          #updated_at = :now, #created_at = if_not_exists(#created_at, :now)"
+            .to_string();
+        let mut remove: Vec<&str> = Vec::new();
+        let mut values = HashMap::from([
+            (":b".to_string(), s(&key.bucket)),
+            (":k".to_string(), s(&key.key)),
+            (":run".to_string(), s(run)),
+            (":w".to_string(), s(worker)),
+            (":until".to_string(), n(now + lease.as_millis() as i64)),
+            (":now".to_string(), n(now)),
+            (":zero".to_string(), n(0)),
+        ]);
+        match src_etag {
+            Some(e) => {
+                update.push_str(", #lease_etag = :le");
+                values.insert(":le".into(), s(e));
+            }
+            None => remove.push("#lease_etag"),
+        }
+        match done {
+            None => {
+                update.push_str(", #status = if_not_exists(#status, :ip), #attempts = if_not_exists(#attempts, :zero)");
+                values.insert(":ip".into(), s(Status::InProgress.as_str()));
+            }
+            Some(o) => {
+                update.push_str(", #status = :st, #attempts = if_not_exists(#attempts, :zero)");
+                values.insert(":st".into(), s(o.status.as_str()));
+                let mut set = Vec::new();
+                outcome_fields(o, true, &mut set, &mut remove, &mut values);
+                for clause in set {
+                    update.push_str(", ");
+                    update.push_str(clause);
+                }
+                remove.extend(["#last_error", "#upload_id", "#part_size"]);
+            }
+        }
+        if !remove.is_empty() {
+            update.push_str(" REMOVE ");
+            update.push_str(&remove.join(", "));
+        }
+        let cond = "attribute_not_exists(#worker) OR #worker = :w OR #lease_until < :now";
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(obj_pk(key), "obj")))
+            .update_expression(&update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(Some(names(&[&update, cond])))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match r {
+            Ok(out) => out.attributes,
+            Err(e) => {
+                return match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                        let item = match c.item() {
+                            Some(i) => Some(i.clone()),
+                            None => self
+                                .object_items(key)
+                                .await?
+                                .into_iter()
+                                .find(|i| get_s(i, "sk").as_deref() == Some("obj")),
+                        };
+                        let item = item.unwrap_or_default();
+                        Ok(Claim::Busy {
+                            worker: get_s(&item, "worker").unwrap_or_default(),
+                            until: get_n(&item, "lease_until").unwrap_or(0),
+                            etag: get_s(&item, "lease_etag"),
+                        })
+                    }
+                    _ => Err(self.err("UpdateItem (claim)", failure(&e))),
+                };
+            }
+        };
+        let mut rec = match old.as_ref().filter(|i| !i.is_empty()).and_then(to_record) {
+            Some(r) => r,
+            None => ObjectRecord::new(key.clone(), run, now),
+        };
+        if let Some(up) = &rec.upload {
+            if done.is_some() {
+                self.delete_parts(key).await?;
+            } else {
+                rec.parts = self.parts(key, &up.upload_id).await?;
+            }
+        }
+        Ok(Claim::Acquired(Box::new(rec)))
     }
 
     async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError> {
@@ -567,13 +563,7 @@ impl StateStore for DynamoStateStore {
         self.owned(key, worker, &update, values).await.map(|_| ())
     }
 
-    async fn part_done(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        upload_id: &str,
-        part: &PartInfo,
-    ) -> Result<(), StateError> {
+    async fn part_done(&self, key: &RecordKey, worker: &str, upload: &str, part: &PartInfo) -> Result<(), StateError> {
         let pk = obj_pk(key);
         let cond = "#worker = :me";
         let check = ConditionCheck::builder()
@@ -586,7 +576,7 @@ impl StateStore for DynamoStateStore {
             .build()
             .expect("check fields are set");
         let mut item = item_key(pk, &format!("part#{:05}", part.number));
-        item.insert("upload_id".into(), s(upload_id));
+        item.insert("upload_id".into(), s(upload));
         item.insert("number".into(), n(part.number));
         item.insert("etag".into(), s(&part.etag));
         item.insert("size".into(), n(part.size));
@@ -644,34 +634,13 @@ impl StateStore for DynamoStateStore {
             (":st".to_string(), s(outcome.status.as_str())),
             (":now".to_string(), n(now_millis())),
         ]);
-        if let Some(e) = &outcome.src_etag {
-            set.push("#src_etag = :se");
-            values.insert(":se".into(), s(e));
-        }
-        match &outcome.dest_etag {
-            Some(e) => {
-                set.push("#dest_etag = :de");
-                values.insert(":de".into(), s(e));
-            }
-            None => remove.push("#dest_etag"),
-        }
+        outcome_fields(outcome, false, &mut set, &mut remove, &mut values);
         match &outcome.error {
             Some(e) => {
                 set.push("#last_error = :err");
                 values.insert(":err".into(), s(clip(e)));
             }
             None => remove.push("#last_error"),
-        }
-        if let Some(q) = &outcome.event_seq {
-            set.push("#event_seq = :seq");
-            values.insert(":seq".into(), s(q));
-        }
-        match &outcome.checksum {
-            Some(c) => {
-                set.push("#checksum = :sum");
-                values.insert(":sum".into(), s(c));
-            }
-            None => remove.push("#checksum"),
         }
         // Every status recorded here is final (a given-up job's upload is
         // aborted by the caller): the upload is forgotten and the attempts
@@ -719,21 +688,18 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<ObjectRecord>>, StateError> {
-        let mut found: HashMap<String, ObjectRecord> = HashMap::new();
+        let found: std::sync::Mutex<HashMap<String, ObjectRecord>> = Default::default();
         let mut unique: Vec<String> = keys.iter().map(obj_pk).collect();
         unique.sort();
         unique.dedup();
         for chunk in unique.chunks(100) {
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.iter().map(|pk| item_key(pk.clone(), "obj")).collect()))
-                    .consistent_read(true)
-                    .build()
-                    .expect("keys are set"),
-            );
-            let mut tries = 0;
-            while let Some(req) = request.take() {
-                tries += 1;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|pk| item_key(pk.clone(), "obj")).collect()))
+                .consistent_read(true)
+                .build()
+                .expect("keys are set");
+            let found = &found;
+            self.until_processed("BatchGetItem", request, |req: KeysAndAttributes| async move {
                 let out = self
                     .client
                     .batch_get_item()
@@ -741,31 +707,22 @@ impl StateStore for DynamoStateStore {
                     .send()
                     .await
                     .map_err(|e| self.err("BatchGetItem", failure(&e)))?;
-                for item in out
+                let items = out
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
+                    .unwrap_or_default();
+                let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+                for item in items {
                     if let (Some(pk), Some(rec)) = (get_s(&item, "pk"), to_record(&item)) {
                         found.insert(pk, rec);
                     }
                 }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-                if request.is_some() {
-                    if tries > 10 {
-                        return Err(StateError::Service {
-                            store: self.describe(),
-                            operation: "BatchGetItem".into(),
-                            message: "keys stayed unprocessed after 10 tries (throttled)".into(),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
-                }
-            }
+                let left = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+                Ok(left.filter(|k| !k.keys().is_empty()).map(|k| (k.keys().len(), k)))
+            })
+            .await?;
         }
+        let found = found.into_inner().unwrap_or_else(|e| e.into_inner());
         Ok(keys.iter().map(|k| found.get(&obj_pk(k)).cloned()).collect())
     }
 

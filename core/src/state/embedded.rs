@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{
-    Claim, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, RunTally, StateError, StateStore, Status,
-    UploadRecord,
+    Claim, ClaimFor, ObjectRecord, Outcome, RecordKey, RunCounters, RunRecord, RunTally, StateError, StateStore,
+    Status, UploadRecord,
 };
 use crate::db::{owner_is_dead, Db};
 use crate::now_millis;
@@ -90,16 +90,50 @@ fn load(c: &rusqlite::Connection, key: &RecordKey) -> rusqlite::Result<Option<Ob
 }
 
 impl EmbeddedStateStore {
+    /// Runs a write that must be made while `worker` holds the lease.
+    async fn owned<F>(&self, key: &RecordKey, worker: &str, f: F) -> Result<(), StateError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let (k, w) = (key.clone(), worker.to_string());
+        let holder = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let holder: Option<Option<String>> = tx
+                    .query_row(
+                        "SELECT worker FROM objects WHERE bucket=?1 AND key=?2",
+                        params![k.bucket, k.key],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match holder {
+                    Some(Some(h)) if h == w => {
+                        f(&tx)?;
+                        tx.commit()?;
+                        Ok(None)
+                    }
+                    other => Ok(Some(other.flatten().unwrap_or_else(|| "nobody".into()))),
+                }
+            })
+            .await?;
+        match holder {
+            None => Ok(()),
+            Some(holder) => Err(StateError::LeaseLost {
+                bucket: key.bucket.clone(),
+                key: key.key.clone(),
+                holder,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for EmbeddedStateStore {
     /// A claim, recording `done` in the same transaction when given.
-    async fn claim_with(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        run: &str,
-        src_etag: Option<&str>,
-        lease: Duration,
-        done: Option<Outcome>,
-    ) -> Result<Claim, StateError> {
+    async fn claim_with(&self, key: &RecordKey, to: ClaimFor<'_>, done: Option<&Outcome>) -> Result<Claim, StateError> {
+        let (worker, run, src_etag, lease) = (to.worker, to.run, to.src_etag, to.lease);
+        let done = done.cloned();
         let (k, w, run) = (key.clone(), worker.to_string(), run.to_string());
         let etag = src_etag.map(str::to_string);
         let lease_ms = lease.as_millis() as i64;
@@ -144,96 +178,10 @@ impl EmbeddedStateStore {
                     ])?;
                 }
                 tx.commit()?;
-                let rec = before.unwrap_or(ObjectRecord {
-                    key: k,
-                    status: Status::InProgress,
-                    run: Some(run),
-                    upload: None,
-                    src_etag: None,
-                    parts: vec![],
-                    attempts: 0,
-                    worker: None,
-                    lease_etag: None,
-                    event_seq: None,
-                    lease_until: None,
-                    dest_etag: None,
-                    checksum: None,
-                    last_error: None,
-                    updated_at: now,
-                });
+                let rec = before.unwrap_or(ObjectRecord::new(k, &run, now));
                 Ok(Claim::Acquired(Box::new(rec)))
             })
             .await?)
-    }
-
-    /// Runs a write that must be made while `worker` holds the lease.
-    async fn owned<F>(&self, key: &RecordKey, worker: &str, f: F) -> Result<(), StateError>
-    where
-        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
-    {
-        let (k, w) = (key.clone(), worker.to_string());
-        let holder = self
-            .db
-            .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let holder: Option<Option<String>> = tx
-                    .query_row(
-                        "SELECT worker FROM objects WHERE bucket=?1 AND key=?2",
-                        params![k.bucket, k.key],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                match holder {
-                    Some(Some(h)) if h == w => {
-                        f(&tx)?;
-                        tx.commit()?;
-                        Ok(None)
-                    }
-                    other => Ok(Some(other.flatten().unwrap_or_else(|| "nobody".into()))),
-                }
-            })
-            .await?;
-        match holder {
-            None => Ok(()),
-            Some(holder) => Err(StateError::LeaseLost {
-                bucket: key.bucket.clone(),
-                key: key.key.clone(),
-                holder,
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl StateStore for EmbeddedStateStore {
-    async fn claim(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        run: &str,
-        src_etag: Option<&str>,
-        lease: Duration,
-    ) -> Result<Claim, StateError> {
-        self.claim_with(key, worker, run, src_etag, lease, None).await
-    }
-
-    async fn claim_done(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        run: &str,
-        outcome: &Outcome,
-        lease: Duration,
-    ) -> Result<Claim, StateError> {
-        self.claim_with(
-            key,
-            worker,
-            run,
-            outcome.src_etag.as_deref(),
-            lease,
-            Some(outcome.clone()),
-        )
-        .await
     }
 
     async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError> {
@@ -260,18 +208,13 @@ impl StateStore for EmbeddedStateStore {
         .await
     }
 
-    async fn part_done(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        upload_id: &str,
-        part: &PartInfo,
-    ) -> Result<(), StateError> {
-        let (k, id, p) = (key.clone(), upload_id.to_string(), part.clone());
+    async fn part_done(&self, key: &RecordKey, worker: &str, upload: &str, part: &PartInfo) -> Result<(), StateError> {
+        let (k, id, p) = (key.clone(), upload.to_string(), part.clone());
         self.owned(key, worker, move |tx| {
-            tx.prepare_cached("INSERT OR REPLACE INTO parts(bucket, key, upload_id, number, etag, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
-                params![k.bucket, k.key, id, p.number as i64, p.etag, p.size as i64],
-            )?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO parts(bucket, key, upload_id, number, etag, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![k.bucket, k.key, id, p.number as i64, p.etag, p.size as i64])?;
             Ok(())
         })
         .await

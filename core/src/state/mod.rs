@@ -53,6 +53,16 @@ pub enum StateError {
         /// What is wrong.
         message: String,
     },
+    /// A batch call left items unprocessed (throttled) after its tries.
+    #[error("{store}: {operation}: {left} item(s) stayed unprocessed after every try (throttled)")]
+    Unprocessed {
+        /// Store description.
+        store: String,
+        /// The call.
+        operation: String,
+        /// Items left.
+        left: usize,
+    },
     /// Another worker holds the lease now.
     #[error("the lease on {bucket}/{key} is held by {holder}")]
     LeaseLost {
@@ -167,6 +177,42 @@ pub struct ObjectRecord {
     pub updated_at: i64,
 }
 
+impl ObjectRecord {
+    /// The record of an object never written before, claimed for `run`.
+    pub fn new(key: RecordKey, run: &str, now: i64) -> Self {
+        Self {
+            key,
+            status: Status::InProgress,
+            run: Some(run.to_string()),
+            upload: None,
+            src_etag: None,
+            parts: vec![],
+            attempts: 0,
+            worker: None,
+            lease_etag: None,
+            event_seq: None,
+            lease_until: None,
+            dest_etag: None,
+            checksum: None,
+            last_error: None,
+            updated_at: now,
+        }
+    }
+}
+
+/// Who claims an object's lease, for which run and source version, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimFor<'a> {
+    /// The lease holder.
+    pub worker: &'a str,
+    /// The run the job belongs to.
+    pub run: &'a str,
+    /// The source ETag about to be copied.
+    pub src_etag: Option<&'a str>,
+    /// How long the lease lasts.
+    pub lease: Duration,
+}
+
 /// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -214,6 +260,25 @@ impl Outcome {
             event_seq: None,
             checksum: None,
         }
+    }
+
+    /// A copy done: the source version copied and the destination's ETag.
+    pub fn done(src_etag: Option<String>, dest_etag: Option<String>) -> Self {
+        Outcome {
+            src_etag,
+            dest_etag,
+            ..Outcome::bare(Status::Done)
+        }
+    }
+
+    /// The same outcome, for the event of sequencer `seq`.
+    pub fn with_seq(self, seq: Option<String>) -> Self {
+        Outcome { event_seq: seq, ..self }
+    }
+
+    /// The same outcome, with the ledger's checksum of the bytes copied.
+    pub fn with_checksum(self, checksum: Option<String>) -> Self {
+        Outcome { checksum, ..self }
     }
 }
 
@@ -327,7 +392,15 @@ pub trait StateStore: Send + Sync + Debug {
         run: &str,
         src_etag: Option<&str>,
         lease: Duration,
-    ) -> Result<Claim, StateError>;
+    ) -> Result<Claim, StateError> {
+        let to = ClaimFor {
+            worker,
+            run,
+            src_etag,
+            lease,
+        };
+        self.claim_with(key, to, None).await
+    }
 
     /// Claims the lease like [`claim`](Self::claim) and, in the same write,
     /// records `outcome` (status done, source and destination ETags) — for an
@@ -346,7 +419,19 @@ pub trait StateStore: Send + Sync + Debug {
         run: &str,
         outcome: &Outcome,
         lease: Duration,
-    ) -> Result<Claim, StateError>;
+    ) -> Result<Claim, StateError> {
+        let to = ClaimFor {
+            worker,
+            run,
+            src_etag: outcome.src_etag.as_deref(),
+            lease,
+        };
+        self.claim_with(key, to, Some(outcome)).await
+    }
+
+    /// The one claim every backend implements: [`claim`](Self::claim) when
+    /// `done` is `None`, [`claim_done`](Self::claim_done) with it.
+    async fn claim_with(&self, key: &RecordKey, to: ClaimFor<'_>, done: Option<&Outcome>) -> Result<Claim, StateError>;
 
     /// Extends our lease; [`StateError::LeaseLost`] if it is no longer ours.
     async fn renew(&self, key: &RecordKey, worker: &str, lease: Duration) -> Result<(), StateError>;
@@ -355,13 +440,7 @@ pub trait StateStore: Send + Sync + Debug {
     async fn begin_upload(&self, key: &RecordKey, worker: &str, upload: &UploadRecord) -> Result<(), StateError>;
 
     /// Records one finished part of the recorded upload.
-    async fn part_done(
-        &self,
-        key: &RecordKey,
-        worker: &str,
-        upload_id: &str,
-        part: &PartInfo,
-    ) -> Result<(), StateError>;
+    async fn part_done(&self, key: &RecordKey, worker: &str, upload: &str, part: &PartInfo) -> Result<(), StateError>;
 
     /// Forgets the recorded upload and its parts (after an abort).
     async fn clear_upload(&self, key: &RecordKey, worker: &str) -> Result<(), StateError>;

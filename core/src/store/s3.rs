@@ -216,6 +216,14 @@ impl S3Store {
         self.sdk.client().await
     }
 
+    /// The CRC-64/NVME of a body, where CRC-64/NVME is in use.
+    async fn crc_of(&self, body: &Bytes) -> Option<u64> {
+        match &self.crcs {
+            Some(_) => Some(super::s3_crc::crc_of(body).await),
+            None => None,
+        }
+    }
+
     fn payer(&self) -> Option<RequestPayer> {
         self.requester_pays.then_some(RequestPayer::Requester)
     }
@@ -339,6 +347,33 @@ fn millis(t: Option<&aws_smithy_types::DateTime>) -> Option<i64> {
     t.and_then(|d| d.to_millis().ok())
 }
 
+/// A request on one object of the store's bucket.
+macro_rules! object_request {
+    ($self:expr, $op:ident, $key:expr) => {
+        $self.sdk().await.$op().bucket(&$self.bucket).key($key)
+    };
+}
+
+/// A request on one multipart upload of the store's bucket.
+macro_rules! upload_request {
+    ($self:expr, $op:ident, $key:expr, $upload_id:expr) => {
+        object_request!($self, $op, $key).upload_id($upload_id)
+    };
+}
+
+/// A request with its payload signed only when the store asks for it
+/// (`sign_payload`): bodies are bound to the signature by Content-MD5.
+macro_rules! signed_as_configured {
+    ($self:expr, $req:expr) => {{
+        let req = $req;
+        if $self.unsigned_payload {
+            req.disable_payload_signing()
+        } else {
+            req
+        }
+    }};
+}
+
 macro_rules! with_put_options {
     ($req:expr, $opts:expr) => {{
         let a = &$opts.attributes;
@@ -445,12 +480,7 @@ impl ObjectStore for S3Store {
         // kms:Decrypt: a role without it gets its HEADs without checksums.
         let checksums = self.checksum_mode.load(Ordering::Relaxed);
         let vendor = VendorCrc::default();
-        let r = self
-            .sdk()
-            .await
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
+        let r = object_request!(self, head_object, key)
             .set_checksum_mode(checksums.then_some(ChecksumMode::Enabled))
             .set_request_payer(self.payer())
             .customize()
@@ -482,12 +512,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
-        let r = self
-            .sdk()
-            .await
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
+        let r = object_request!(self, head_object, key)
             .part_number(number.min(i32::MAX as u32) as i32)
             .set_request_payer(self.payer())
             .send()
@@ -510,12 +535,7 @@ impl ObjectStore for S3Store {
             .as_ref()
             .map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
         let vendor = VendorCrc::default();
-        let r = self
-            .sdk()
-            .await
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+        let r = object_request!(self, get_object, key)
             .set_range(range)
             .set_if_match(opts.if_match.clone())
             .set_version_id(opts.version.clone())
@@ -582,41 +602,22 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
-        let len = body.len() as i64;
-        let crc = match &self.crcs {
-            Some(_) => Some(super::s3_crc::crc_of(&body).await),
-            None => None,
-        };
-        let req = self
-            .sdk()
-            .await
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
+        let (len, crc) = (body.len() as i64, self.crc_of(&body).await);
+        let req = self.sdk().await.put_object().bucket(&self.bucket).key(key);
+        let req = req
             .content_length(len)
             .content_md5(md5_header(&md5))
             .set_checksum_crc64_nvme(crc.map(crate::checksum::crc64_base64))
             .body(ByteStream::from(body))
             .set_request_payer(self.payer());
-        let req = with_put_options!(req, opts).customize();
-        let req = if self.unsigned_payload {
-            req.disable_payload_signing()
-        } else {
-            req
-        };
+        let req = signed_as_configured!(self, with_put_options!(req, opts).customize());
         let r = req.send().await.map_err(|e| self.err("PutObject", key, e))?;
         self.note_sse(r.server_side_encryption(), r.sse_customer_algorithm());
         Ok(nonempty(r.e_tag()))
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
-        let mut req = self
-            .sdk()
-            .await
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_request_payer(self.payer());
+        let mut req = object_request!(self, create_multipart_upload, key).set_request_payer(self.payer());
         if self.crcs.is_some() {
             req = req
                 .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
@@ -637,30 +638,17 @@ impl ObjectStore for S3Store {
     }
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
-        let len = body.len() as i64;
-        let crc = match &self.crcs {
-            Some(_) => Some(super::s3_crc::crc_of(&body).await),
-            None => None,
-        };
-        let req = self
-            .sdk()
-            .await
-            .upload_part()
-            .set_checksum_crc64_nvme(crc.map(crate::checksum::crc64_base64))
-            .bucket(&self.bucket)
-            .key(key)
+        let (len, crc) = (body.len() as i64, self.crc_of(&body).await);
+        let req = self.sdk().await.upload_part().bucket(&self.bucket).key(key);
+        let req = req
             .upload_id(upload_id)
             .part_number(number as i32)
             .content_length(len)
             .content_md5(md5_header(&md5))
+            .set_checksum_crc64_nvme(crc.map(crate::checksum::crc64_base64))
             .body(ByteStream::from(body))
-            .set_request_payer(self.payer())
-            .customize();
-        let req = if self.unsigned_payload {
-            req.disable_payload_signing()
-        } else {
-            req
-        };
+            .set_request_payer(self.payer());
+        let req = signed_as_configured!(self, req.customize());
         let r = req
             .send()
             .await
@@ -682,13 +670,7 @@ impl ObjectStore for S3Store {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let r = self
-                .sdk()
-                .await
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
+            let r = upload_request!(self, list_parts, key, upload_id)
                 .set_part_number_marker(marker.take())
                 .set_request_payer(self.payer())
                 .send()
@@ -744,13 +726,7 @@ impl ObjectStore for S3Store {
                     .build()
             })
             .collect();
-        let mut req = self
-            .sdk()
-            .await
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
+        let mut req = upload_request!(self, complete_multipart_upload, key, upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
             .set_request_payer(self.payer());
         if let Some(c) = &crcs {
@@ -770,13 +746,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
-        let r = self
-            .sdk()
-            .await
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
+        let r = upload_request!(self, abort_multipart_upload, key, upload_id)
             .set_request_payer(self.payer())
             .send()
             .await;
