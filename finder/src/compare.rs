@@ -263,7 +263,8 @@ impl Judge {
     async fn head(&self, store: &Arc<dyn ObjectStore>, listed: &ObjectMeta) -> anyhow::Result<ObjectMeta> {
         self.stats.heads.fetch_add(1, Ordering::Relaxed);
         let key = listed.key.clone();
-        let got = ferry_core::retry::retry(4, ferry_core::store::StoreError::is_retryable, || store.head(&key))
+        let got = store
+            .head(&key)
             .await
             .with_context(|| format!("HEAD {key:?} at {}", store.describe()))?;
         Ok(got.unwrap_or_else(|| listed.clone()))
@@ -404,11 +405,10 @@ impl Judge {
         };
         self.stats.heads.fetch_add(1, Ordering::Relaxed);
         let key = object.key.clone();
-        let layout = ferry_core::retry::retry(4, ferry_core::store::StoreError::is_retryable, || {
-            store.part_size(&key, 1)
-        })
-        .await
-        .with_context(|| format!("HEAD {key:?} ?partNumber=1 at {}", store.describe()))?;
+        let layout = store
+            .part_size(&key, 1)
+            .await
+            .with_context(|| format!("HEAD {key:?} ?partNumber=1 at {}", store.describe()))?;
         // The store's own answer; else (stores that ignore `partNumber`) the
         // layouts the object most likely has: ferry's plan for its size, then
         // the common defaults of other tools.

@@ -139,3 +139,52 @@ fn service_failures_are_one_line_with_what_to_do() {
         assert!(!line.contains(dump), "no Debug dump ({dump}): {line}");
     }
 }
+
+/// Access keys are read from the environment or the job file only: given as
+/// a flag (where `ps` and shell history would show them), they are refused
+/// with the variable to use instead, by every binary and subcommand.
+#[test]
+fn keys_given_as_flags_are_refused_with_the_variable_to_use() {
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("s.sqlite").display().to_string();
+    let (src, dest) = ("/tmp/a", "s3://bucket/x");
+    let runs: [(&str, Vec<&str>, &str); 4] = [
+        (
+            "ferry-finder",
+            vec![src, dest, "--src-access-key-id", "AKIAEXAMPLE", "--state", &state],
+            "FERRY_SRC_ACCESS_KEY_ID",
+        ),
+        (
+            "ferry-finder",
+            vec!["verify", src, dest, "--dest-secret-access-key", "s3cr3t"],
+            "FERRY_DEST_SECRET_ACCESS_KEY",
+        ),
+        (
+            "ferry-worker",
+            vec!["--dest-session-token", "tok", "--state", &state],
+            "FERRY_DEST_SESSION_TOKEN",
+        ),
+        (
+            "ferry-events-bridge",
+            vec!["--src-session-token", "tok", "--state", &state],
+            "FERRY_SRC_SESSION_TOKEN",
+        ),
+    ];
+    for (binary, args, var) in runs {
+        let mut c = std::process::Command::new(bin(binary));
+        c.args(&args);
+        isolate(&mut c);
+        let out = run(c);
+        assert_eq!(out.status.code(), Some(2), "{binary} {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{binary} names {var}: {err}");
+        assert!(
+            err.contains("never read from flags") && !err.contains("panicked"),
+            "{binary}: {err}"
+        );
+        assert!(
+            !err.contains("s3cr3t") && !err.contains("AKIAEXAMPLE"),
+            "the key is not echoed: {err}"
+        );
+    }
+}

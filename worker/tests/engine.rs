@@ -3,85 +3,18 @@
 //! store that hashes bodies itself (a local directory) is given unhashed
 //! objects and parts and still ends with the right bytes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use ferry_core::db::Db;
 use ferry_core::etag;
 use ferry_core::job::{Job, SrcRef};
 use ferry_core::lease::LeaseHolder;
 use ferry_core::state::EmbeddedStateStore;
-use ferry_core::store::{
-    conformance::data, Capabilities, GetOptions, GetResult, LocalStore, MemoryStore, ObjectMeta, ObjectStore, PartInfo,
-    PutOptions, Result, UploadInfo,
-};
+use ferry_core::store::conformance::data;
+use ferry_core::store::failing::{FailingStore, Fault};
+use ferry_core::store::{GetOptions, LocalStore, MemoryStore, ObjectStore, PutOptions};
 use ferry_worker::engine::{Engine, EngineConfig, EngineError, JobOutcome};
-use futures::stream::BoxStream;
-
-/// A source whose GETs flip one bit while `corrupt` is set.
-#[derive(Debug)]
-struct Flaky {
-    inner: MemoryStore,
-    corrupt: AtomicBool,
-}
-
-#[async_trait]
-impl ObjectStore for Flaky {
-    fn describe(&self) -> String {
-        "flaky".into()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
-        self.inner.local_path(key)
-    }
-    async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
-        self.inner.part_size(key, number).await
-    }
-    fn list(&self, prefix: &str, start_after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix, start_after)
-    }
-    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
-        let mut g = self.inner.get(key, opts).await?;
-        if self.corrupt.load(Ordering::SeqCst) {
-            let mut b = g.body.to_vec();
-            b[0] ^= 1;
-            g.body = Bytes::from(b);
-        }
-        Ok(g)
-    }
-    async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
-        self.inner.put(key, body, md5, opts).await
-    }
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
-        self.inner.create_multipart(key, opts).await
-    }
-    async fn upload_part(&self, key: &str, id: &str, n: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
-        self.inner.upload_part(key, id, n, body, md5).await
-    }
-    async fn list_parts(&self, key: &str, id: &str) -> Result<Vec<PartInfo>> {
-        self.inner.list_parts(key, id).await
-    }
-    async fn complete_multipart(&self, key: &str, id: &str, parts: &[PartInfo]) -> Result<Option<String>> {
-        self.inner.complete_multipart(key, id, parts).await
-    }
-    async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
-        self.inner.abort_multipart(key, id).await
-    }
-    async fn list_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
-        self.inner.list_uploads(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
-    }
-}
 
 fn engine(src: Arc<dyn ObjectStore>, dst: Arc<dyn ObjectStore>, dir: &std::path::Path) -> Engine {
     let db = Db::open(&dir.join("state.sqlite")).unwrap();
@@ -118,15 +51,14 @@ async fn job_for(src: &dyn ObjectStore, key: &str) -> Job {
 #[tokio::test]
 async fn a_damaged_read_is_refused_by_the_destination_and_never_written() {
     let dir = tempfile::tempdir().unwrap();
-    let flaky = Arc::new(Flaky {
-        inner: MemoryStore::new(),
-        corrupt: AtomicBool::new(true),
-    });
+    let mem = Arc::new(MemoryStore::new());
     let body = data(100_000, 1);
-    flaky
-        .put("k", body.clone(), etag::md5(&body), &PutOptions::default())
+    mem.put("k", body.clone(), etag::md5(&body), &PutOptions::default())
         .await
         .unwrap();
+    // A source whose reads come back with one bit flipped, until healed.
+    let flaky = Arc::new(FailingStore::new(mem));
+    flaky.inject(Fault::corrupt().times(u32::MAX));
     let dst = Arc::new(MemoryStore::new());
     let e = engine(flaky.clone(), dst.clone(), dir.path());
     let job = job_for(flaky.as_ref(), "k").await;
@@ -137,7 +69,7 @@ async fn a_damaged_read_is_refused_by_the_destination_and_never_written() {
     }
     assert!(dst.head("k").await.unwrap().is_none(), "nothing written");
 
-    flaky.corrupt.store(false, Ordering::SeqCst);
+    flaky.heal();
     assert_eq!(
         e.run_job(&job, &LeaseHolder::parse("w1")).await.unwrap(),
         JobOutcome::Transferred {

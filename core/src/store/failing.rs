@@ -1,7 +1,7 @@
 //! A store that fails on purpose, for tests: [`FailingStore`] wraps any
 //! store and makes chosen calls fail — retryable or not, after a number of
 //! calls (or, for a listing, of keys), a number of times, for keys with a
-//! given part — and counts every call by operation. Engine, runner and
+//! given part — or return damaged bytes, and counts every call by operation. Engine, runner and
 //! finder tests drive their failure paths through it instead of
 //! hand-written wrappers, so each wrapper's capabilities are the inner
 //! store's unless a test says otherwise.
@@ -35,11 +35,22 @@ pub enum Op {
     Delete,
 }
 
+/// What an injected fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// Fails the call with a retryable error.
+    Retryable,
+    /// Fails the call with an error no retry cures.
+    Fatal,
+    /// Lets a read succeed with one bit of its body flipped.
+    Corrupt,
+}
+
 /// One injected failure rule.
 #[derive(Debug, Clone)]
 pub struct Fault {
     op: Op,
-    retryable: bool,
+    effect: Effect,
     key: Option<String>,
     after: u32,
     times: u32,
@@ -50,7 +61,7 @@ impl Fault {
     pub fn retryable(op: Op) -> Self {
         Self {
             op,
-            retryable: true,
+            effect: Effect::Retryable,
             key: None,
             after: 0,
             times: 1,
@@ -60,8 +71,17 @@ impl Fault {
     /// A failure of `op` that no retry cures (like a 400), once.
     pub fn fatal(op: Op) -> Self {
         Self {
-            retryable: false,
+            effect: Effect::Fatal,
             ..Self::retryable(op)
+        }
+    }
+
+    /// A read ([`Op::Get`]) that succeeds with the first bit of its body
+    /// flipped, as damage on the way from the store would, once.
+    pub fn corrupt() -> Self {
+        Self {
+            effect: Effect::Corrupt,
+            ..Self::retryable(Op::Get)
         }
     }
 
@@ -91,8 +111,8 @@ struct Faults {
 }
 
 impl Faults {
-    /// Counts a call and says whether it fails (a listing counts per key).
-    fn fail(&mut self, op: Op, key: &str, count: bool) -> Option<bool> {
+    /// Counts a call and says what befalls it (a listing counts per key).
+    fn fail(&mut self, op: Op, key: &str, count: bool) -> Option<Effect> {
         if count {
             *self.calls.entry(op).or_default() += 1;
         }
@@ -105,7 +125,7 @@ impl Faults {
             return None;
         }
         rule.times -= 1;
-        Some(rule.retryable)
+        Some(rule.effect)
     }
 }
 
@@ -138,6 +158,11 @@ impl FailingStore {
         self.lock().rules.push(fault);
     }
 
+    /// Drops every rule: the store works again.
+    pub fn heal(&self) {
+        self.lock().rules.clear();
+    }
+
     /// How many times `op` was called (a listing: once per listing).
     pub fn calls(&self, op: Op) -> u32 {
         self.lock().calls.get(&op).copied().unwrap_or(0)
@@ -147,10 +172,12 @@ impl FailingStore {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn check(&self, op: Op, key: &str) -> Result<()> {
+    /// Counts a call; fails it when a rule says so. `Ok(true)`: corrupt what it returns.
+    fn check(&self, op: Op, key: &str) -> Result<bool> {
         match self.lock().fail(op, key, true) {
-            None => Ok(()),
-            Some(retryable) => Err(injected(&self.inner.describe(), op, key, retryable)),
+            None => Ok(false),
+            Some(Effect::Corrupt) => Ok(true),
+            Some(e) => Err(injected(&self.inner.describe(), op, key, e == Effect::Retryable)),
         }
     }
 }
@@ -199,8 +226,8 @@ impl ObjectStore for FailingStore {
                     .unwrap_or_else(|e| e.into_inner())
                     .fail(Op::List, &prefix_owned, false);
                 match fail {
-                    Some(retryable) => Err(injected(&store, Op::List, &prefix_owned, retryable)),
-                    None => item,
+                    Some(Effect::Corrupt) | None => item,
+                    Some(e) => Err(injected(&store, Op::List, &prefix_owned, e == Effect::Retryable)),
                 }
             })
             .take_while(move |r| {
@@ -217,8 +244,14 @@ impl ObjectStore for FailingStore {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
-        self.check(Op::Get, key)?;
-        self.inner.get(key, opts).await
+        let corrupt = self.check(Op::Get, key)?;
+        let mut got = self.inner.get(key, opts).await?;
+        if corrupt && !got.body.is_empty() {
+            let mut b = got.body.to_vec();
+            b[0] ^= 1;
+            got.body = Bytes::from(b);
+        }
+        Ok(got)
     }
 
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {

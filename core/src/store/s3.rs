@@ -349,15 +349,15 @@ fn millis(t: Option<&aws_smithy_types::DateTime>) -> Option<i64> {
 
 /// A request on one object of the store's bucket.
 macro_rules! object_request {
-    ($self:expr, $op:ident, $key:expr) => {
-        $self.sdk().await.$op().bucket(&$self.bucket).key($key)
+    ($self:expr, $req:expr, $key:expr) => {
+        $req.bucket(&$self.bucket).key($key)
     };
 }
 
 /// A request on one multipart upload of the store's bucket.
 macro_rules! upload_request {
-    ($self:expr, $op:ident, $key:expr, $upload_id:expr) => {
-        object_request!($self, $op, $key).upload_id($upload_id)
+    ($self:expr, $req:expr, $key:expr, $upload_id:expr) => {
+        object_request!($self, $req, $key).upload_id($upload_id)
     };
 }
 
@@ -480,7 +480,7 @@ impl ObjectStore for S3Store {
         // kms:Decrypt: a role without it gets its HEADs without checksums.
         let checksums = self.checksum_mode.load(Ordering::Relaxed);
         let vendor = VendorCrc::default();
-        let r = object_request!(self, head_object, key)
+        let r = object_request!(self, self.sdk().await.head_object(), key)
             .set_checksum_mode(checksums.then_some(ChecksumMode::Enabled))
             .set_request_payer(self.payer())
             .customize()
@@ -512,7 +512,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
-        let r = object_request!(self, head_object, key)
+        let r = object_request!(self, self.sdk().await.head_object(), key)
             .part_number(number.min(i32::MAX as u32) as i32)
             .set_request_payer(self.payer())
             .send()
@@ -535,7 +535,7 @@ impl ObjectStore for S3Store {
             .as_ref()
             .map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
         let vendor = VendorCrc::default();
-        let r = object_request!(self, get_object, key)
+        let r = object_request!(self, self.sdk().await.get_object(), key)
             .set_range(range)
             .set_if_match(opts.if_match.clone())
             .set_version_id(opts.version.clone())
@@ -617,7 +617,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
-        let mut req = object_request!(self, create_multipart_upload, key).set_request_payer(self.payer());
+        let mut req =
+            object_request!(self, self.sdk().await.create_multipart_upload(), key).set_request_payer(self.payer());
         if self.crcs.is_some() {
             req = req
                 .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
@@ -670,7 +671,7 @@ impl ObjectStore for S3Store {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let r = upload_request!(self, list_parts, key, upload_id)
+            let r = upload_request!(self, self.sdk().await.list_parts(), key, upload_id)
                 .set_part_number_marker(marker.take())
                 .set_request_payer(self.payer())
                 .send()
@@ -726,7 +727,7 @@ impl ObjectStore for S3Store {
                     .build()
             })
             .collect();
-        let mut req = upload_request!(self, complete_multipart_upload, key, upload_id)
+        let mut req = upload_request!(self, self.sdk().await.complete_multipart_upload(), key, upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
             .set_request_payer(self.payer());
         if let Some(c) = &crcs {
@@ -746,7 +747,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
-        let r = upload_request!(self, abort_multipart_upload, key, upload_id)
+        let r = upload_request!(self, self.sdk().await.abort_multipart_upload(), key, upload_id)
             .set_request_payer(self.payer())
             .send()
             .await;
