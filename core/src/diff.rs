@@ -7,13 +7,14 @@
 //! of keys: one pending entry per side. A listing that goes backwards is an
 //! error, because a lock-step walk over it would give wrong answers.
 
+use crate::etag::ETag;
 use std::pin::Pin;
 
 use futures::stream::{Peekable, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::checksum;
 use crate::store::{ObjectMeta, StoreError};
-use crate::{checksum, etag};
 
 /// How a source object and a destination object with the same key are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -101,10 +102,10 @@ impl CompareMode {
             },
             CompareMode::Checksum => Verdict::Unsure(Evidence::Content),
             _ => match (&src.etag, &dst.etag) {
-                (Some(a), Some(b)) if etag::comparable(a, b) && etag::same(a, b) => Verdict::Same,
+                (Some(a), Some(b)) if ETag(a).comparable(b) && ETag(a).same(b) => Verdict::Same,
                 // Different MD5 forms, unless the destination encrypts (its
                 // ETags only look like MD5s): the ledger knows.
-                (Some(a), Some(b)) if etag::comparable(a, b) => Verdict::Unsure(Evidence::Ledger),
+                (Some(a), Some(b)) if ETag(a).comparable(b) => Verdict::Unsure(Evidence::Ledger),
                 _ => Verdict::Unsure(Evidence::LedgerOrContent),
             },
         }

@@ -20,69 +20,92 @@ pub enum ETagKind {
     Opaque,
 }
 
-/// Strips the surrounding quotes (and a weak `W/` marker) of an ETag.
-pub fn normalize(etag: &str) -> &str {
-    let e = etag.trim();
-    let e = e.strip_prefix("W/").unwrap_or(e);
-    e.trim_matches('"')
-}
+/// An ETag as a store, a listing or a record gives it. It owns how ETags
+/// are compared (quotes, a weak `W/` marker and hex case aside), what kind
+/// they are, the MD5 a single-part one carries, and their quoted form.
+#[derive(Debug, Clone, Copy)]
+pub struct ETag<'a>(pub &'a str);
 
-/// Classifies an ETag.
-pub fn kind(etag: &str) -> ETagKind {
-    let e = normalize(etag);
-    let is_md5 = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    match e.split_once('-') {
-        None if is_md5(e) => ETagKind::SinglePart,
-        Some((h, n)) if is_md5(h) => match n.parse::<u32>() {
-            Ok(n) if n >= 1 => ETagKind::Multipart(n),
-            _ => ETagKind::Opaque,
-        },
-        _ => ETagKind::Opaque,
+impl<'a> ETag<'a> {
+    /// The ETag without its surrounding quotes and weak marker.
+    pub fn normalized(self) -> &'a str {
+        let e = self.0.trim();
+        let e = e.strip_prefix("W/").unwrap_or(e);
+        e.trim_matches('"')
     }
-}
 
-/// True when both ETags are MD5 forms of the same kind, so equality means
-/// identical content (same part count for multipart).
-pub fn comparable(a: &str, b: &str) -> bool {
-    let (ka, kb) = (kind(a), kind(b));
-    ka != ETagKind::Opaque && ka == kb
-}
+    /// Its form.
+    pub fn kind(self) -> ETagKind {
+        let e = self.normalized();
+        let is_md5 = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match e.split_once('-') {
+            None if is_md5(e) => ETagKind::SinglePart,
+            Some((h, n)) if is_md5(h) => match n.parse::<u32>() {
+                Ok(n) if n >= 1 => ETagKind::Multipart(n),
+                _ => ETagKind::Opaque,
+            },
+            _ => ETagKind::Opaque,
+        }
+    }
 
-/// True when the ETags are equal ignoring quotes and hex case.
-pub fn same(a: &str, b: &str) -> bool {
-    normalize(a).eq_ignore_ascii_case(normalize(b))
+    /// True when both are MD5 forms of the same kind, so equality means
+    /// identical content (same part count for multipart).
+    pub fn comparable(self, other: &str) -> bool {
+        let (ka, kb) = (self.kind(), ETag(other).kind());
+        ka != ETagKind::Opaque && ka == kb
+    }
+
+    /// True when both name the same ETag (quotes and hex case aside).
+    pub fn same(self, other: &str) -> bool {
+        self.normalized().eq_ignore_ascii_case(ETag(other).normalized())
+    }
+
+    /// The MD5 of a single-part ETag (`"<32 hex>"`).
+    pub fn md5(self) -> Option<[u8; 16]> {
+        if self.kind() != ETagKind::SinglePart {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(self.normalized(), &mut out).ok()?;
+        Some(out)
+    }
+
+    /// The quoted form, as S3 writes ETags.
+    pub fn quoted(self) -> String {
+        format!("\"{}\"", self.normalized())
+    }
+
+    /// Whether two optional ETags are both present and the same.
+    pub fn both_same(a: Option<&str>, b: Option<&str>) -> bool {
+        matches!((a, b), (Some(a), Some(b)) if ETag(a).same(b))
+    }
+
+    /// Whether two optional ETags name the same version: both the same, or
+    /// both absent.
+    pub fn same_version(a: Option<&str>, b: Option<&str>) -> bool {
+        a.is_none() && b.is_none() || Self::both_same(a, b)
+    }
+
+    /// The quoted ETag of a single-part object with this MD5.
+    pub fn of_md5(md5: &[u8; 16]) -> String {
+        format!("\"{}\"", hex::encode(md5))
+    }
+
+    /// The quoted ETag S3 gives a multipart object made of parts with these MD5s.
+    pub fn of_parts<'m>(part_md5s: impl IntoIterator<Item = &'m [u8; 16]>) -> String {
+        let mut h = Md5::new();
+        let mut n = 0u32;
+        for m in part_md5s {
+            h.update(m);
+            n += 1;
+        }
+        format!("\"{}-{}\"", hex::encode(h.finalize()), n)
+    }
 }
 
 /// The MD5 of a buffer.
 pub fn md5(data: &[u8]) -> [u8; 16] {
     Md5::digest(data).into()
-}
-
-/// The quoted hex ETag of a single-part object with this MD5.
-pub fn single_part_etag(md5: &[u8; 16]) -> String {
-    format!("\"{}\"", hex::encode(md5))
-}
-
-/// The quoted ETag S3 gives a multipart object made of parts with these MD5s.
-pub fn multipart_etag<'a>(part_md5s: impl IntoIterator<Item = &'a [u8; 16]>) -> String {
-    let mut h = Md5::new();
-    let mut n = 0u32;
-    for m in part_md5s {
-        h.update(m);
-        n += 1;
-    }
-    format!("\"{}-{}\"", hex::encode(h.finalize()), n)
-}
-
-/// Decodes the MD5 of a single-part ETag (`"<32 hex>"`).
-pub fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
-    let e = normalize(etag);
-    if kind(e) != ETagKind::SinglePart {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    hex::decode_to_slice(e, &mut out).ok()?;
-    Some(out)
 }
 
 #[cfg(test)]
@@ -91,22 +114,18 @@ mod tests {
 
     #[test]
     fn kinds() {
+        let kind = |t| ETag(t).kind();
         assert_eq!(kind("\"9b2cf535f27731c974343645a3985328\""), ETagKind::SinglePart);
         assert_eq!(kind("9b2cf535f27731c974343645a3985328-12"), ETagKind::Multipart(12));
         assert_eq!(kind("W/\"1700-12\""), ETagKind::Opaque);
         assert_eq!(kind("\"abc\""), ETagKind::Opaque);
-        assert!(comparable(
-            "\"9b2cf535f27731c974343645a3985328\"",
-            "9B2CF535F27731C974343645A3985328"
-        ));
-        assert!(!comparable(
-            "9b2cf535f27731c974343645a3985328-2",
-            "9b2cf535f27731c974343645a3985328-3"
-        ));
-        assert!(same(
-            "\"9b2cf535f27731c974343645a3985328\"",
-            "9B2CF535F27731C974343645A3985328"
-        ));
+        assert!(ETag("\"9b2cf535f27731c974343645a3985328\"").comparable("9B2CF535F27731C974343645A3985328"));
+        assert!(!ETag("9b2cf535f27731c974343645a3985328-2").comparable("9b2cf535f27731c974343645a3985328-3"));
+        assert!(ETag("\"9b2cf535f27731c974343645a3985328\"").same("9B2CF535F27731C974343645A3985328"));
+        assert_eq!(ETag("abc").quoted(), "\"abc\"");
+        assert_eq!(ETag("W/\"abc\"").quoted(), "\"abc\"");
+        assert!(ETag::same_version(None, None) && !ETag::both_same(None, None));
+        assert!(ETag::both_same(Some("\"ab\""), Some("AB")) && !ETag::same_version(Some("a"), None));
     }
 
     #[test]
@@ -117,7 +136,7 @@ mod tests {
         cat.extend_from_slice(&a);
         cat.extend_from_slice(&b);
         let expect = format!("\"{}-2\"", hex::encode(md5(&cat)));
-        assert_eq!(multipart_etag([&a, &b]), expect);
-        assert_eq!(md5_of_etag(&single_part_etag(&a)), Some(a));
+        assert_eq!(ETag::of_parts([&a, &b]), expect);
+        assert_eq!(ETag(&ETag::of_md5(&a)).md5(), Some(a));
     }
 }

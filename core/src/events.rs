@@ -12,6 +12,7 @@
 //! OSS the event time; a worker drops an event older than one it already
 //! applied to the same object ([`seq_older`]).
 
+use crate::etag::ETag;
 use serde::Deserialize;
 
 use crate::job::{Job, JobParseError, Op, SrcRef};
@@ -114,15 +115,6 @@ pub fn decode_s3_event_key(key: &str) -> Result<String, String> {
         .map_err(|_| format!("the event key {key:?} does not decode to UTF-8"))
 }
 
-/// A quoted ETag (`"…"`), as object stores answer and compare them.
-pub fn quoted(etag: &str) -> String {
-    if etag.starts_with('"') {
-        etag.to_string()
-    } else {
-        format!("\"{etag}\"")
-    }
-}
-
 /// Whether event order `a` is older than `b`. Orders are compared as S3
 /// documents for sequencers: the shorter one is padded with leading zeros,
 /// then the strings are compared (OSS event times, all of one RFC 3339 form,
@@ -176,7 +168,7 @@ fn from_s3(n: S3Notification, ctx: &EventContext) -> Parsed {
         let src = SrcRef {
             key,
             size: r.s3.object.size.unwrap_or(0),
-            etag: r.s3.object.etag.as_deref().map(quoted),
+            etag: r.s3.object.etag.as_deref().map(|t| ETag(t).quoted()),
             version: r.s3.object.version,
         };
         match ctx.job(op, &r.s3.bucket.name, src, r.s3.object.sequencer) {

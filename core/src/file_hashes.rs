@@ -13,6 +13,7 @@
 //! compares with it only when hashed in the same part size: that ETag is
 //! kept too, for the last part size asked ([`FileHashes::part_etag`]).
 
+use crate::etag::ETag;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -210,7 +211,7 @@ pub fn part_etag_of_file(path: &Path, part_size: u64) -> std::io::Result<(FileSt
             path.display()
         )));
     }
-    Ok((before, crate::etag::multipart_etag(md5s.iter())))
+    Ok((before, ETag::of_parts(md5s.iter())))
 }
 
 /// Reads a whole file once and returns its checksums with the stamp of the
@@ -269,7 +270,7 @@ mod tests {
         assert_eq!(cache.get_many(vec![(f.clone(), moved)]).await.unwrap(), vec![None]);
         let (stamp, tag) = part_etag_of_file(&f, 2).unwrap();
         let parts = [crate::etag::md5(b"tw"), crate::etag::md5(b"o")];
-        assert_eq!(tag, crate::etag::multipart_etag(parts.iter()));
+        assert_eq!(tag, ETag::of_parts(parts.iter()));
         cache.put_part_etag(f.clone(), stamp, 2, tag.clone()).await.unwrap();
         assert_eq!(cache.part_etag(f.clone(), stamp, 2).await.unwrap(), Some(tag));
         assert_eq!(cache.part_etag(f, stamp, 3).await.unwrap(), None);

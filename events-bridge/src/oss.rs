@@ -16,7 +16,8 @@
 //! carries the event time as its order, so a worker drops an event older
 //! than the last one it applied to the object.
 
-use ferry_core::events::{quoted, EventContext};
+use ferry_core::etag::ETag;
+use ferry_core::events::EventContext;
 use ferry_core::job::{Job, Op, SrcRef};
 use serde::Deserialize;
 
@@ -106,7 +107,13 @@ pub fn parse(body: &[u8], ctx: &EventContext) -> Result<OssJobs, OssParseError> 
         let src = SrcRef {
             size: e.oss.object.size.unwrap_or(0),
             etag: match op {
-                Op::Copy => e.oss.object.etag.as_deref().filter(|t| !t.is_empty()).map(quoted),
+                Op::Copy => e
+                    .oss
+                    .object
+                    .etag
+                    .as_deref()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| ETag(t).quoted()),
                 Op::Delete => None,
             },
             key: e.oss.object.key,

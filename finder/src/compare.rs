@@ -25,6 +25,7 @@
 //!
 //! A pair no evidence decides is copied: never "identical" without proof.
 
+use ferry_core::etag::ETag;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -141,15 +142,11 @@ pub struct Judge {
     pub stats: JudgeStats,
 }
 
-fn same_tag(a: Option<&str>, b: Option<&str>) -> bool {
-    matches!((a, b), (Some(a), Some(b)) if etag::same(a, b))
-}
-
 /// Whether the record says this source version produced this destination version.
 fn ledger_confirms(rec: &ObjectRecord, p: &Pair) -> bool {
     rec.status == Status::Done
-        && same_tag(rec.src_etag.as_deref(), p.src.meta.etag.as_deref())
-        && same_tag(rec.dest_etag.as_deref(), p.dst.meta.etag.as_deref())
+        && ETag::both_same(rec.src_etag.as_deref(), p.src.meta.etag.as_deref())
+        && ETag::both_same(rec.dest_etag.as_deref(), p.dst.meta.etag.as_deref())
 }
 
 impl Judge {
@@ -400,7 +397,7 @@ impl Judge {
         let Some(tag) = object.etag.as_deref().filter(|_| !object.encrypted) else {
             return Ok(None);
         };
-        let etag::ETagKind::Multipart(n) = etag::kind(tag) else {
+        let etag::ETagKind::Multipart(n) = ETag(tag).kind() else {
             return Ok(None);
         };
         self.stats.heads.fetch_add(1, Ordering::Relaxed);
@@ -434,7 +431,7 @@ impl Judge {
         let mut verdict = None;
         for ps in candidates.into_iter().filter(fits) {
             let mine = self.file_part_etag(path.clone(), ps).await?;
-            if etag::same(&mine, tag) {
+            if ETag(&mine).same(tag) {
                 return Ok(Some(true));
             }
             verdict = Some(false);

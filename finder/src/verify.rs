@@ -18,12 +18,12 @@
 //! cache, this check is independent); bodies are read only where the sides
 //! share no checksum.
 
+use ferry_core::etag::ETag;
 use std::sync::Arc;
 
 use anyhow::Context;
 use ferry_core::config::Settings;
 use ferry_core::diff::{self, CompareMode, Decision, Entry, Evidence};
-use ferry_core::etag;
 use ferry_core::state::StateStore;
 use ferry_core::store::{GetOptions, ObjectStore};
 use futures::stream::StreamExt;
@@ -145,8 +145,8 @@ async fn compare(
         }
     }
     if let (Some(a), Some(b)) = (&s.meta.etag, &d.meta.etag) {
-        if etag::comparable(a, b) {
-            return Ok(if etag::same(a, b) {
+        if ETag(a).comparable(b) {
+            return Ok(if ETag(a).same(b) {
                 Check::Same {
                     hashed: false,
                     bytes: s.meta.size,

@@ -17,6 +17,7 @@
 //! ([`ferry_core::store::RetryingStore`], wrapped once by the composition
 //! root), never here.
 
+use ferry_core::etag::ETag;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,15 +101,6 @@ async fn md5_of(body: Bytes) -> [u8; 16] {
     match tokio::task::spawn_blocking(move || etag::md5(&body)).await {
         Ok(m) => m,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// Two optional ETags name the same object version (quotes aside).
-fn same_tag(a: &Option<String>, b: &Option<String>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => etag::same(a, b),
-        (None, None) => true,
-        _ => false,
     }
 }
 
@@ -289,7 +281,7 @@ impl Engine {
     /// MD5, unless the destination encrypts with KMS (then unknown).
     fn expected_put_etag(&self, src_etag: Option<&str>) -> Option<String> {
         let tag = src_etag?;
-        (etag::md5_of_etag(tag).is_some() && self.verify_etags()).then(|| tag.to_string())
+        (ETag(tag).md5().is_some() && self.verify_etags()).then(|| tag.to_string())
     }
 
     /// The job after its claim; `recorded` is the outcome the claim already
@@ -322,8 +314,9 @@ impl Engine {
                     let o = Outcome::done(pinned.0.clone(), dest_etag)
                         .with_seq(job.seq.clone())
                         .with_checksum(checksum);
-                    let already =
-                        recorded.is_some_and(|r| r.src_etag == o.src_etag && same_tag(&r.dest_etag, &o.dest_etag));
+                    let already = recorded.is_some_and(|r| {
+                        r.src_etag == o.src_etag && ETag::same_version(r.dest_etag.as_deref(), o.dest_etag.as_deref())
+                    });
                     if !already {
                         self.state.finish(rk, worker, &o).await?;
                     }
@@ -360,7 +353,7 @@ impl Engine {
             return Ok(false);
         };
         let same_etag = match (&h.etag, &rec.dest_etag) {
-            (Some(a), Some(b)) => etag::same(a, b),
+            (Some(a), Some(b)) => ETag(a).same(b),
             _ => true,
         };
         if h.size != job.src.size || !same_etag {
@@ -369,7 +362,9 @@ impl Engine {
         let o = Outcome::done(job.src.etag.clone(), h.etag)
             .with_seq(job.seq.clone())
             .with_checksum(rec.checksum.clone());
-        if recorded.is_none_or(|r| r.dest_etag.is_some() && !same_tag(&r.dest_etag, &o.dest_etag)) {
+        if recorded.is_none_or(|r| {
+            r.dest_etag.is_some() && !ETag::same_version(r.dest_etag.as_deref(), o.dest_etag.as_deref())
+        }) {
             self.state.finish(rk, worker, &o).await?;
         }
         Ok(true)

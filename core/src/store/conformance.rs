@@ -2,6 +2,7 @@
 //! `testing` feature). Each function takes a store and a unique key prefix and
 //! panics with a message on the first broken contract.
 
+use crate::etag::ETag;
 use bytes::Bytes;
 use futures::TryStreamExt;
 
@@ -167,10 +168,7 @@ pub async fn multipart_resume(store: &dyn ObjectStore, prefix: &str) {
             .upload_part(&key, &id, n, p.clone(), etag::md5(p))
             .await
             .expect("upload part");
-        assert!(
-            etag::same(&tag, &etag::single_part_etag(&etag::md5(p))),
-            "part ETag is its MD5"
-        );
+        assert!(ETag(&tag).same(&ETag::of_md5(&etag::md5(p))), "part ETag is its MD5");
         infos.push(super::PartInfo {
             number: n,
             etag: tag,
@@ -187,7 +185,7 @@ pub async fn multipart_resume(store: &dyn ObjectStore, prefix: &str) {
     assert_eq!(listed.len(), 2);
     for (a, b) in listed.iter().zip(&infos) {
         assert_eq!(a.number, b.number);
-        assert!(etag::same(&a.etag, &b.etag));
+        assert!(ETag(&a.etag).same(&b.etag));
         assert_eq!(a.size, b.size);
     }
     let p3 = &parts[2];
@@ -210,9 +208,9 @@ pub async fn multipart_resume(store: &dyn ObjectStore, prefix: &str) {
     let head = store.head(&key).await.unwrap().unwrap();
     assert_eq!(head.size, whole.len() as u64);
     if store.etags_are_md5() {
-        let expect = etag::multipart_etag(parts.iter().map(|p| etag::md5(p)).collect::<Vec<_>>().iter());
+        let expect = ETag::of_parts(parts.iter().map(|p| etag::md5(p)).collect::<Vec<_>>().iter());
         assert!(
-            etag::same(head.etag.as_deref().unwrap_or(""), &expect),
+            ETag(head.etag.as_deref().unwrap_or("")).same(&expect),
             "multipart ETag {:?} != {expect}",
             head.etag
         );
@@ -266,7 +264,7 @@ pub async fn unhashed_writes(store: &dyn ObjectStore, prefix: &str) {
         .await
         .unwrap_or_else(|e| panic!("{d}: put_unhashed: {e}"));
     assert!(
-        etag::same(&tag, &etag::single_part_etag(&etag::md5(&body))),
+        ETag(&tag).same(&ETag::of_md5(&etag::md5(&body))),
         "{d}: put_unhashed ETag {tag}"
     );
     let got = store.get(&key, &GetOptions::default()).await.expect("get");
@@ -282,10 +280,7 @@ pub async fn unhashed_writes(store: &dyn ObjectStore, prefix: &str) {
         .upload_part_unhashed(&mkey, &id, 1, part.clone())
         .await
         .expect("part 1");
-    assert!(
-        etag::same(&t1, &etag::single_part_etag(&etag::md5(&part))),
-        "{d}: part ETag {t1}"
-    );
+    assert!(ETag(&t1).same(&ETag::of_md5(&etag::md5(&part))), "{d}: part ETag {t1}");
     let tail = data(10, 79);
     let t2 = store
         .upload_part_unhashed(&mkey, &id, 2, tail.clone())

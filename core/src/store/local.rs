@@ -24,6 +24,7 @@
 //! as content, only used to pin reads); PUT and complete return the MD5 forms
 //! S3 would give, computed from the verified bytes.
 
+use crate::etag::ETag;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -212,11 +213,11 @@ fn write_part(dir: &Path, number: u32, body: &[u8], md5: [u8; 16]) -> Result<Str
     fs::rename(&tmp, &fin).map_err(io(&fin))?;
     // A part uploaded again with other bytes replaces the earlier one.
     for p in read_parts(dir)? {
-        if p.number == number && !etag::same(&p.etag, &etag::single_part_etag(&md5)) {
-            let _ = fs::remove_file(dir.join(format!("{number:05}.{}", etag::normalize(&p.etag))));
+        if p.number == number && !ETag(&p.etag).same(&ETag::of_md5(&md5)) {
+            let _ = fs::remove_file(dir.join(format!("{number:05}.{}", ETag(&p.etag).normalized())));
         }
     }
-    Ok(etag::single_part_etag(&md5))
+    Ok(ETag::of_md5(&md5))
 }
 
 /// Concatenates the parts into `tmp` and syncs it; returns the parts' MD5s.
@@ -234,7 +235,8 @@ fn assemble(s: &LocalStore, dir: &Path, tmp: &Path, parts: &[PartInfo]) -> Resul
     };
     let mut files = Vec::with_capacity(parts.len());
     for p in parts {
-        let md5 = etag::md5_of_etag(&p.etag)
+        let md5 = ETag(&p.etag)
+            .md5()
             .ok_or_else(|| invalid(format!("part {} has a malformed ETag {}", p.number, p.etag)))?;
         let pf = dir.join(format!("{:05}.{}", p.number, hex::encode(md5)));
         if !pf.is_file() {
@@ -484,7 +486,7 @@ impl ObjectStore for LocalStore {
                     });
                 }
                 if let Some(expected) = &opts.if_match {
-                    if !etag::same(expected, &weak_etag(&md)) {
+                    if !ETag(expected).same(&weak_etag(&md)) {
                         return Err(StoreError::PreconditionFailed {
                             store: s.describe(),
                             key,
@@ -542,7 +544,7 @@ impl ObjectStore for LocalStore {
                 });
             }
             s.write_object(&key, &body, &opts)?;
-            Ok(Some(etag::single_part_etag(&md5)))
+            Ok(Some(ETag::of_md5(&md5)))
         })
         .await
     }
@@ -553,7 +555,7 @@ impl ObjectStore for LocalStore {
             s.path_of(&key)?;
             let md5 = etag::md5(&body);
             s.write_object(&key, &body, &opts)?;
-            Ok(etag::single_part_etag(&md5))
+            Ok(ETag::of_md5(&md5))
         })
         .await
     }
@@ -630,7 +632,7 @@ impl ObjectStore for LocalStore {
             s.publish(&key, &tmp)?;
             let _ = fs::remove_dir_all(&dir);
             s.tidy();
-            Ok(Some(etag::multipart_etag(md5s.iter())))
+            Ok(Some(ETag::of_parts(md5s.iter())))
         })
         .await
     }

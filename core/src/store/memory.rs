@@ -1,6 +1,7 @@
 //! An in-memory object store for unit tests. It checks Content-MD5 and forms
 //! ETags exactly as S3 does, so engine tests see S3's behaviour.
 
+use crate::etag::ETag;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -129,7 +130,7 @@ impl ObjectStore for MemoryStore {
         let inner = self.lock();
         let o = inner.objects.get(key).ok_or_else(|| Self::not_found(key))?;
         if let Some(expected) = &opts.if_match {
-            if !etag::same(expected, &o.etag) {
+            if !ETag(expected).same(&o.etag) {
                 return Err(StoreError::PreconditionFailed {
                     store: "memory".into(),
                     key: key.into(),
@@ -159,7 +160,7 @@ impl ObjectStore for MemoryStore {
                 key: key.into(),
             });
         }
-        let tag = etag::single_part_etag(&md5);
+        let tag = ETag::of_md5(&md5);
         let o = Object {
             data: body,
             etag: tag.clone(),
@@ -193,7 +194,7 @@ impl ObjectStore for MemoryStore {
         }
         let mut inner = self.lock();
         upload_of(&mut inner, key, upload_id)?.parts.insert(number, (body, md5));
-        Ok(etag::single_part_etag(&md5))
+        Ok(ETag::of_md5(&md5))
     }
 
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
@@ -203,7 +204,7 @@ impl ObjectStore for MemoryStore {
             .iter()
             .map(|(n, (b, m))| PartInfo {
                 number: *n,
-                etag: etag::single_part_etag(m),
+                etag: ETag::of_md5(m),
                 size: b.len() as u64,
             })
             .collect())
@@ -231,7 +232,7 @@ impl ObjectStore for MemoryStore {
                 message: format!("part {} was not uploaded", p.number),
                 retryable: false,
             })?;
-            if !etag::same(&p.etag, &etag::single_part_etag(m)) {
+            if !ETag(&p.etag).same(&ETag::of_md5(m)) {
                 return Err(StoreError::Backend {
                     store: "memory".into(),
                     operation: "CompleteMultipartUpload",
@@ -243,7 +244,7 @@ impl ObjectStore for MemoryStore {
             data.extend_from_slice(b);
             md5s.push(*m);
         }
-        let tag = etag::multipart_etag(md5s.iter());
+        let tag = ETag::of_parts(md5s.iter());
         let attributes = up.attributes.clone();
         inner.uploads.remove(upload_id);
         let o = Object {

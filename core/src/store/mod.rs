@@ -22,6 +22,7 @@ pub mod vendor;
 #[allow(missing_docs)]
 pub mod conformance;
 
+use crate::etag::ETag;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
@@ -78,7 +79,7 @@ impl ObjectMeta {
         self.etag
             .as_deref()
             .filter(|_| !self.encrypted)
-            .and_then(crate::etag::md5_of_etag)
+            .and_then(|t| ETag(t).md5())
     }
 
     /// Every full-object checksum known: the reported ones and the ETag's MD5.
@@ -229,7 +230,7 @@ pub trait ObjectStore: Send + Sync + Debug {
     async fn put_unhashed(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<String> {
         let md5 = crate::etag::md5(&body);
         let tag = self.put(key, body, md5, opts).await?;
-        Ok(tag.unwrap_or_else(|| crate::etag::single_part_etag(&md5)))
+        Ok(tag.unwrap_or_else(|| ETag::of_md5(&md5)))
     }
 
     /// Uploads a part the caller did not hash; returns its ETag (the MD5 form).

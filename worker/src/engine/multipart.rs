@@ -14,6 +14,7 @@
 //! 4. **Complete** once what was read is proven against the source
 //!    ([`super::verify`]), then check the object by a HEAD.
 
+use ferry_core::etag::ETag;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
@@ -151,8 +152,8 @@ impl Engine {
                 let expected_len = layout.parts.get(p.number as usize - 1).map(|(_, r)| r.end - r.start);
                 let on_store = listed
                     .iter()
-                    .any(|l| l.number == p.number && etag::same(&l.etag, &p.etag) && l.size == p.size);
-                on_store && expected_len == Some(p.size) && etag::md5_of_etag(&p.etag).is_some()
+                    .any(|l| l.number == p.number && ETag(&l.etag).same(&p.etag) && l.size == p.size);
+                on_store && expected_len == Some(p.size) && ETag(&p.etag).md5().is_some()
             })
             .cloned()
             .collect();
@@ -201,8 +202,8 @@ impl Engine {
         let whole = t
             .src_etag
             .filter(|_| !layout.mirrored && upload.done.is_empty() && self.src.etags_are_md5())
-            .filter(|tag| etag::kind(tag) == etag::ETagKind::SinglePart)
-            .and_then(etag::md5_of_etag);
+            .filter(|tag| ETag(tag).kind() == etag::ETagKind::SinglePart)
+            .and_then(|t| ETag(t).md5());
         let first = upload.first.as_ref().map(|(g, _)| g);
         ReadProof {
             whole: whole.map(|m| (m, OrderedMd5::new())),
@@ -295,11 +296,7 @@ impl Engine {
         // encrypting store's is not the MD5).
         let info = PartInfo {
             number: n,
-            etag: if self.verify_etags() {
-                etag::single_part_etag(&md5)
-            } else {
-                tag
-            },
+            etag: if self.verify_etags() { ETag::of_md5(&md5) } else { tag },
             size: len,
         };
         self.state.part_done(t.rk, t.worker, upload_id, &info).await?;
@@ -324,8 +321,8 @@ impl Engine {
         resumed: u32,
     ) -> Result<(Option<String>, Option<String>), EngineError> {
         let dkey = &t.job.dest.key;
-        let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| etag::md5_of_etag(&p.etag)).collect();
-        let expect = etag::multipart_etag(md5s.iter());
+        let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| ETag(&p.etag).md5()).collect();
+        let expect = ETag::of_parts(md5s.iter());
         let count = layout.parts.len() as u32;
         let whole = proof
             .whole

@@ -9,6 +9,7 @@
 //! what it writes (a local directory) is given the body unhashed; otherwise
 //! the body is hashed off the async threads.
 
+use ferry_core::etag::ETag;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -63,7 +64,7 @@ impl Engine {
                 return Ok(h.etag);
             }
         }
-        Ok(sent.etag.or(Some(etag::single_part_etag(&sent.md5))))
+        Ok(sent.etag.or(Some(ETag::of_md5(&sent.md5))))
     }
 
     /// Checks a whole object read at once against the source's multipart
@@ -75,7 +76,7 @@ impl Engine {
         got: &GetResult,
         local_sums: Option<Checksums>,
     ) -> Result<(), EngineError> {
-        if let Some(tag) = src_etag.filter(|t| matches!(etag::kind(t), etag::ETagKind::Multipart(_))) {
+        if let Some(tag) = src_etag.filter(|t| matches!(ETag(t).kind(), etag::ETagKind::Multipart(_))) {
             self.check_body_layout(&job.src.key, tag, &got.body).await?;
         }
         if let Some(want) = got.meta.checksums.crc64ecma {
@@ -100,7 +101,7 @@ impl Engine {
         let body = got.body.clone();
         let src_md5 = src_etag
             .filter(|_| !got.meta.encrypted && self.src.etags_are_md5())
-            .and_then(etag::md5_of_etag);
+            .and_then(|t| ETag(t).md5());
         let md5 = match (src_md5, local_sums.and_then(|c| c.md5)) {
             (Some(m), _) => return self.put_pinned(job, body, m, opts).await,
             (None, Some(m)) => m,

@@ -20,6 +20,7 @@ pub mod hashers;
 
 use bytes::Bytes;
 use ferry_core::etag;
+use ferry_core::etag::ETag;
 use ferry_core::job::Job;
 use ferry_core::state::RecordKey;
 use ferry_core::store::{GetOptions, GetResult, ObjectMeta, StoreError};
@@ -42,7 +43,7 @@ impl Engine {
         planned: u64,
     ) -> Option<u64> {
         let tag = src_etag.filter(|_| self.src.etags_are_md5())?;
-        let etag::ETagKind::Multipart(n) = etag::kind(tag) else {
+        let etag::ETagKind::Multipart(n) = ETag(tag).kind() else {
             return None;
         };
         let max_part = (u64::from(self.budget_kib) * 1024).max(planned).min(plan::MAX_PART);
@@ -79,7 +80,7 @@ impl Engine {
                 let (want, read) = crc.unwrap_or_default();
                 Some((CRC_READ, want.to_string(), read.to_string()))
             }
-            (Some((sent, plan)), Some(tag), _) if !etag::same(sent, tag) => {
+            (Some((sent, plan)), Some(tag), _) if !ETag(sent).same(tag) => {
                 if !self.source_parts_match(key, plan).await {
                     tracing::warn!(
                         key = %key,
@@ -154,11 +155,11 @@ impl Engine {
         let b = body.clone();
         let read = tokio::task::spawn_blocking(move || {
             let md5s: Vec<[u8; 16]> = b.chunks(first as usize).map(etag::md5).collect();
-            etag::multipart_etag(md5s.iter())
+            ETag::of_parts(md5s.iter())
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        if etag::same(&read, tag) {
+        if ETag(&read).same(tag) {
             return Ok(());
         }
         let plan: Vec<_> = plan::parts(size, first).collect();
@@ -206,7 +207,7 @@ impl Engine {
 
 /// The MD5 in an ETag returned by a store that hashes what it writes.
 pub(super) fn md5_in_etag(key: &str, what: &'static str, tag: &str) -> Result<[u8; 16], EngineError> {
-    etag::md5_of_etag(tag).ok_or_else(|| EngineError::Verify {
+    ETag(tag).md5().ok_or_else(|| EngineError::Verify {
         key: key.to_string(),
         what,
         expected: "an MD5".into(),
@@ -261,9 +262,9 @@ impl Engine {
         md5: &[u8; 16],
         tag: Option<&str>,
     ) -> Result<(), EngineError> {
-        let expect = etag::single_part_etag(md5);
+        let expect = ETag::of_md5(md5);
         match tag {
-            Some(found) if self.verify_etags() && !etag::same(found, &expect) => Err(EngineError::Verify {
+            Some(found) if self.verify_etags() && !ETag(found).same(&expect) => Err(EngineError::Verify {
                 key: key.to_string(),
                 what,
                 expected: expect,
@@ -320,7 +321,7 @@ impl Engine {
         // Content-MD5 acknowledgements and the size.
         let checkable = self.verify_etags() || self.dst.local_path(dkey).is_some();
         if let Some(found) = found.filter(|_| checkable) {
-            if etag::kind(&found) != etag::ETagKind::Opaque && !etag::same(&found, expect) {
+            if ETag(&found).kind() != etag::ETagKind::Opaque && !ETag(&found).same(expect) {
                 return Err(bad("destination multipart ETag", expect.to_string(), found));
             }
         }
