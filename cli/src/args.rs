@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use bytesize::ByteSize;
 use clap::Args;
-use ferry_core::config::{ConfigError, JobConfig};
+use ferry_core::config::{ConfigError, JobConfig, Secret};
 use serde::{Serialize, Serializer};
 
 /// Serializes a layer (any `Serialize` struct of the job file's shape) as a table.
@@ -70,8 +70,10 @@ impl Locations {
     }
 }
 
-/// The ids of the arguments [`crate::parse`] refuses on the command line.
+/// The ids of the arguments [`crate::parse`] refuses on the command line
+/// (each is read from `FERRY_<ID>` only).
 pub const ENV_ONLY: &[&str] = &[
+    "bridge_token",
     "src_access_key_id",
     "src_secret_access_key",
     "src_session_token",
@@ -129,15 +131,15 @@ macro_rules! side_args {
             /// Static access key id (environment only)
             #[arg(id = concat!($p, "_access_key_id"), long = concat!($p, "-access-key-id"), env = concat!($env, "_ACCESS_KEY_ID"), hide = true)]
             #[serde(skip_serializing_if = "Option::is_none")]
-            pub access_key_id: Option<String>,
+            pub access_key_id: Option<Secret>,
             /// Static secret access key (environment only)
             #[arg(id = concat!($p, "_secret_access_key"), long = concat!($p, "-secret-access-key"), env = concat!($env, "_SECRET_ACCESS_KEY"), hide = true)]
             #[serde(skip_serializing_if = "Option::is_none")]
-            pub secret_access_key: Option<String>,
+            pub secret_access_key: Option<Secret>,
             /// Session token of temporary keys (environment only)
             #[arg(id = concat!($p, "_session_token"), long = concat!($p, "-session-token"), env = concat!($env, "_SESSION_TOKEN"), hide = true)]
             #[serde(skip_serializing_if = "Option::is_none")]
-            pub session_token: Option<String>,
+            pub session_token: Option<Secret>,
         }
     };
 }

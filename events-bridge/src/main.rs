@@ -42,6 +42,9 @@ struct Cli {
     /// Secrets Manager secret (name or ARN) whose value is the callers' shared secret
     #[arg(long, env = "FERRY_BRIDGE_AUTH_SECRET", value_name = "NAME")]
     auth_secret: Option<String>,
+    /// The callers' shared secret (environment only: FERRY_BRIDGE_TOKEN)
+    #[arg(id = "bridge_token", long = "bridge-token", env = "FERRY_BRIDGE_TOKEN", hide = true)]
+    token: Option<ferry_core::config::Secret>,
     #[command(flatten)]
     locations: Locations,
     /// On Function Compute: accept event invocations (x-fc-control-path: /invoke, as an OSS trigger sends them) without credentials
@@ -56,10 +59,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn auth(cli: &Cli) -> anyhow::Result<Auth> {
-    let secret = match (
-        &cli.auth_secret,
-        std::env::var("FERRY_BRIDGE_TOKEN").ok().filter(|t| !t.is_empty()),
-    ) {
+    let secret = match (&cli.auth_secret, cli.token.clone().map(|t| t.0)) {
         (Some(name), _) => {
             let sdk = ferry_core::aws::sdk_config(None).await;
             let out = aws_sdk_secretsmanager::Client::new(&sdk)

@@ -29,6 +29,14 @@ pub use settings::{Ledger, QueueLocation, Settings, Side, StateLocation};
 #[serde(transparent)]
 pub struct Secret(pub String);
 
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"[redacted]\"")
