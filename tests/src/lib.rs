@@ -298,7 +298,43 @@ pub fn bin(name: &str) -> PathBuf {
         "{} is missing: build it with `cargo build --bins` (tests/run.sh does)",
         p.display()
     );
+    let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some((newest, source))) = (built, newest_source(name)) {
+        assert!(
+            built >= newest,
+            "{} is older than {}: rebuild with `cargo build --workspace --bins` (tests/run.sh does); \
+             a test run alone does not rebuild the binaries it runs",
+            p.display(),
+            source.display()
+        );
+    }
     p
+}
+
+/// The most recently modified source file the binary `name` is built from.
+fn newest_source(name: &str) -> Option<(std::time::SystemTime, PathBuf)> {
+    let crates: &[&str] = match name {
+        "ferry-finder" => &["core/src", "cli/src", "worker/src", "finder/src"],
+        "ferry-worker" => &["core/src", "cli/src", "worker/src"],
+        "ferry-events-bridge" => &["core/src", "cli/src", "events-bridge/src"],
+        _ => return None,
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
+    let mut stack: Vec<PathBuf> = crates.iter().map(|d| root.join(d)).collect();
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                    newest = Some((t, path));
+                }
+            }
+        }
+    }
+    newest
 }
 
 /// A `ferry-finder` command with an isolated environment: no AWS settings from
