@@ -28,6 +28,19 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Where a session's endpoint, work folder and binaries are.
+#[derive(clap::Args)]
+struct SessionArgs {
+    #[command(flatten)]
+    ep: EndpointArgs,
+    /// Work folder (data sets, trees, state files, outputs, logs, results.jsonl)
+    #[arg(long)]
+    work: PathBuf,
+    /// Folder holding ferry-finder (and ferry-bench)
+    #[arg(long)]
+    bins: PathBuf,
+}
+
 #[derive(clap::Args, Clone)]
 struct EndpointArgs {
     /// S3 endpoint URL
@@ -93,13 +106,7 @@ enum Cmd {
     /// `--compare checksum` run over N unchanged files against rclone --checksum
     Checksums {
         #[command(flatten)]
-        ep: EndpointArgs,
-        /// Work folder (the tree and the state file)
-        #[arg(long)]
-        work: PathBuf,
-        /// Folder holding ferry-finder
-        #[arg(long)]
-        bins: PathBuf,
+        session: SessionArgs,
         /// Files in the tree
         #[arg(long, default_value_t = 5000)]
         files: usize,
@@ -115,13 +122,7 @@ enum Cmd {
     /// Run the benchmark session and write RESULTS.md
     Suite {
         #[command(flatten)]
-        ep: EndpointArgs,
-        /// Work folder (data sets, local outputs, logs, results.jsonl)
-        #[arg(long)]
-        work: PathBuf,
-        /// Folder holding ferry-finder and ferry-bench
-        #[arg(long)]
-        bins: PathBuf,
+        session: SessionArgs,
         /// Data sets
         #[arg(long, value_delimiter = ',', default_value = "A,B,C")]
         sets: Vec<String>,
@@ -288,9 +289,7 @@ async fn main() -> Result<()> {
             println!("deleted {n} objects");
         }
         Cmd::Checksums {
-            ep,
-            work,
-            bins,
+            session: SessionArgs { ep, work, bins },
             files,
             mib,
             out,
@@ -314,9 +313,7 @@ async fn main() -> Result<()> {
             println!("{copies} objects to copy among {keys} keys in {secs:.3}s");
         }
         Cmd::Suite {
-            ep,
-            work,
-            bins,
+            session: SessionArgs { ep, work, bins },
             sets,
             dirs,
             tools,

@@ -341,6 +341,7 @@ mod tests {
             "--lease",
             "2m",
             "--dest-path-style",
+            "--src-sign-payload",
             "--dest-storage-class",
             "STANDARD_IA",
         ]);
@@ -350,6 +351,7 @@ mod tests {
         assert_eq!(cfg.transfer.part_size, ByteSize::mib(32));
         assert_eq!(cfg.transfer.lease, std::time::Duration::from_secs(120));
         assert_eq!(cfg.destination.path_style, Some(true));
+        assert!(cfg.source.sign_payload && !cfg.destination.sign_payload);
         assert_eq!(cfg.destination.storage_class.as_deref(), Some("STANDARD_IA"));
         assert_eq!(
             cfg.destination.access_key_id.as_ref().map(|s| s.0.as_str()),
