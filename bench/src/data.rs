@@ -59,6 +59,16 @@ impl SetSpec {
                 count: 1000,
                 sizes: Sizes::LogUniform(KIB, 64 * MIB),
             },
+            ("M", false) => SetSpec {
+                name: "M",
+                count: 60,
+                sizes: Sizes::LogUniform(MIB, 64 * MIB),
+            },
+            ("M", true) => SetSpec {
+                name: "M",
+                count: 6,
+                sizes: Sizes::LogUniform(MIB, 4 * MIB),
+            },
             ("A", true) => SetSpec {
                 name: "A",
                 count: 1,
@@ -74,7 +84,7 @@ impl SetSpec {
                 count: 12,
                 sizes: Sizes::LogUniform(KIB, 12 * MIB),
             },
-            _ => bail!("unknown data set {name:?}; the sets are A, B and C"),
+            _ => bail!("unknown data set {name:?}; the sets are A, B, C and M"),
         })
     }
 

@@ -66,12 +66,12 @@ impl EndpointArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Generate data sets A, B, C under DIR (skipped when already there)
+    /// Generate data sets A, B, C, M under DIR (skipped when already there)
     Gen {
         /// Output folder
         dir: PathBuf,
         /// Sets
-        #[arg(long, value_delimiter = ',', default_value = "A,B,C")]
+        #[arg(long, value_delimiter = ',', default_value = "A,B,C,M")]
         sets: Vec<String>,
         /// Seed
         #[arg(long, default_value_t = 20261121)]
@@ -124,13 +124,18 @@ enum Cmd {
         #[command(flatten)]
         session: SessionArgs,
         /// Data sets
-        #[arg(long, value_delimiter = ',', default_value = "A,B,C")]
+        #[arg(long, value_delimiter = ',', default_value = "A,B,C,M")]
         sets: Vec<String>,
         /// Directions: local-s3, s3-s3, s3-local
         #[arg(long, value_delimiter = ',', default_value = "local-s3,s3-s3,s3-local")]
         dirs: Vec<String>,
-        /// Tools: ceiling, ferry, rclone, s3sync, aws-cli
-        #[arg(long, value_delimiter = ',', default_value = "ceiling,ferry,rclone,s3sync,aws-cli")]
+        /// Tools: ceiling, ferry, ferry-nofsync (--dest-no-fsync), dd (the disk alone), rclone, s3sync, aws-cli.
+        /// ferry-nofsync and dd run only towards local folders
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "ceiling,ferry,ferry-nofsync,dd,rclone,s3sync,aws-cli"
+        )]
         tools: Vec<String>,
         /// Settings: default, matched
         #[arg(long, value_delimiter = ',', default_value = "default,matched")]

@@ -50,7 +50,17 @@ pub struct Row {
     pub error: Option<String>,
 }
 
-const TOOL_ORDER: [&str; 7] = ["ceiling", "ferry", "ferry diff", "rclone", "s3sync", "aws-cli", ""];
+const TOOL_ORDER: [&str; 9] = [
+    "ceiling",
+    "ferry",
+    "ferry-nofsync",
+    "ferry diff",
+    "dd",
+    "rclone",
+    "s3sync",
+    "aws-cli",
+    "",
+];
 
 fn tool_rank(t: &str) -> usize {
     TOOL_ORDER.iter().position(|x| *x == t).unwrap_or(TOOL_ORDER.len())
@@ -114,9 +124,9 @@ pub fn tables(records: &[RunRecord]) -> String {
         } else {
             let _ = writeln!(
                 s,
-                "| tool | setting | runs ok | wall s | MiB/s | CPU s/GiB | CPU s/1k obj | peak RSS MiB | × ferry |"
+                "| tool | setting | runs ok | wall s | MiB/s | CPU s/GiB | CPU s/1k obj | CPU × ceiling | peak RSS MiB | × ferry |"
             );
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         }
         for r in &rows {
             let ratio = if finder {
@@ -130,6 +140,7 @@ pub fn tables(records: &[RunRecord]) -> String {
                     ferry_wall(&rows, &r.setting).or(ferry_wall(&rows, "default")),
                 ) {
                     ("ferry", _) => "—".into(),
+                    ("dd", Some(f)) => format!("ferry at {:.0} % of the disk", 100.0 * r.wall / f),
                     ("ceiling", Some(f)) => format!("ferry at {:.0} % of it", 100.0 * r.wall / f),
                     (_, Some(f)) if r.ok > 0 => format!("{:.2}", r.wall / f),
                     _ => "—".into(),
@@ -150,10 +161,19 @@ pub fn tables(records: &[RunRecord]) -> String {
                 );
             } else {
                 let gib = r.bytes as f64 / (1u64 << 30) as f64;
+                let ceiling_cpu = rows
+                    .iter()
+                    .find(|c| c.tool == "ceiling" && c.ok > 0)
+                    .map(|c| c.cpu)
+                    .filter(|c| *c > 0.0);
+                let cpu_ratio = match ceiling_cpu {
+                    Some(c) if r.ok > 0 && r.tool != "dd" => format!("{:.2}", r.cpu / c),
+                    _ => "—".into(),
+                };
                 let mibs = r.bytes as f64 / (1u64 << 20) as f64 / r.wall;
                 let _ = writeln!(
                     s,
-                    "| {tool} | {} | {}/{} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {ratio} |",
+                    "| {tool} | {} | {}/{} | {:.2} | {:.0} | {:.2} | {:.2} | {cpu_ratio} | {:.0} | {ratio} |",
                     r.setting,
                     r.ok,
                     r.runs,

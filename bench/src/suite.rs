@@ -180,12 +180,7 @@ pub async fn run(cfg: &SuiteConfig) -> Result<()> {
             }
             for &dir in &cfg.dirs {
                 for tool in &cfg.tools {
-                    let settings: &[String] = if tool == "ceiling" {
-                        &cfg.settings[..1]
-                    } else {
-                        &cfg.settings
-                    };
-                    for setting in settings {
+                    for setting in cfg.settings.iter().filter(|s| tools::runs_in(tool, dir, s)) {
                         run_no += 1;
                         let rec = one(cfg, round, spec.name, m, dir, tool, setting, run_no).await?;
                         eprintln!(
@@ -263,7 +258,10 @@ async fn one(
     let state_dir = l.scratch.join("state");
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir)?;
-    let cmd = tools::command(tool, setting, dir, set, l, run_no);
+    let cmd = match tool {
+        "dd" => tools::disk_reference(l, set, m.bytes()),
+        _ => tools::command(tool, setting, dir, set, l, run_no),
+    };
     let log = l.scratch.join(format!("logs/{run_no:05}-{set}-{tool}-{setting}.log"));
     let measured = tokio::task::spawn_blocking({
         let (cmd, log) = (cmd.clone(), log.clone());
@@ -276,7 +274,13 @@ async fn one(
         Err(e) => (0.0, 0.0, 0.0, 0, false, Some(format!("{e:#}"))),
     };
     let mut ok = ok;
-    if ok {
+    if ok && tool == "dd" {
+        let written = std::fs::metadata(l.out.join(set).join(tools::DD_FILE)).map(|md| md.len());
+        if !matches!(written, Ok(n) if n >= m.bytes()) {
+            ok = false;
+            error = Some(format!("dd wrote {written:?} bytes, not {}", m.bytes()));
+        }
+    } else if ok {
         if let Err(e) = raw::verify(&dest_side(l, dir, set), m, cfg.content, 8).await {
             ok = false;
             error = Some(format!("output differs: {e:#}"));

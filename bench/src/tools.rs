@@ -134,7 +134,38 @@ impl Cmd {
 }
 
 /// The tools the harness knows.
-pub const TOOLS: [&str; 5] = ["ceiling", "ferry", "rclone", "s3sync", "aws-cli"];
+pub const TOOLS: [&str; 7] = ["ceiling", "ferry", "ferry-nofsync", "dd", "rclone", "s3sync", "aws-cli"];
+
+/// Whether `tool` runs in direction `dir` at `setting`: the no-fsync ferry
+/// and the disk reference only write local folders, at one setting.
+pub fn runs_in(tool: &str, dir: Direction, setting: &str) -> bool {
+    match tool {
+        "ferry-nofsync" | "dd" => !dir.dst_is_s3() && setting == "default",
+        "ceiling" => setting == "default",
+        _ => true,
+    }
+}
+
+/// The disk's own speed for a set's bytes: `dd` writing as many bytes to one
+/// file in the output folder, synced at the end (`conv=fsync`). Not a copy:
+/// its output is checked by size only.
+pub fn disk_reference(l: &Layout, set: &str, bytes: u64) -> Cmd {
+    let out = l.out.join(set);
+    let mib = bytes.div_ceil(1 << 20).max(1);
+    let mut c = Cmd::new("sh").args([
+        "-c".to_string(),
+        format!(
+            "mkdir -p '{}' && dd if=/dev/zero of='{}' bs=1M count={mib} conv=fsync status=none",
+            out.display(),
+            out.join(DD_FILE).display()
+        ),
+    ]);
+    c.note = Some("the disk alone: dd of the set's size from /dev/zero with conv=fsync, no network, no copy");
+    c
+}
+
+/// The file [`disk_reference`] writes.
+pub const DD_FILE: &str = "dd.bin";
 
 /// Settings of a run.
 pub const SETTINGS: [&str; 2] = ["default", "matched"];
@@ -179,6 +210,7 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             .args([src, dst])
             .env("AWS_ACCESS_KEY_ID", &ep.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &ep.secret_key),
+        "ferry-nofsync" => command("ferry", setting, dir, set, l, run).arg("--dest-no-fsync"),
         "ferry" => {
             let state = l.scratch.join(format!("state/run-{run}.db"));
             let mut c = Cmd::new(l.bins.join("ferry-finder").display().to_string())

@@ -90,6 +90,11 @@ pub struct SideConfig {
     pub sse: Option<String>,
     /// Destination only: KMS key id for `aws:kms`.
     pub sse_kms_key_id: Option<String>,
+    /// Local destination only: write files without syncing them to disk.
+    /// Faster; a power failure (not a killed process) may leave copied
+    /// files with lost bytes. For scratch copies. Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_fsync: bool,
 }
 
 /// Transfer engine settings.

@@ -31,6 +31,8 @@ pub enum Side {
     Local {
         /// The directory.
         dir: PathBuf,
+        /// Whether written files are synced before they are renamed into place.
+        fsync: bool,
     },
 }
 
@@ -47,14 +49,14 @@ impl Side {
     pub fn bucket(&self) -> String {
         match self {
             Side::S3 { config, .. } => config.bucket.clone(),
-            Side::Local { dir } => dir.display().to_string(),
+            Side::Local { dir, .. } => dir.display().to_string(),
         }
     }
 
     /// The directory, for a local side.
     pub fn local_dir(&self) -> Option<&std::path::Path> {
         match self {
-            Side::Local { dir } => Some(dir),
+            Side::Local { dir, .. } => Some(dir),
             Side::S3 { .. } => None,
         }
     }
@@ -68,7 +70,8 @@ impl Side {
     pub async fn open(&self) -> Arc<dyn ObjectStore> {
         match self {
             Side::S3 { config, .. } => Arc::new(S3Store::new(config.clone()).await),
-            Side::Local { dir } => Arc::new(LocalStore::new(dir.clone())),
+            Side::Local { dir, fsync: true } => Arc::new(LocalStore::new(dir.clone())),
+            Side::Local { dir, fsync: false } => Arc::new(LocalStore::new(dir.clone()).without_fsync()),
         }
     }
 }
@@ -248,6 +251,9 @@ impl Role {
 impl SideConfig {
     fn build(&self, role: Role) -> Result<Side, ConfigError> {
         let url = self.url.as_deref().ok_or_else(|| cfg_err(role.arg, "is required"))?;
+        if self.no_fsync && role.flag != DESTINATION.flag {
+            return Err(cfg_err("source.no_fsync", "applies to the destination only"));
+        }
         match Location::parse(url).map_err(|m| cfg_err(role.arg, m))? {
             Location::Local { dir } => {
                 if self.endpoint.is_some() || self.vendor.is_some() {
@@ -256,8 +262,15 @@ impl SideConfig {
                         format!("{url} is a local directory; endpoint and vendor apply to s3:// locations"),
                     ));
                 }
-                Ok(Side::Local { dir })
+                Ok(Side::Local {
+                    dir,
+                    fsync: !self.no_fsync,
+                })
             }
+            Location::S3 { .. } if self.no_fsync => Err(cfg_err(
+                "--dest-no-fsync",
+                format!("{url} is a bucket; the option applies to a local destination directory"),
+            )),
             Location::S3 { bucket, prefix } => Ok(Side::S3 {
                 prefix,
                 config: self.s3_config(bucket, role)?,

@@ -10,6 +10,11 @@ use super::{GetOptions, ObjectStore, PutOptions, StoreError};
 use crate::etag;
 
 /// Deterministic pseudo-random bytes.
+/// An upload's shape.
+pub fn shape(size: u64, part_size: u64) -> super::UploadShape {
+    super::UploadShape { size, part_size }
+}
+
 pub fn data(len: usize, seed: u64) -> Bytes {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
     (0..len)
@@ -139,7 +144,10 @@ pub async fn bad_digest_rejected(store: &dyn ObjectStore, prefix: &str) {
         ),
     }
     assert_eq!(store.head(&key).await.unwrap(), None, "nothing may be written");
-    let id = store.create_multipart(&key, &PutOptions::default()).await.unwrap();
+    let id = store
+        .create_multipart(&key, &PutOptions::default(), shape(1000, 1000))
+        .await
+        .unwrap();
     match store.upload_part(&key, &id, 1, body, wrong).await {
         Err(StoreError::BadDigest { .. }) => {}
         other => panic!(
@@ -158,7 +166,7 @@ pub async fn multipart_resume(store: &dyn ObjectStore, prefix: &str) {
     let key = format!("{prefix}multi");
     let parts = [data(PART, 1), data(PART, 2), data(1234, 3)];
     let id = store
-        .create_multipart(&key, &PutOptions::default())
+        .create_multipart(&key, &PutOptions::default(), shape(2 * PART as u64 + 1234, PART as u64))
         .await
         .expect("create");
     let mut infos = Vec::new();
@@ -216,7 +224,7 @@ pub async fn multipart_resume(store: &dyn ObjectStore, prefix: &str) {
         );
     }
     let id2 = store
-        .create_multipart(&format!("{prefix}aborted"), &PutOptions::default())
+        .create_multipart(&format!("{prefix}aborted"), &PutOptions::default(), shape(10, 10))
         .await
         .unwrap();
     store
@@ -273,7 +281,7 @@ pub async fn unhashed_writes(store: &dyn ObjectStore, prefix: &str) {
     let part = data(5 << 20, 78);
     let mkey = format!("{prefix}unhashed-mp");
     let id = store
-        .create_multipart(&mkey, &PutOptions::default())
+        .create_multipart(&mkey, &PutOptions::default(), shape((5 << 20) + 10, 5 << 20))
         .await
         .expect("create");
     let t1 = store

@@ -15,6 +15,7 @@ use futures::stream::{BoxStream, StreamExt};
 
 use super::{
     Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo,
+    UploadShape,
 };
 
 /// A store operation, named as the trait method it stands for.
@@ -264,9 +265,9 @@ impl ObjectStore for FailingStore {
         self.inner.put_unhashed(key, body, opts).await
     }
 
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
+    async fn create_multipart(&self, key: &str, opts: &PutOptions, shape: UploadShape) -> Result<String> {
         self.check(Op::CreateMultipart, key)?;
-        self.inner.create_multipart(key, opts).await
+        self.inner.create_multipart(key, opts, shape).await
     }
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {

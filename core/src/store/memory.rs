@@ -11,7 +11,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
     Capabilities, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result,
-    StoreError, UploadInfo,
+    StoreError, UploadInfo, UploadShape,
 };
 use crate::etag;
 
@@ -171,7 +171,7 @@ impl ObjectStore for MemoryStore {
         Ok(Some(tag))
     }
 
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
+    async fn create_multipart(&self, key: &str, opts: &PutOptions, _shape: UploadShape) -> Result<String> {
         let mut inner = self.lock();
         inner.next_upload += 1;
         let id = format!("mem-{}", inner.next_upload);

@@ -156,6 +156,34 @@ pub struct PartInfo {
     pub size: u64,
 }
 
+/// The shape of a multipart upload, declared when it starts: the object's
+/// size and the size of every part but the last, which holds the rest. A
+/// store may place parts by it: a directory writes each part at its offset
+/// in one pre-sized file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadShape {
+    /// The object's size in bytes.
+    pub size: u64,
+    /// The size of every part but the last (non-zero).
+    pub part_size: u64,
+}
+
+impl UploadShape {
+    /// How many parts the object has (at least one).
+    pub fn parts(&self) -> u32 {
+        self.size.div_ceil(self.part_size.max(1)).max(1) as u32
+    }
+
+    /// The byte range of part `number` (1-based), or `None` past the last part.
+    pub fn range(&self, number: u32) -> Option<std::ops::Range<u64>> {
+        if number == 0 || number > self.parts() {
+            return None;
+        }
+        let start = (number as u64 - 1) * self.part_size;
+        Some(start..(start + self.part_size).min(self.size))
+    }
+}
+
 /// An unfinished multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadInfo {
@@ -218,9 +246,11 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// it answers [`StoreError::BadDigest`] on mismatch. Returns the ETag.
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>>;
 
-    /// Starts a multipart upload; nothing is visible until
-    /// [`complete_multipart`](Self::complete_multipart). Returns the upload id.
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String>;
+    /// Starts a multipart upload of the given shape; nothing is visible until
+    /// [`complete_multipart`](Self::complete_multipart). Every part sent must
+    /// fit the shape, and completion names every part of it. Returns the
+    /// upload id.
+    async fn create_multipart(&self, key: &str, opts: &PutOptions, shape: UploadShape) -> Result<String>;
 
     /// Uploads one part (1-based `number`) with Content-MD5. Uploading the same
     /// number again replaces it. Returns the part ETag.

@@ -17,6 +17,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
     Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo,
+    UploadShape,
 };
 use crate::retry::{retry, Backoff, BackoffConfig};
 
@@ -142,8 +143,8 @@ impl ObjectStore for RetryingStore {
         retried!(self, self.inner.put_unhashed(key, body.clone(), opts))
     }
 
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
-        retried!(self, self.inner.create_multipart(key, opts))
+    async fn create_multipart(&self, key: &str, opts: &PutOptions, shape: UploadShape) -> Result<String> {
+        retried!(self, self.inner.create_multipart(key, opts, shape))
     }
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aws::error_chain;
+use crate::body::BodyBuf;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -34,7 +35,7 @@ use super::s3_meta::{self, VendorCrc};
 use super::s3_region::RegionFollower;
 use super::{
     Capabilities, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result,
-    StoreError, UploadInfo,
+    StoreError, UploadInfo, UploadShape,
 };
 
 /// Where an [`S3Store`]'s credentials come from. Secrets never come from a
@@ -581,21 +582,9 @@ impl ObjectStore for S3Store {
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
         };
-        // One buffer of the announced length, filled as the chunks arrive: the
-        // body is copied once and never held twice.
         let expected = o.content_length().unwrap_or(0).max(0) as usize;
-        let mut buf = bytes::BytesMut::with_capacity(expected);
-        let mut stream = o.body;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| StoreError::Unreachable {
-                store: self.desc.clone(),
-                operation: "GetObject",
-                message: format!("reading the body of {key:?}: {}", error_chain(&e)),
-            })?;
-            buf.extend_from_slice(&chunk);
-        }
         Ok(GetResult {
-            body: buf.freeze(),
+            body: self.read_body(key, o.body, expected).await?,
             meta,
             attributes,
         })
@@ -616,7 +605,7 @@ impl ObjectStore for S3Store {
         Ok(nonempty(r.e_tag()))
     }
 
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
+    async fn create_multipart(&self, key: &str, opts: &PutOptions, _shape: UploadShape) -> Result<String> {
         let mut req =
             object_request!(self, self.sdk().await.create_multipart_upload(), key).set_request_payer(self.payer());
         if self.crcs.is_some() {
@@ -816,6 +805,35 @@ impl ObjectStore for S3Store {
 }
 
 impl S3Store {
+    /// Reads a body into one buffer of the announced length, filled as the
+    /// chunks arrive: copied once, never held twice, and a large body is a
+    /// memory map of its own (see `crate::body`). A body longer or shorter
+    /// than announced is a cut connection, retried like one.
+    async fn read_body(&self, key: &str, mut stream: ByteStream, expected: usize) -> Result<Bytes> {
+        let cut = |message: String| StoreError::Unreachable {
+            store: self.desc.clone(),
+            operation: "GetObject",
+            message,
+        };
+        let mut buf = BodyBuf::zeroed(expected);
+        let mut at = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| cut(format!("reading the body of {key:?}: {}", error_chain(&e))))?;
+            let end = at + chunk.len();
+            let Some(into) = buf.as_mut_slice().get_mut(at..end) else {
+                return Err(cut(format!(
+                    "the body of {key:?} runs past its Content-Length {expected}"
+                )));
+            };
+            into.copy_from_slice(&chunk);
+            at = end;
+        }
+        if at != expected {
+            return Err(cut(format!("the body of {key:?} ended after {at} of {expected} bytes")));
+        }
+        Ok(buf.freeze(at))
+    }
+
     fn upload_err<E>(
         &self,
         operation: &'static str,

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use ferry_core::etag;
 use ferry_core::job::Job;
 use ferry_core::state::{ObjectRecord, RecordKey, UploadRecord};
-use ferry_core::store::{GetResult, PartInfo, StoreError};
+use ferry_core::store::{GetResult, PartInfo, StoreError, UploadShape};
 use ferry_core::telemetry::{ObjectTransferred, PartUploaded};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::OwnedSemaphorePermit;
@@ -183,7 +183,14 @@ impl Engine {
         self.state.begin_upload(t.rk, t.worker, &up).await?;
         let id = self
             .dst
-            .create_multipart(dkey, &opts)
+            .create_multipart(
+                dkey,
+                &opts,
+                UploadShape {
+                    size: t.size,
+                    part_size: layout.part_size,
+                },
+            )
             .await
             .map_err(EngineError::Dest)?;
         up.upload_id = id.clone();

@@ -11,14 +11,15 @@
 //! (`a-b` < `a/b` < `a0`) while holding one directory's entries per level.
 //!
 //! Writes never expose a partial file: a PUT writes a temporary file under
-//! `<root>/.ferry-uploads/`, syncs it and renames it into place. Multipart
-//! uploads keep one file per part under `<root>/.ferry-uploads/<upload id>/`
-//! (named `<number>.<md5>`, so they survive a crash and can be listed), and
-//! completion concatenates them into a temporary file that is renamed into
-//! place, removing each part once appended so the disk never holds the object
-//! twice. Parts are not synced one by one (see `write_part`); the assembled
-//! file is. A write that fails (a full disk) removes what it began. The
-//! reserved top-level name `.ferry-uploads` is never listed.
+//! `<root>/.ferry-uploads/`, syncs it and renames it into place. A multipart
+//! upload writes its parts at their offsets in one pre-sized staging file
+//! and renames that file into place when it completes (see [`staged`]). A
+//! write that fails (a full disk) removes what it began. The reserved
+//! top-level name `.ferry-uploads` is never listed.
+//!
+//! A store opened [`without_fsync`](LocalStore::without_fsync) skips every
+//! sync: faster, and a power failure may leave renamed files with lost
+//! bytes. For scratch copies only.
 //!
 //! ETags: a file's ETag is a weak token `W/"<mtime ns>-<size>"` (never compared
 //! as content, only used to pin reads); PUT and complete return the MD5 forms
@@ -27,6 +28,8 @@
 use crate::etag::ETag;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
+
+mod staged;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,8 +39,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
     Capabilities, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result,
-    StoreError, UploadInfo,
+    StoreError, UploadInfo, UploadShape,
 };
+use crate::body::BodyBuf;
 use crate::{checksum, etag};
 
 const STAGING: &str = ".ferry-uploads";
@@ -46,6 +50,8 @@ const STAGING: &str = ".ferry-uploads";
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: Arc<PathBuf>,
+    /// Whether files are synced before they are renamed into place.
+    sync: bool,
 }
 
 impl LocalStore {
@@ -53,7 +59,15 @@ impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: Arc::new(root.into()),
+            sync: true,
         }
+    }
+
+    /// The same store, never syncing what it writes: files are renamed into
+    /// place as soon as their bytes are written, and a power failure can
+    /// leave them with lost bytes. For scratch copies.
+    pub fn without_fsync(self) -> Self {
+        Self { sync: false, ..self }
     }
 
     /// The root directory.
@@ -146,7 +160,9 @@ impl LocalStore {
         let mut f = File::create(&tmp)
             .or_else(|_| fs::create_dir_all(&dir).and_then(|_| File::create(&tmp)))
             .map_err(io(&tmp))?;
-        let written = f.write_all(data).and_then(|_| f.sync_data());
+        let written = f
+            .write_all(data)
+            .and_then(|_| if self.sync { f.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(io(&tmp)(e));
@@ -198,74 +214,10 @@ impl LocalStore {
     }
 }
 
-/// Writes part `number` into the upload directory as `<number>.<md5>`.
-/// Parts are not synced one by one: a part lost or cut short by a power
-/// failure lists with the wrong size and is uploaded again on resume, and
-/// completion syncs the assembled file before renaming it into place.
-fn write_part(dir: &Path, number: u32, body: &[u8], md5: [u8; 16]) -> Result<String> {
-    let tmp = dir.join(format!("{number:05}.tmp-{}", random_id()));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(body).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io(&tmp)(e)
-    })?;
-    let fin = dir.join(format!("{number:05}.{}", hex::encode(md5)));
-    fs::rename(&tmp, &fin).map_err(io(&fin))?;
-    // A part uploaded again with other bytes replaces the earlier one.
-    for p in read_parts(dir)? {
-        if p.number == number && !ETag(&p.etag).same(&ETag::of_md5(&md5)) {
-            let _ = fs::remove_file(dir.join(format!("{number:05}.{}", ETag(&p.etag).normalized())));
-        }
-    }
-    Ok(ETag::of_md5(&md5))
-}
-
-/// Concatenates the parts into `tmp` and syncs it; returns the parts' MD5s.
-/// Every part is checked to exist first; each is removed once appended, so
-/// the disk holds the object plus one part at most, not the object twice. A
-/// failure part-way loses the parts already appended: they list as missing
-/// and are uploaded again.
-fn assemble(s: &LocalStore, dir: &Path, tmp: &Path, parts: &[PartInfo]) -> Result<Vec<[u8; 16]>> {
-    let invalid = |message: String| StoreError::Backend {
-        store: s.describe(),
-        operation: "CompleteMultipartUpload",
-        code: "InvalidPart".into(),
-        message,
-        retryable: false,
-    };
-    let mut files = Vec::with_capacity(parts.len());
-    for p in parts {
-        let md5 = ETag(&p.etag)
-            .md5()
-            .ok_or_else(|| invalid(format!("part {} has a malformed ETag {}", p.number, p.etag)))?;
-        let pf = dir.join(format!("{:05}.{}", p.number, hex::encode(md5)));
-        if !pf.is_file() {
-            return Err(invalid(format!(
-                "part {} with ETag {} was not uploaded",
-                p.number, p.etag
-            )));
-        }
-        files.push((pf, md5));
-    }
-    let mut out = File::create(tmp).map_err(io(tmp))?;
-    for (pf, _) in &files {
-        let mut inp = File::open(pf).map_err(io(pf))?;
-        std::io::copy(&mut inp, &mut out).map_err(io(tmp))?;
-        drop(inp);
-        let _ = fs::remove_file(pf);
-    }
-    out.sync_data().map_err(io(tmp))?;
-    Ok(files.into_iter().map(|(_, m)| m).collect())
-}
-
-/// Reads up to this many bytes in the same blocking call that opens the file.
-const SMALL_READ: usize = 1 << 20;
-
-fn read_at(f: &mut File, path: &Path, start: u64, mut buf: Vec<u8>) -> Result<Vec<u8>> {
+fn read_at(f: &mut File, path: &Path, start: u64, buf: &mut [u8]) -> Result<()> {
     f.seek(SeekFrom::Start(start))
-        .and_then(|_| f.read_exact(&mut buf))
-        .map_err(io(path))?;
-    Ok(buf)
+        .and_then(|_| f.read_exact(buf))
+        .map_err(io(path))
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -462,75 +414,60 @@ impl ObjectStore for LocalStore {
     async fn get(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
         let key = key.to_string();
         let opts = opts.clone();
-        let opened = self
-            .blocking(move |s| {
-                let path = s.path_of(&key)?;
-                let mut f = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::NotFound
-                            || e.kind() == std::io::ErrorKind::NotADirectory =>
-                    {
-                        return Err(StoreError::NotFound {
-                            store: s.describe(),
-                            key,
-                        });
-                    }
-                    Err(e) => return Err(io(&path)(e)),
-                };
-                let md = f.metadata().map_err(io(&path))?;
-                if !md.is_file() {
+        self.blocking(move |s| {
+            let path = s.path_of(&key)?;
+            let mut f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
                     return Err(StoreError::NotFound {
                         store: s.describe(),
                         key,
                     });
                 }
-                if let Some(expected) = &opts.if_match {
-                    if !ETag(expected).same(&weak_etag(&md)) {
-                        return Err(StoreError::PreconditionFailed {
-                            store: s.describe(),
-                            key,
-                            expected: expected.clone(),
-                        });
-                    }
-                }
-                let (start, end) = match &opts.range {
-                    Some(r) => (r.start.min(md.len()), r.end.min(md.len())),
-                    None => (0, md.len()),
-                };
-                let attributes = ObjectAttributes {
-                    content_type: mime_guess::from_path(&path)
-                        .first()
-                        .map(|m| m.essence_str().to_string()),
-                    user: mtime_ns(&md)
-                        .map(|ns| (checksum::MTIME_META.to_string(), checksum::format_mtime(ns)))
-                        .into_iter()
-                        .collect(),
-                    ..Default::default()
-                };
-                let meta = file_meta(key, &md);
-                let len = end.saturating_sub(start) as usize;
-                let small = (len <= SMALL_READ).then(|| read_at(&mut f, &path, start, vec![0u8; len]));
-                Ok((f, path, start, len, small, meta, attributes))
-            })
-            .await?;
-        let (mut f, path, start, len, small, meta, attributes) = opened;
-        // Large buffers are allocated here, on the async side, not on a
-        // blocking-pool thread: the allocator keeps memory freed by other
-        // threads in the allocating thread's heap, and an idle blocking thread
-        // would hold every buffer it ever allocated.
-        let body = match small {
-            Some(body) => body?,
-            None => {
-                let buf = vec![0u8; len];
-                self.blocking(move |_| read_at(&mut f, &path, start, buf)).await?
+                Err(e) => return Err(io(&path)(e)),
+            };
+            let md = f.metadata().map_err(io(&path))?;
+            if !md.is_file() {
+                return Err(StoreError::NotFound {
+                    store: s.describe(),
+                    key,
+                });
             }
-        };
-        Ok(GetResult {
-            body: body.into(),
-            meta,
-            attributes,
+            if let Some(expected) = &opts.if_match {
+                if !ETag(expected).same(&weak_etag(&md)) {
+                    return Err(StoreError::PreconditionFailed {
+                        store: s.describe(),
+                        key,
+                        expected: expected.clone(),
+                    });
+                }
+            }
+            let (start, end) = match &opts.range {
+                Some(r) => (r.start.min(md.len()), r.end.min(md.len())),
+                None => (0, md.len()),
+            };
+            let attributes = ObjectAttributes {
+                content_type: mime_guess::from_path(&path)
+                    .first()
+                    .map(|m| m.essence_str().to_string()),
+                user: mtime_ns(&md)
+                    .map(|ns| (checksum::MTIME_META.to_string(), checksum::format_mtime(ns)))
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            };
+            let meta = file_meta(key, &md);
+            let len = end.saturating_sub(start) as usize;
+            // A large body is a memory map of its own (see `crate::body`).
+            let mut buf = BodyBuf::zeroed(len);
+            read_at(&mut f, &path, start, buf.as_mut_slice())?;
+            Ok(GetResult {
+                body: buf.freeze(len),
+                meta,
+                attributes,
+            })
         })
+        .await
     }
 
     async fn put(&self, key: &str, body: Bytes, md5: [u8; 16], opts: &PutOptions) -> Result<Option<String>> {
@@ -560,20 +497,13 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
+    async fn create_multipart(&self, key: &str, opts: &PutOptions, shape: UploadShape) -> Result<String> {
         let key = key.to_string();
         let mtime = opts.attributes.user.get(checksum::MTIME_META).cloned();
         self.blocking(move |s| {
             s.path_of(&key)?;
             let id = random_id();
-            let dir = s.staging().join(&id);
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-            if let Some(m) = mtime {
-                let mf = dir.join(checksum::MTIME_META);
-                fs::write(&mf, m.as_bytes()).map_err(io(&mf))?;
-            }
-            let kf = dir.join("key");
-            fs::write(&kf, key.as_bytes()).map_err(io(&kf))?;
+            staged::create(&s.staging().join(&id), &key, shape, mtime.as_deref())?;
             Ok(id)
         })
         .await
@@ -589,7 +519,7 @@ impl ObjectStore for LocalStore {
                     key,
                 });
             }
-            write_part(&dir, number, &body, md5)
+            staged::write_part(s, &dir, number, &body, md5)
         })
         .await
     }
@@ -598,14 +528,14 @@ impl ObjectStore for LocalStore {
         let (key, upload_id) = (key.to_string(), upload_id.to_string());
         self.blocking(move |s| {
             let dir = s.upload_dir(&key, &upload_id)?;
-            write_part(&dir, number, &body, etag::md5(&body))
+            staged::write_part(s, &dir, number, &body, etag::md5(&body))
         })
         .await
     }
 
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
         let (key, upload_id) = (key.to_string(), upload_id.to_string());
-        self.blocking(move |s| read_parts(&s.upload_dir(&key, &upload_id)?))
+        self.blocking(move |s| staged::list_parts(s, &s.upload_dir(&key, &upload_id)?))
             .await
     }
 
@@ -613,24 +543,17 @@ impl ObjectStore for LocalStore {
         let (key, upload_id, parts) = (key.to_string(), upload_id.to_string(), parts.to_vec());
         self.blocking(move |s| {
             let dir = s.upload_dir(&key, &upload_id)?;
-            let tmp = dir.join("assembled");
-            let assembled = assemble(s, &dir, &tmp, &parts);
-            if assembled.is_err() {
-                // Nothing half-assembled stays behind to fill the disk.
-                let _ = fs::remove_file(&tmp);
-            }
-            let md5s = assembled?;
+            let (tmp, md5s) = staged::finish(s, &dir, &parts)?;
             // The source's modification time, kept with the upload when it began.
             let mut opts = PutOptions::default();
             if let Ok(m) = fs::read_to_string(dir.join(checksum::MTIME_META)) {
                 opts.attributes.user.insert(checksum::MTIME_META.into(), m);
             }
-            if let Err(e) = set_mtime(&tmp, source_mtime(&opts)) {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-            s.publish(&key, &tmp)?;
+            set_mtime(&tmp, source_mtime(&opts))?;
+            let published = s.publish(&key, &tmp);
+            // Published or not, the staging file is gone: so is the upload.
             let _ = fs::remove_dir_all(&dir);
+            published?;
             s.tidy();
             Ok(Some(ETag::of_parts(md5s.iter())))
         })
@@ -704,25 +627,6 @@ impl ObjectStore for LocalStore {
     }
 }
 
-fn read_parts(dir: &Path) -> Result<Vec<PartInfo>> {
-    let mut parts = Vec::new();
-    for ent in fs::read_dir(dir).map_err(io(dir))?.flatten() {
-        let name = ent.file_name().to_string_lossy().into_owned();
-        let Some((n, md5)) = name.split_once('.') else { continue };
-        let (Ok(number), true) = (n.parse::<u32>(), md5.len() == 32) else {
-            continue;
-        };
-        let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
-        parts.push(PartInfo {
-            number,
-            etag: format!("\"{md5}\""),
-            size,
-        });
-    }
-    parts.sort_by_key(|p| p.number);
-    Ok(parts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,6 +642,66 @@ mod tests {
         conformance::bad_digest_rejected(&s, "x/").await;
         conformance::multipart_resume(&s, "m/").await;
         conformance::unhashed_writes(&s, "u/").await;
+        let unsynced = LocalStore::new(dir.path().join("scratch")).without_fsync();
+        conformance::put_get_list_delete(&unsynced, "").await;
+        conformance::multipart_resume(&unsynced, "m/").await;
+    }
+
+    /// Parts land at their offsets in any order; a journaled part whose bytes
+    /// were lost is not listed (so it is sent again); a part that does not
+    /// fit the shape is refused; completion moves the staging file into place.
+    #[tokio::test]
+    async fn parts_are_placed_by_the_shape_and_lost_bytes_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        let parts = [
+            conformance::data(4096, 1),
+            conformance::data(4096, 2),
+            conformance::data(100, 3),
+        ];
+        let id = s
+            .create_multipart("k", &PutOptions::default(), conformance::shape(8292, 4096))
+            .await
+            .unwrap();
+        let mut infos = Vec::new();
+        for n in [3u32, 1, 2] {
+            let body = parts[n as usize - 1].clone();
+            let etag = s.upload_part_unhashed("k", &id, n, body.clone()).await.unwrap();
+            infos.push(PartInfo {
+                number: n,
+                etag,
+                size: body.len() as u64,
+            });
+        }
+        infos.sort_by_key(|p| p.number);
+        match s.upload_part_unhashed("k", &id, 2, conformance::data(10, 9)).await {
+            Err(StoreError::Backend { code, message, .. }) => {
+                assert_eq!(code, "InvalidPart");
+                assert!(message.contains("needs 4096"), "{message}");
+            }
+            other => panic!("a part of the wrong size must be refused, got {other:?}"),
+        }
+        assert!(s
+            .upload_part_unhashed("k", &id, 4, conformance::data(1, 9))
+            .await
+            .is_err());
+
+        // Bytes of part 2 lost after its journal line was written.
+        let data = dir.path().join(STAGING).join(&id).join(staged::DATA);
+        let f = File::options().write(true).open(&data).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 16], 4096).unwrap();
+        let listed: Vec<u32> = s.list_parts("k", &id).await.unwrap().iter().map(|p| p.number).collect();
+        assert_eq!(listed, vec![1, 3], "the damaged part is not listed");
+        s.upload_part_unhashed("k", &id, 2, parts[1].clone()).await.unwrap();
+        assert_eq!(s.list_parts("k", &id).await.unwrap().len(), 3);
+
+        match s.complete_multipart("k", &id, &infos[..2]).await {
+            Err(StoreError::Backend { code, .. }) => assert_eq!(code, "InvalidPart"),
+            other => panic!("completing with a part missing must fail, got {other:?}"),
+        }
+        s.complete_multipart("k", &id, &infos).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("k")).unwrap(), parts.concat());
+        assert!(!dir.path().join(STAGING).exists(), "nothing staged is left");
     }
 
     #[tokio::test]
