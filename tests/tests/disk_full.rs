@@ -1,8 +1,10 @@
 //! A local destination whose file system fills up: the run ends with a clear
 //! error naming the file and what to do, leaves no partial file at any key,
-//! and, once space is freed, a second run finishes the transfer, reusing the
-//! parts that were written. The destination is a 24 MiB tmpfs mounted for the
-//! test (the suite runs as root; without the mount the test fails).
+//! and, once space is freed, a second run finishes the transfer. A
+//! multipart copy reserves its whole staging file before fetching a byte, so
+//! an object that cannot fit fails at once instead of half-way. The
+//! destination is a 24 MiB tmpfs mounted for the test (the suite runs as
+//! root; without the mount the test fails).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
