@@ -815,23 +815,22 @@ impl S3Store {
             operation: "GetObject",
             message,
         };
-        let mut buf = BodyBuf::zeroed(expected);
-        let mut at = 0;
+        let mut buf = BodyBuf::with_capacity(expected);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| cut(format!("reading the body of {key:?}: {}", error_chain(&e))))?;
-            let end = at + chunk.len();
-            let Some(into) = buf.as_mut_slice().get_mut(at..end) else {
+            if !buf.push(&chunk) {
                 return Err(cut(format!(
                     "the body of {key:?} runs past its Content-Length {expected}"
                 )));
-            };
-            into.copy_from_slice(&chunk);
-            at = end;
+            }
         }
-        if at != expected {
-            return Err(cut(format!("the body of {key:?} ended after {at} of {expected} bytes")));
+        if buf.len() != expected {
+            let got = buf.len();
+            return Err(cut(format!(
+                "the body of {key:?} ended after {got} of {expected} bytes"
+            )));
         }
-        Ok(buf.freeze(at))
+        Ok(buf.freeze())
     }
 
     fn upload_err<E>(

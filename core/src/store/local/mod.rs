@@ -27,7 +27,7 @@
 
 use crate::etag::ETag;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 
 mod staged;
 use std::path::{Path, PathBuf};
@@ -212,12 +212,6 @@ impl LocalStore {
             }
         })
     }
-}
-
-fn read_at(f: &mut File, path: &Path, start: u64, buf: &mut [u8]) -> Result<()> {
-    f.seek(SeekFrom::Start(start))
-        .and_then(|_| f.read_exact(buf))
-        .map_err(io(path))
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -416,7 +410,7 @@ impl ObjectStore for LocalStore {
         let opts = opts.clone();
         self.blocking(move |s| {
             let path = s.path_of(&key)?;
-            let mut f = match File::open(&path) {
+            let f = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
                     return Err(StoreError::NotFound {
@@ -459,13 +453,8 @@ impl ObjectStore for LocalStore {
             let meta = file_meta(key, &md);
             let len = end.saturating_sub(start) as usize;
             // A large body is a memory map of its own (see `crate::body`).
-            let mut buf = BodyBuf::zeroed(len);
-            read_at(&mut f, &path, start, buf.as_mut_slice())?;
-            Ok(GetResult {
-                body: buf.freeze(len),
-                meta,
-                attributes,
-            })
+            let body = BodyBuf::read_file(&f, start, len).map_err(io(&path))?;
+            Ok(GetResult { body, meta, attributes })
         })
         .await
     }
