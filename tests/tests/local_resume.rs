@@ -3,6 +3,7 @@
 //! run keeps every part journaled before the kill (their bytes are read back
 //! and still match), fetches only the rest (GETs counted in radosgw's request
 //! log), and the file is byte-identical with nothing staged left behind.
+//! `--dest-no-fsync` writes the same way without syncing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -133,4 +134,51 @@ async fn kill_nine_mid_download_then_resume_fetches_only_missing_parts() {
         "resumed file differs"
     );
     assert!(!dst.join(".ferry-uploads").exists(), "nothing staged is left behind");
+}
+
+/// `--dest-no-fsync` copies a tree (a multipart object included) from
+/// radosgw byte for byte, and is refused, naming the flag, for a bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_fsync_copies_into_a_folder_and_is_refused_for_a_bucket() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("no-fsync").await;
+    let files: std::collections::BTreeMap<String, Vec<u8>> = [
+        ("small.txt".to_string(), data(1000, 1)),
+        ("dir/big.bin".to_string(), data(12 * MIB + 7, 2)),
+    ]
+    .into_iter()
+    .collect();
+    rgw.put_all(&bucket, &files).await;
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    let mut args = vec![
+        format!("s3://{bucket}/"),
+        dst.display().to_string(),
+        "--state".into(),
+        work.path().join("s.sqlite").display().to_string(),
+        "--dest-no-fsync".into(),
+        "--part-size".into(),
+        "5MiB".into(),
+        "--multipart-threshold".into(),
+        "5MiB".into(),
+    ];
+    args.extend(rgw.flags("src"));
+    let out = run(finder(&args, &rgw.envs("src")));
+    assert!(out.status.success(), "the copy succeeds");
+    assert_same("copied without fsync", &files, &read_tree(&dst));
+    assert!(!dst.join(".ferry-uploads").exists(), "nothing staged is left behind");
+
+    let src = work.path().join("src");
+    write_tree(&src, &files);
+    let mut to_bucket = vec![
+        src.display().to_string(),
+        format!("s3://{bucket}/again/"),
+        "--dest-no-fsync".into(),
+    ];
+    to_bucket.extend(rgw.flags("dest"));
+    let out = run(finder(&to_bucket, &rgw.envs("dest")));
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "refused for a bucket");
+    assert!(text.contains("--dest-no-fsync"), "the error names the flag: {text}");
+    assert!(rgw.read_all(&bucket, "again/").await.is_empty(), "nothing was written");
 }

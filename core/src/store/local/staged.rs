@@ -94,9 +94,13 @@ pub(super) fn shape(s: &LocalStore, dir: &Path) -> Result<UploadShape> {
 }
 
 fn invalid_part(s: &LocalStore, message: String) -> StoreError {
+    invalid_part_in(s, "UploadPart", message)
+}
+
+fn invalid_part_in(s: &LocalStore, operation: &'static str, message: String) -> StoreError {
     StoreError::Backend {
         store: s.describe(),
-        operation: "UploadPart",
+        operation,
         code: "InvalidPart".into(),
         message,
         retryable: false,
@@ -211,13 +215,7 @@ fn md5_of_range(f: &File, range: std::ops::Range<u64>) -> std::io::Result<[u8; 1
 pub(super) fn finish(s: &LocalStore, dir: &Path, parts: &[PartInfo]) -> Result<(PathBuf, Vec<[u8; 16]>)> {
     let shape = shape(s, dir)?;
     let journal = journal(dir)?;
-    let complete_err = |message: String| StoreError::Backend {
-        store: s.describe(),
-        operation: "CompleteMultipartUpload",
-        code: "InvalidPart".into(),
-        message,
-        retryable: false,
-    };
+    let complete_err = |message: String| invalid_part_in(s, "CompleteMultipartUpload", message);
     if parts.len() as u32 != shape.parts() || parts.iter().zip(1..).any(|(p, n)| p.number != n) {
         return Err(complete_err(format!(
             "completion must name parts 1 to {} in order; it named {}",
