@@ -212,6 +212,19 @@ pub struct TransferArgs {
     #[arg(long, env = "FERRY_LEASE", value_name = "DURATION")]
     #[serde(serialize_with = "duration", skip_serializing_if = "Option::is_none")]
     pub lease: Option<humantime::Duration>,
+    /// Copy inside the store, with no byte through this machine: auto (when both sides are buckets of
+    /// the same endpoint; streams instead, saying why, when the store refuses), always (a refusal is
+    /// an error), never [default: auto]
+    #[arg(long, env = "FERRY_SERVER_SIDE", value_name = "MODE", value_parser = ["auto", "always", "never"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_side: Option<String>,
+    /// Bandwidth limit of this process's reads from the source: a rate (10M, 512k; bytes per second in
+    /// powers of 1024, KiB without a unit) or a timetable like rclone's, e.g. "08:00,512k 12:00,10M
+    /// Sat-00:00,off" (local time; each entry holds until the next). A limit shared by every worker of
+    /// the queue is set with `ferry-finder bwlimit` [default: none]
+    #[arg(long, env = "FERRY_BWLIMIT", value_name = "LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<String>,
     /// On SIGTERM/SIGINT, time given to running jobs before they are stopped and released [default: 25s]
     #[arg(long, env = "FERRY_SHUTDOWN_GRACE", value_name = "DURATION")]
     #[serde(serialize_with = "duration", skip_serializing_if = "Option::is_none")]

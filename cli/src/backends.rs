@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ferry_core::bandwidth::SharedBandwidth;
 use ferry_core::config::{Ledger, QueueLocation, Settings, Side, StateLocation, TransferConfig};
 use ferry_core::db::Db;
 use ferry_core::queue::{EmbeddedQueue, JobQueue, SqsQueue};
@@ -39,6 +40,8 @@ pub struct LedgerBackends {
     pub queue: Arc<dyn JobQueue>,
     /// The state store.
     pub state: Arc<dyn StateStore>,
+    /// The state store's side of the fleet-wide bandwidth limit.
+    pub bandwidth: Arc<dyn SharedBandwidth>,
 }
 
 impl LedgerBackends {
@@ -61,15 +64,25 @@ impl LedgerBackends {
             true => Some(ferry_core::aws::sdk_config(None).await),
             false => None,
         };
-        let state: Arc<dyn StateStore> = match &ledger.state {
-            StateLocation::Embedded(p) => Arc::new(EmbeddedStateStore::new(embedded(p)?)),
-            StateLocation::Dynamo { table } => Arc::new(DynamoStateStore::new(sdk.as_ref().expect("loaded"), table)),
+        let (state, bandwidth): (Arc<dyn StateStore>, Arc<dyn SharedBandwidth>) = match &ledger.state {
+            StateLocation::Embedded(p) => {
+                let s = Arc::new(EmbeddedStateStore::new(embedded(p)?));
+                (s.clone(), s)
+            }
+            StateLocation::Dynamo { table } => {
+                let s = Arc::new(DynamoStateStore::new(sdk.as_ref().expect("loaded"), table));
+                (s.clone(), s)
+            }
         };
         let queue: Arc<dyn JobQueue> = match &ledger.queue {
             QueueLocation::Embedded(p) => Arc::new(EmbeddedQueue::new(embedded(p)?, t.max_receives)),
             QueueLocation::Sqs { url } => Arc::new(SqsQueue::new(sdk.as_ref().expect("loaded"), url)),
         };
-        Ok(Self { queue, state })
+        Ok(Self {
+            queue,
+            state,
+            bandwidth,
+        })
     }
 }
 
@@ -84,6 +97,8 @@ pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     /// The state store.
     pub state: Arc<dyn StateStore>,
+    /// The state store's side of the fleet-wide bandwidth limit.
+    pub bandwidth: Arc<dyn SharedBandwidth>,
 }
 
 impl Backends {
@@ -95,6 +110,7 @@ impl Backends {
             destination: Self::store(&settings.destination, &settings.transfer).await,
             queue: ledger.queue,
             state: ledger.state,
+            bandwidth: ledger.bandwidth,
         })
     }
 }

@@ -116,6 +116,11 @@ CREATE TABLE IF NOT EXISTS file_part_etags(
     part_size INTEGER NOT NULL,
     etag TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bandwidth(
+    name TEXT PRIMARY KEY,
+    limit_text TEXT,
+    tat_us INTEGER NOT NULL DEFAULT 0
+);
 "#;
 
 /// Columns added after the first release: (table, column, declaration).

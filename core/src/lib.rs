@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod bandwidth;
 pub mod body;
 pub mod checksum;
 pub mod config;

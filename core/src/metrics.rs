@@ -100,8 +100,17 @@ pub mod defs {
         "Source objects listed by the finder (its list rate is this over time).",
     );
 
+    /// The bandwidth limit in force, by `scope` (process, fleet).
+    pub const BANDWIDTH_LIMIT: Def = def(
+        "ferry.bandwidth.limit",
+        "By/s",
+        "Bytes/Second",
+        "The bandwidth limit in force on reads from the source, by scope (process: --bwlimit; fleet: shared by the queue's workers); 0 when none applies now.",
+    );
+
     /// Every metric.
-    pub const ALL: [Def; 7] = [
+    pub const ALL: [Def; 8] = [
+        BANDWIDTH_LIMIT,
         OBJECTS,
         BYTES,
         PART_DURATION,
@@ -157,6 +166,7 @@ struct Instruments {
     takeovers: Counter<u64>,
     queue_lag: Histogram<f64>,
     listed: Counter<u64>,
+    bandwidth_limit: opentelemetry::metrics::Gauge<u64>,
 }
 
 /// The instruments, made on first use from the global meter (so after a
@@ -185,6 +195,11 @@ fn instruments() -> &'static Instruments {
             takeovers: counter(defs::LEASE_TAKEOVERS),
             queue_lag: histogram(defs::QUEUE_LAG),
             listed: counter(defs::LISTED),
+            bandwidth_limit: m
+                .u64_gauge(defs::BANDWIDTH_LIMIT.name)
+                .with_unit(defs::BANDWIDTH_LIMIT.unit)
+                .with_description(defs::BANDWIDTH_LIMIT.description)
+                .build(),
         }
     })
 }
@@ -203,6 +218,7 @@ pub struct Totals {
     takeovers: AtomicU64,
     queue_lags: Mutex<Vec<f64>>,
     listed: AtomicU64,
+    bandwidth_limits: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// What [`Totals::take`] hands out.
@@ -222,6 +238,8 @@ pub struct Snapshot {
     pub queue_lags: Vec<f64>,
     /// Objects listed.
     pub listed: u64,
+    /// The bandwidth limits last in force, by scope (0: none).
+    pub bandwidth_limits: BTreeMap<&'static str, u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -246,6 +264,7 @@ impl Totals {
             takeovers: self.takeovers.swap(0, Ordering::Relaxed),
             queue_lags: std::mem::take(&mut *lock(&self.queue_lags)),
             listed: self.listed.swap(0, Ordering::Relaxed),
+            bandwidth_limits: std::mem::take(&mut *lock(&self.bandwidth_limits)),
         }
     }
 }
@@ -300,6 +319,16 @@ pub fn listed(n: u64) {
     instruments().listed.add(n, &[]);
 }
 
+/// The bandwidth limit of `scope` (`process`, `fleet`) now in force, bytes
+/// per second (`None`: no limit now).
+pub fn bandwidth_limit(scope: &'static str, rate: Option<u64>) {
+    let v = rate.unwrap_or(0);
+    lock(&totals().bandwidth_limits).insert(scope, v);
+    instruments()
+        .bandwidth_limit
+        .record(v, &[KeyValue::new("scope", scope)]);
+}
+
 /// One CloudWatch Embedded Metric Format record of `s`, for `service`
 /// (dimension `Service`), at `timestamp_ms`. Counters become one metric per
 /// label value (`ferry.objects.transferred`, `ferry.retries.throttled`);
@@ -337,6 +366,10 @@ pub fn emf_line(service: &str, s: &Snapshot, timestamp_ms: i64) -> Option<serde_
     }
     if s.listed > 0 {
         put(defs::LISTED.name.into(), "Count", json!(s.listed));
+    }
+    for (scope, v) in &s.bandwidth_limits {
+        let d = defs::BANDWIDTH_LIMIT;
+        put(format!("{}.{scope}", d.name), d.cloudwatch_unit, json!(v));
     }
     if metrics.is_empty() {
         return None;

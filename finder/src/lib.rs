@@ -145,7 +145,11 @@ pub async fn run(
     state.run_start(&run_id).await.context("recording the run")?;
     let started = Instant::now();
     let producer_done = Arc::new(AtomicBool::new(false));
-    let progress = Progress::start(opts.progress, worker.engine.stats.clone());
+    let progress = Progress::start(
+        opts.progress,
+        worker.engine.stats.clone(),
+        worker.engine.pacing().clone(),
+    );
     let runner = (opts.workers > 0).then(|| {
         let mut cfg = worker.runner.clone();
         cfg.workers = opts.workers;

@@ -180,6 +180,21 @@ enum Command {
         #[command(flatten)]
         job: JobArgs,
     },
+    /// Shows or sets the bandwidth limit shared by every worker of the job's
+    /// queue, kept in the state store (DynamoDB or the embedded file).
+    /// Running workers read it again within 30 s; no restart. LIMIT is a rate
+    /// (10M, 512k), a timetable like rclone's ("08:00,512k 12:00,10M
+    /// Sat-00:00,off", local time), or `off` to remove it. Without LIMIT,
+    /// shows the limit and the rate it gives now. Each process's own limit is
+    /// --bwlimit. Uses --queue/--state (or --config) like status.
+    Bwlimit {
+        /// The new limit: RATE, "TIME,RATE …" or off
+        limit: Option<String>,
+        #[command(flatten)]
+        locations: Locations,
+        #[command(flatten)]
+        job: JobArgs,
+    },
     /// Aborts unfinished multipart uploads under a destination prefix (they
     /// cost storage until aborted). Uses the --dest-* connection flags.
     CleanUploads {
@@ -266,6 +281,25 @@ async fn subcommand(command: Command) -> anyhow::Result<u8> {
                 timeout: timeout.map(Into::into),
             };
             ferry_finder::status::status(&ledger, &backends, &opts).await
+        }
+        Command::Bwlimit { limit, locations, job } => {
+            let cfg = job.load([locations.layer()]).context("reading the job settings")?;
+            let ledger = cfg.ledger().context("invalid job settings")?;
+            let backends = LedgerBackends::open(&ledger, &cfg.transfer)
+                .await
+                .context("opening the job's state")?;
+            if let Some(text) = limit {
+                let t: ferry_core::bandwidth::Timetable = text.parse().map_err(|e| anyhow::anyhow!("LIMIT: {e}"))?;
+                let off = t.to_string().eq_ignore_ascii_case("off");
+                let value = (!off).then(|| t.to_string());
+                backends
+                    .bandwidth
+                    .set_fleet_limit(&ledger.queue.name(), value.as_deref())
+                    .await
+                    .context("saving the fleet's bandwidth limit")?;
+            }
+            ferry_finder::status::print_fleet_limit(&ledger, &backends).await?;
+            Ok(0)
         }
         Command::Redrive { locations, job } => {
             let cfg = job.load([locations.layer()]).context("reading the job settings")?;

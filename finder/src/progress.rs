@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_core::bandwidth::{format_rate, Pacing};
 use ferry_worker::engine::Stats;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -26,7 +27,7 @@ pub struct Progress {
 
 impl Progress {
     /// Starts the display.
-    pub fn start(tty: bool, stats: Arc<Stats>) -> Self {
+    pub fn start(tty: bool, stats: Arc<Stats>, pacing: Pacing) -> Self {
         let planned = Arc::new(Planned::default());
         let bar = tty.then(|| {
             let bar = ProgressBar::new(0);
@@ -66,11 +67,15 @@ impl Progress {
                 } else {
                     " (listing…)"
                 };
+                let limit = pacing.current();
+                let limited = limit
+                    .map(|r| format!(" · limit {}", format_rate(Some(r))))
+                    .unwrap_or_default();
                 match &bar {
                     Some(bar) => {
                         bar.set_length(bytes);
                         bar.set_position(done_bytes.min(bytes));
-                        bar.set_message(format!("{done_objs}/{objs} objects{listing}"));
+                        bar.set_message(format!("{done_objs}/{objs} objects{listing}{limited}"));
                     }
                     None => tracing::info!(
                         objects_done = done_objs,
@@ -78,6 +83,7 @@ impl Progress {
                         bytes_done = done_bytes,
                         bytes_queued = bytes,
                         identical = planned.identical.load(Ordering::Relaxed),
+                        limit_bytes_per_sec = limit,
                         "Progress."
                     ),
                 }

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use ferry_cli::backends::LedgerBackends;
 use ferry_core::config::{Ledger, StateLocation};
 use ferry_core::queue::{JobQueue, QueueStats};
@@ -129,6 +129,7 @@ pub async fn status(ledger: &Ledger, backends: &LedgerBackends, opts: &StatusOpt
         let complete = view.complete();
         if complete || !opts.wait {
             print(&view, queue);
+            print_fleet_limit(ledger, backends).await?;
             name_failures(&view, state, &run).await?;
             out!("Status: {}", if complete { "complete" } else { "running" });
             return Ok(if complete && view.failed() > 0 { 1 } else { 0 });
@@ -140,6 +141,28 @@ pub async fn status(ledger: &Ledger, backends: &LedgerBackends, opts: &StatusOpt
         }
         tokio::time::sleep(opts.interval).await;
     }
+}
+
+/// The fleet's bandwidth limit, when one is set, and the rate it gives now.
+pub async fn print_fleet_limit(ledger: &Ledger, backends: &LedgerBackends) -> anyhow::Result<()> {
+    let name = ledger.queue.name();
+    let text = backends
+        .bandwidth
+        .fleet_limit(&name)
+        .await
+        .with_context(|| format!("reading the fleet's bandwidth limit from {}", describe(&ledger.state)))?;
+    match text.as_deref().map(str::parse::<ferry_core::bandwidth::Timetable>) {
+        Some(Ok(t)) => {
+            let now = t.rate_now();
+            out!(
+                "  bandwidth limit (every worker together): {t}; now {}",
+                ferry_core::bandwidth::format_rate(now)
+            );
+        }
+        Some(Err(e)) => out!("  bandwidth limit (every worker together): unreadable ({e}); not applied"),
+        None => out!("  bandwidth limit (every worker together): none"),
+    }
+    Ok(())
 }
 
 /// Names the keys that did not arrive, with their last errors.

@@ -66,7 +66,8 @@ impl Rig {
             source: RetryingStore::wrap(src, 3),
             destination: RetryingStore::wrap(self.dst.clone(), 3),
             queue: Arc::new(EmbeddedQueue::new(db.clone(), 10)),
-            state: Arc::new(EmbeddedStateStore::new(db)),
+            state: Arc::new(EmbeddedStateStore::new(db.clone())),
+            bandwidth: Arc::new(EmbeddedStateStore::new(db)),
         }
     }
 }

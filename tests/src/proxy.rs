@@ -33,6 +33,10 @@ pub struct Seen {
     pub target: String,
     /// The region of the SigV4 credential scope the request is signed for, or empty.
     pub signed_region: String,
+    /// The request names a copy source (`x-amz-copy-source`): a server-side copy.
+    pub copy_source: bool,
+    /// The request body's length in bytes.
+    pub body_len: u64,
 }
 
 impl Seen {
@@ -49,6 +53,8 @@ impl Seen {
             .split_once('/')
             .is_some_and(|(_, key)| !key.is_empty());
         match self.method.as_str() {
+            "PUT" if q("partNumber") && self.copy_source => "UploadPartCopy".into(),
+            "PUT" if key_path && self.copy_source => "CopyObject".into(),
             "PUT" if q("partNumber") => "UploadPart".into(),
             "PUT" if key_path => "PutObject".into(),
             "PUT" => "CreateBucket".into(),
@@ -75,6 +81,9 @@ pub struct Proxy {
     seen: Arc<Mutex<Vec<Seen>>>,
     injector: Arc<Mutex<Injector>>,
     crc_checked: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes of every answer relayed to clients (not counted by the
+    /// rewriting proxy).
+    bytes_down: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -297,6 +306,7 @@ impl Proxy {
                 log: Vec::new(),
             })),
             crc_checked,
+            bytes_down: Arc::default(),
         }
     }
 
@@ -329,14 +339,17 @@ impl Proxy {
             log: Vec::new(),
         }));
         let inj = injector.clone();
+        let bytes_down: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let down = bytes_down.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, log, delay, inj) = (target.clone(), log.clone(), delay.clone(), inj.clone());
+                let (target, log, delay, inj, down) =
+                    (target.clone(), log.clone(), delay.clone(), inj.clone(), down.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&target).await {
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
-                        relay(client, server, log, delay, inj).await;
+                        relay(client, server, log, delay, inj, down).await;
                     }
                 });
             }
@@ -346,6 +359,7 @@ impl Proxy {
             seen,
             injector,
             crc_checked: Arc::default(),
+            bytes_down,
         }
     }
 
@@ -354,9 +368,20 @@ impl Proxy {
         self.seen.lock().unwrap().clone()
     }
 
-    /// Forgets the requests so far.
+    /// Forgets the requests so far (and the bytes counted).
     pub fn reset(&self) {
         self.seen.lock().unwrap().clear();
+        self.bytes_down.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Bytes of request bodies sent through the proxy.
+    pub fn bytes_up(&self) -> u64 {
+        self.seen().iter().map(|s| s.body_len).sum()
+    }
+
+    /// Bytes of answers (heads and bodies) relayed back to clients.
+    pub fn bytes_down(&self) -> u64 {
+        self.bytes_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many requests had operation `op`.
@@ -380,6 +405,7 @@ async fn relay(
     log: Arc<Mutex<Vec<Seen>>>,
     delay: Delay,
     injector: Arc<Mutex<Injector>>,
+    bytes_down: Arc<std::sync::atomic::AtomicU64>,
 ) {
     use std::sync::atomic::{AtomicI64, Ordering};
     let (mut cr, cw) = client.into_split();
@@ -423,6 +449,7 @@ async fn relay(
                 if n > 0 && w.write_all(&b[..n]).await.is_err() {
                     break;
                 }
+                bytes_down.fetch_add(n as u64, Ordering::SeqCst);
                 if allowed >= 0 && budget.fetch_sub(n as i64, Ordering::SeqCst) - n as i64 <= 0 {
                     break;
                 }
@@ -552,12 +579,14 @@ pub(crate) fn parse_head(head: &[u8]) -> (Seen, usize) {
     let mut length = 0usize;
     let mut target = String::new();
     let mut signed_region = String::new();
+    let mut copy_source = false;
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
             match k.as_str() {
                 "content-length" => length = v.parse().unwrap_or(0),
                 "x-amz-target" => target = v.to_string(),
+                "x-amz-copy-source" => copy_source = true,
                 // AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …
                 "authorization" => {
                     if let Some(scope) = v.split("Credential=").nth(1) {
@@ -577,6 +606,8 @@ pub(crate) fn parse_head(head: &[u8]) -> (Seen, usize) {
         query: query.to_string(),
         target,
         signed_region,
+        copy_source,
+        body_len: length as u64,
     };
     (seen, length)
 }
@@ -593,6 +624,8 @@ mod tests {
             query: q.into(),
             target: String::new(),
             signed_region: String::new(),
+            copy_source: false,
+            body_len: 0,
         };
         assert_eq!(s("PUT", "/b/k", "partNumber=1&uploadId=x").operation(), "UploadPart");
         assert_eq!(s("PUT", "/b/dir/k", "").operation(), "PutObject");

@@ -55,4 +55,5 @@ async fn dynamo_state_conformance() {
     state_conf::runs_complete(&s).await;
     state_conf::claim_done_records_under_the_lease(&s, "bkt").await;
     state_conf::run_tally_counts_each_object_once(&s, "bkt").await;
+    state_conf::fleet_bandwidth_is_shared(&s).await;
 }

@@ -27,20 +27,6 @@ fn journaled(dir: &Path) -> usize {
         .sum()
 }
 
-/// The text without its terminal colour sequences (`ESC [ … m`).
-fn without_colours(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| *c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Successful GETs of `key` in the request log after byte `from`.
 fn gets(log: &str, from: usize, bucket: &str, key: &str) -> usize {
     let text = std::fs::read(log).unwrap_or_else(|e| panic!("radosgw request log {log}: {e}"));

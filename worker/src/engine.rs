@@ -27,7 +27,7 @@ use ferry_core::checksum::MTIME_META;
 use ferry_core::etag;
 use ferry_core::job::{Job, Op};
 use ferry_core::state::{Claim, ObjectRecord, Outcome, RecordKey, StateStore, Status};
-use ferry_core::store::{GetResult, ObjectStore, PutOptions, StoreError};
+use ferry_core::store::{ObjectAttributes, ObjectMeta, ObjectStore, PutOptions, StoreError};
 use ferry_core::telemetry::LeaseTakenOver;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -35,12 +35,14 @@ mod ledger;
 pub mod multipart;
 pub mod outcome;
 mod remember;
+pub mod server_side;
 pub mod single;
 pub mod verify;
 
 pub use outcome::{EngineError, JobOutcome, Stats};
 
 use ferry_core::lease::LeaseHolder;
+use multipart::Target;
 
 /// A job whose object lease is held: `rec` is the record as it was, and
 /// `recorded` the outcome the claim already wrote (single-PUT objects),
@@ -88,6 +90,10 @@ pub struct Engine {
     cfg: EngineConfig,
     /// Where checksums of copied local files are kept (`--compare checksum`).
     hashes: Option<ferry_core::file_hashes::FileHashes>,
+    /// Server-side copy, when the job uses it.
+    server_side: Option<server_side::ServerSide>,
+    /// Bandwidth limits on reads of the source.
+    pacing: ferry_core::bandwidth::Pacing,
     /// Live counters.
     pub stats: Arc<Stats>,
 }
@@ -130,6 +136,8 @@ impl Engine {
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
             hashes: None,
+            server_side: None,
+            pacing: Default::default(),
             stats: Arc::default(),
         }
     }
@@ -139,6 +147,23 @@ impl Engine {
     pub fn keep_checksums_in(mut self, hashes: ferry_core::file_hashes::FileHashes) -> Self {
         self.hashes = Some(hashes);
         self
+    }
+
+    /// Copies objects inside the store when it can ([`server_side`]).
+    pub fn copy_server_side(mut self, cfg: ferry_core::config::ServerSideCopy) -> Self {
+        self.server_side = Some(server_side::ServerSide::new(cfg));
+        self
+    }
+
+    /// Paces reads of the source by these bandwidth limits.
+    pub fn paced_by(mut self, pacing: ferry_core::bandwidth::Pacing) -> Self {
+        self.pacing = pacing;
+        self
+    }
+
+    /// The bandwidth limits reads obey.
+    pub fn pacing(&self) -> &ferry_core::bandwidth::Pacing {
+        &self.pacing
     }
 
     /// The state store.
@@ -299,14 +324,16 @@ impl Engine {
         let mut pinned = (job.src.etag.clone(), job.src.size);
         let mut rec = rec.clone();
         for _ in 0..3 {
-            let r = match pinned.1 <= self.cfg.multipart_threshold {
-                true => self
-                    .single(job, pinned.0.as_deref(), pinned.1)
-                    .await
-                    .map(|tag| (tag, None)),
-                false => {
-                    self.multipart(job, worker, rk, &rec, pinned.0.as_deref(), pinned.1)
-                        .await
+            let r = match self
+                .offer_server_side(&Target::of(job, worker, rk, &pinned), &rec)
+                .await
+            {
+                server_side::Offered::Done(r) => r,
+                offered => {
+                    if matches!(offered, server_side::Offered::FellBack) {
+                        rec = self.state.get(rk).await?.unwrap_or(rec);
+                    }
+                    self.stream(job, worker, rk, &rec, &pinned).await
                 }
             };
             match r {
@@ -341,6 +368,27 @@ impl Engine {
         })
     }
 
+    /// Copies the bytes through this worker: one PUT, or in parts.
+    async fn stream(
+        &self,
+        job: &Job,
+        worker: &str,
+        rk: &RecordKey,
+        rec: &ObjectRecord,
+        pinned: &(Option<String>, u64),
+    ) -> Result<(Option<String>, Option<String>), EngineError> {
+        match pinned.1 <= self.cfg.multipart_threshold {
+            true => self
+                .single(job, pinned.0.as_deref(), pinned.1)
+                .await
+                .map(|tag| (tag, None)),
+            false => {
+                self.multipart(job, worker, rk, rec, pinned.0.as_deref(), pinned.1)
+                    .await
+            }
+        }
+    }
+
     /// Whether the record says this very source version is done and the
     /// destination still holds what was recorded; records the destination's
     /// ETag when the claim's guess of it was wrong.
@@ -373,11 +421,11 @@ impl Engine {
     /// How the destination object is written: the source's metadata and the
     /// job's policy. A local copy keeps the source's modification time: the
     /// recorded `mtime`, else when the source was written (rclone's reading).
-    fn put_options(&self, got: &GetResult, dest_key: &str) -> PutOptions {
+    fn put_options(&self, attributes: &ObjectAttributes, meta: &ObjectMeta, dest_key: &str) -> PutOptions {
         let mut o = self.put.clone();
-        o.attributes = got.attributes.clone();
+        o.attributes = attributes.clone();
         if self.dst.local_path(dest_key).is_some() && !o.attributes.user.contains_key(MTIME_META) {
-            if let Some(ns) = got.meta.modified_ns() {
+            if let Some(ns) = meta.modified_ns() {
                 o.attributes
                     .user
                     .insert(MTIME_META.to_string(), ferry_core::checksum::format_mtime(ns));

@@ -13,6 +13,7 @@ pub mod runner;
 use std::sync::Arc;
 
 use ferry_cli::{Backends, OpenError};
+use ferry_core::bandwidth::{FleetPacer, Pacer, Pacing};
 use ferry_core::config::Settings;
 use ferry_core::diff::CompareMode;
 
@@ -47,6 +48,16 @@ impl Worker {
             settings.put.clone(),
             cfg,
         );
+        if let Some(ss) = &settings.server_side {
+            engine = engine.copy_server_side(ss.clone());
+        }
+        engine = engine.paced_by(Pacing {
+            process: settings.bwlimit.clone().map(|t| Arc::new(Pacer::new(t))),
+            fleet: Some(Arc::new(FleetPacer::new(
+                backends.bandwidth.clone(),
+                settings.ledger.queue.name(),
+            ))),
+        });
         if settings.source.is_local() && settings.compare_mode() == CompareMode::Checksum {
             let db = ferry_core::db::Db::open(&settings.file_hashes_path)?;
             engine = engine.keep_checksums_in(ferry_core::file_hashes::FileHashes::new(db));

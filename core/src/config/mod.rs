@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::diff::CompareMode;
 use crate::store::vendor::Vendor;
 
-pub use settings::{Ledger, QueueLocation, Settings, Side, StateLocation};
+pub use settings::{Ledger, QueueLocation, ServerSideCopy, Settings, Side, StateLocation};
 
 /// A secret string: never printed by `Debug`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +97,21 @@ pub struct SideConfig {
     pub no_fsync: bool,
 }
 
+/// When objects are copied inside the store instead of through the worker
+/// (`--server-side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerSideMode {
+    /// Always stream the bytes through the worker.
+    Never,
+    /// Copy server-side when both sides are buckets of the same endpoint;
+    /// stream instead, with a log line, when the store refuses.
+    #[default]
+    Auto,
+    /// Copy server-side whatever the endpoints; a refusal is an error.
+    Always,
+}
+
 /// Transfer engine settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,6 +153,13 @@ pub struct TransferConfig {
     /// 30 s before SIGKILL).
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
+    /// Server-side copy: `never`, `auto` (same endpoint on both sides, with
+    /// a fallback to streaming when the store refuses) or `always`. Default auto.
+    pub server_side: ServerSideMode,
+    /// Bandwidth limit of each process's reads from the source: a rate
+    /// (`10M`, `512k`, `off`) or a timetable like rclone's
+    /// (`"08:00,512k 12:00,10M Sat-00:00,off"`). Default: none.
+    pub bwlimit: Option<String>,
 }
 
 impl Default for TransferConfig {
@@ -153,6 +175,8 @@ impl Default for TransferConfig {
             max_receives: 10,
             lease: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(25),
+            server_side: ServerSideMode::Auto,
+            bwlimit: None,
         }
     }
 }

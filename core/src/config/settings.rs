@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{cfg_err, default_state_path, ConfigError, JobConfig, SideConfig, TransferConfig};
+use super::{cfg_err, default_state_path, ConfigError, JobConfig, ServerSideMode, SideConfig, TransferConfig};
 use crate::diff::CompareMode;
 use crate::events::EventContext;
 use crate::filter::KeyFilter;
@@ -72,6 +72,32 @@ impl Side {
             Side::S3 { config, .. } => Arc::new(S3Store::new(config.clone()).await),
             Side::Local { dir, fsync: true } => Arc::new(LocalStore::new(dir.clone())),
             Side::Local { dir, fsync: false } => Arc::new(LocalStore::new(dir.clone()).without_fsync()),
+        }
+    }
+}
+
+/// Server-side copy as a job uses it: the destination's store copies from
+/// the source bucket (see `--server-side`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSideCopy {
+    /// The source bucket, as the destination's store names it.
+    pub src_bucket: String,
+    /// `--server-side always`: a refusal is an error, never a fallback.
+    pub always: bool,
+}
+
+impl S3StoreConfig {
+    /// Whether two sides are served by the same service, so one can copy
+    /// from the other: the same endpoint URL, or, for Amazon S3 endpoints
+    /// the SDK resolves, the same partition (copies cross regions there;
+    /// not between the global and China partitions).
+    pub fn same_service(&self, other: &S3StoreConfig) -> bool {
+        let norm = |e: &str| e.trim_end_matches('/').to_ascii_lowercase();
+        let china = |c: &S3StoreConfig| c.region.as_deref().is_some_and(|r| r.starts_with("cn-"));
+        match (&self.endpoint, &other.endpoint) {
+            (Some(a), Some(b)) => norm(a) == norm(b),
+            (None, None) => china(self) == china(other),
+            _ => false,
         }
     }
 }
@@ -196,6 +222,10 @@ pub struct Settings {
     /// The SQLite file that keeps local files' checksums: the state file, or
     /// the pair's default one when the ledger is in DynamoDB.
     pub file_hashes_path: PathBuf,
+    /// Server-side copy, when the job uses it (`--server-side`).
+    pub server_side: Option<ServerSideCopy>,
+    /// The bandwidth limit of each process (`--bwlimit`).
+    pub bwlimit: Option<crate::bandwidth::Timetable>,
 }
 
 impl Settings {
@@ -437,7 +467,14 @@ impl JobConfig {
         } else {
             ledger.path.clone()
         };
+        let server_side = self.server_side(&source, &destination)?;
+        let bwlimit = match &self.transfer.bwlimit {
+            Some(t) => Some(t.parse().map_err(|m| cfg_err("--bwlimit", m))?),
+            None => None,
+        };
         Ok(Settings {
+            server_side,
+            bwlimit,
             source,
             destination,
             put,
@@ -451,6 +488,32 @@ impl JobConfig {
             max_delete: self.max_delete,
             ledger,
             file_hashes_path,
+        })
+    }
+}
+
+impl JobConfig {
+    /// Whether objects are copied inside the store: both sides buckets, and
+    /// of the same service unless the user forces it.
+    fn server_side(&self, source: &Side, destination: &Side) -> Result<Option<ServerSideCopy>, ConfigError> {
+        let mode = self.transfer.server_side;
+        Ok(match (source, destination) {
+            _ if mode == ServerSideMode::Never => None,
+            (Side::S3 { config: s, .. }, Side::S3 { config: d, .. })
+                if mode == ServerSideMode::Always || s.same_service(d) =>
+            {
+                Some(ServerSideCopy {
+                    src_bucket: s.bucket.clone(),
+                    always: mode == ServerSideMode::Always,
+                })
+            }
+            _ if mode == ServerSideMode::Always => {
+                return Err(cfg_err(
+                    "--server-side",
+                    "always copies inside a store, so SRC and DEST must both be buckets (s3://…); use auto or never",
+                ))
+            }
+            _ => None,
         })
     }
 }

@@ -320,3 +320,32 @@ pub async fn run_tally_counts_each_object_once(s: &dyn StateStore, bucket: &str)
     );
     assert_eq!(s.run_tally("no-such-run").await.unwrap(), super::RunTally::default());
 }
+
+/// A fleet's bandwidth limit round-trips, and concurrent reservations each
+/// move the shared pacing time: none is lost, none saves credit.
+pub async fn fleet_bandwidth_is_shared(s: &(dyn crate::bandwidth::SharedBandwidth + Sync)) {
+    let name = format!("queue-{}", rand::random::<u32>());
+    assert_eq!(s.fleet_limit(&name).await.unwrap(), None);
+    s.set_fleet_limit(&name, Some("08:00,1M 18:00,off")).await.unwrap();
+    assert_eq!(
+        s.fleet_limit(&name).await.unwrap().as_deref(),
+        Some("08:00,1M 18:00,off")
+    );
+    s.set_fleet_limit(&name, None).await.unwrap();
+    assert_eq!(s.fleet_limit(&name).await.unwrap(), None, "removed");
+
+    const MIB: u64 = 1 << 20;
+    let now = 1_000_000_000_000_000i64;
+    let tats = futures::future::join_all((0..12).map(|_| s.reserve(&name, MIB / 2, MIB, now))).await;
+    let mut tats: Vec<i64> = tats.into_iter().map(|t| t.unwrap()).collect();
+    tats.sort();
+    let want: Vec<i64> = (1..=12).map(|k| now + k * 500_000).collect();
+    assert_eq!(tats, want, "each reservation takes its own half second");
+    let later = now + 100_000_000;
+    assert_eq!(
+        s.reserve(&name, MIB, MIB, later).await.unwrap(),
+        later + 1_000_000,
+        "an idle fleet saves no credit"
+    );
+    assert_eq!(s.fleet_limit(&name).await.unwrap(), None, "reserving sets no limit");
+}

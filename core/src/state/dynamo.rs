@@ -878,3 +878,6 @@ mod tests {
         assert_eq!(obj_pk(&b), "obj#1:a/b#c");
     }
 }
+
+#[path = "dynamo_bandwidth.rs"]
+mod bandwidth;

@@ -408,6 +408,65 @@ impl StateStore for EmbeddedStateStore {
     }
 }
 
+/// A fleet-wide bandwidth limit in the embedded file: one row per queue
+/// name, every reservation one immediate transaction.
+#[async_trait]
+impl crate::bandwidth::SharedBandwidth for EmbeddedStateStore {
+    async fn fleet_limit(&self, name: &str) -> Result<Option<String>, StateError> {
+        let name = name.to_string();
+        let v = self
+            .db
+            .call(move |c| {
+                c.query_row("SELECT limit_text FROM bandwidth WHERE name=?1", params![name], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
+                .optional()
+            })
+            .await?;
+        Ok(v.flatten())
+    }
+
+    async fn set_fleet_limit(&self, name: &str, limit: Option<&str>) -> Result<(), StateError> {
+        let (name, limit) = (name.to_string(), limit.map(str::to_string));
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO bandwidth(name, limit_text) VALUES(?1, ?2)
+                     ON CONFLICT(name) DO UPDATE SET limit_text=excluded.limit_text",
+                    params![name, limit],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn reserve(&self, name: &str, bytes: u64, rate: u64, now_us: i64) -> Result<i64, StateError> {
+        let name = name.to_string();
+        let cost = crate::bandwidth::cost_us(bytes, rate);
+        let tat = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let was: i64 = tx
+                    .query_row("SELECT tat_us FROM bandwidth WHERE name=?1", params![name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?
+                    .unwrap_or(0);
+                let tat = was.max(now_us).saturating_add(cost);
+                tx.execute(
+                    "INSERT INTO bandwidth(name, tat_us) VALUES(?1, ?2)
+                     ON CONFLICT(name) DO UPDATE SET tat_us=excluded.tat_us",
+                    params![name, tat],
+                )?;
+                tx.commit()?;
+                Ok(tat)
+            })
+            .await?;
+        Ok(tat)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +481,6 @@ mod tests {
         conformance::runs_complete(&s).await;
         conformance::claim_done_records_under_the_lease(&s, "bkt").await;
         conformance::run_tally_counts_each_object_once(&s, "bkt").await;
+        conformance::fleet_bandwidth_is_shared(&s).await;
     }
 }

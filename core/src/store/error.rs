@@ -111,6 +111,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The store cannot do this operation at all (a local directory asked
+    /// for a server-side copy).
+    #[error("{store}: {operation} is not supported by this store")]
+    Unsupported {
+        /// Store description.
+        store: String,
+        /// The operation.
+        operation: &'static str,
+    },
     /// Any other answer of the store.
     #[error("{store}: {operation} failed: {code}: {message}")]
     Backend {
@@ -156,6 +165,7 @@ impl StoreError {
             StoreError::Unreachable { .. } => "unreachable",
             StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => "disk_full",
             StoreError::Io { .. } => "io",
+            StoreError::Unsupported { .. } => "unsupported",
             StoreError::Backend { .. } => "backend",
         }
     }

@@ -280,6 +280,28 @@ impl ObjectStore for FailingStore {
         self.inner.upload_part_unhashed(key, upload_id, number, body).await
     }
 
+    async fn copy_object(&self, src: &super::CopySource, key: &str, opts: &PutOptions) -> Result<Option<String>> {
+        self.check(Op::Put, key)?;
+        self.inner.copy_object(src, key, opts).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        src: &super::CopySource,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        range: std::ops::Range<u64>,
+    ) -> Result<String> {
+        self.check(Op::UploadPart, key)?;
+        self.inner.upload_part_copy(src, key, upload_id, number, range).await
+    }
+
+    async fn head_attributes(&self, key: &str) -> Result<Option<(ObjectMeta, super::ObjectAttributes)>> {
+        self.check(Op::Head, key)?;
+        self.inner.head_attributes(key).await
+    }
+
     async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {
         self.check(Op::PartSize, key)?;
         self.inner.part_size(key, number).await

@@ -184,6 +184,21 @@ impl UploadShape {
     }
 }
 
+/// An object to copy from, in a bucket of the same service as the store that
+/// copies it (S3 CopyObject and UploadPartCopy): no byte leaves the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    /// The source bucket.
+    pub bucket: String,
+    /// The source key.
+    pub key: String,
+    /// Copy only while the source still has this ETag
+    /// (`x-amz-copy-source-if-match`); otherwise [`StoreError::PreconditionFailed`].
+    pub if_match: Option<String>,
+    /// Copy this version (S3 version id).
+    pub version: Option<String>,
+}
+
 /// An unfinished multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadInfo {
@@ -267,6 +282,51 @@ pub trait ObjectStore: Send + Sync + Debug {
     async fn upload_part_unhashed(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
         let md5 = crate::etag::md5(&body);
         self.upload_part(key, upload_id, number, body, md5).await
+    }
+
+    /// Copies `src`, an object of another bucket of the same service, to
+    /// `key` inside the store (one request, objects up to 5 GiB). The copy
+    /// keeps the source's metadata and Content-* headers; `opts` gives the
+    /// destination policy (storage class, ACL, encryption), its attributes
+    /// are not used. A source that changed is
+    /// [`StoreError::PreconditionFailed`], a missing one
+    /// [`StoreError::NotFound`]; a store that cannot copy is
+    /// [`StoreError::Unsupported`]. Returns the new object's ETag.
+    async fn copy_object(&self, src: &CopySource, key: &str, opts: &PutOptions) -> Result<Option<String>> {
+        let _ = (src, key, opts);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "CopyObject",
+        })
+    }
+
+    /// Copies bytes `range` of `src` into part `number` of an upload, as
+    /// [`copy_object`](Self::copy_object) does a whole object. Returns the
+    /// part's ETag.
+    async fn upload_part_copy(
+        &self,
+        src: &CopySource,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        range: std::ops::Range<u64>,
+    ) -> Result<String> {
+        let _ = (src, key, upload_id, number, range);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "UploadPartCopy",
+        })
+    }
+
+    /// An object's metadata with its attributes (Content-* headers and user
+    /// metadata), without reading its bytes; `Ok(None)` when there is no
+    /// such key. Stores that serve server-side copies implement it.
+    async fn head_attributes(&self, key: &str) -> Result<Option<(ObjectMeta, ObjectAttributes)>> {
+        let _ = key;
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "HeadObject (attributes)",
+        })
     }
 
     /// The size of part `number` of an object, and its part count, as the store reports them (S3: `HEAD ?partNumber=`).

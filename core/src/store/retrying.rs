@@ -16,8 +16,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result, StoreError, UploadInfo,
-    UploadShape,
+    Capabilities, CopySource, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions,
+    Result, StoreError, UploadInfo, UploadShape,
 };
 use crate::retry::{retry, Backoff, BackoffConfig};
 
@@ -156,6 +156,28 @@ impl ObjectStore for RetryingStore {
             self,
             self.inner.upload_part_unhashed(key, upload_id, number, body.clone())
         )
+    }
+
+    async fn copy_object(&self, src: &CopySource, key: &str, opts: &PutOptions) -> Result<Option<String>> {
+        retried!(self, self.inner.copy_object(src, key, opts))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        src: &CopySource,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        range: std::ops::Range<u64>,
+    ) -> Result<String> {
+        retried!(
+            self,
+            self.inner.upload_part_copy(src, key, upload_id, number, range.clone())
+        )
+    }
+
+    async fn head_attributes(&self, key: &str) -> Result<Option<(ObjectMeta, ObjectAttributes)>> {
+        retried!(self, self.inner.head_attributes(key))
     }
 
     async fn part_size(&self, key: &str, number: u32) -> Result<Option<(u64, u32)>> {

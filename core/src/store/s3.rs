@@ -34,8 +34,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use super::s3_meta::{self, VendorCrc};
 use super::s3_region::RegionFollower;
 use super::{
-    Capabilities, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions, Result,
-    StoreError, UploadInfo, UploadShape,
+    Capabilities, CopySource, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions,
+    Result, StoreError, UploadInfo, UploadShape,
 };
 
 /// Where an [`S3Store`]'s credentials come from. Secrets never come from a
@@ -324,7 +324,11 @@ impl S3Store {
             _ => StoreError::Backend {
                 store,
                 operation,
-                retryable: status >= 500 || status == 408 || code == "RequestTimeout" || code.is_empty(),
+                // 501 Not Implemented is the store's lasting answer, not a fault.
+                retryable: (status >= 500 && status != 501)
+                    || status == 408
+                    || code == "RequestTimeout"
+                    || (code.is_empty() && status != 501),
                 code: if code.is_empty() {
                     format!("HTTP {status}")
                 } else {
@@ -395,7 +399,22 @@ macro_rules! with_put_options {
     }};
 }
 
-/// Tries of one listing page.
+/// The Content-* headers and user metadata of a GetObject or HeadObject answer.
+macro_rules! attributes_of {
+    ($o:expr) => {
+        ObjectAttributes {
+            content_type: $o.content_type().map(str::to_string),
+            content_encoding: $o.content_encoding().map(str::to_string),
+            content_disposition: $o.content_disposition().map(str::to_string),
+            content_language: $o.content_language().map(str::to_string),
+            cache_control: $o.cache_control().map(str::to_string),
+            user: $o
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        }
+    };
+}
 
 #[async_trait]
 impl ObjectStore for S3Store {
@@ -476,6 +495,25 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self.head_attributes(key).await?.map(|(meta, _)| meta))
+    }
+
+    async fn copy_object(&self, src: &CopySource, key: &str, opts: &PutOptions) -> Result<Option<String>> {
+        self.copy_whole(src, key, opts).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        src: &CopySource,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        range: std::ops::Range<u64>,
+    ) -> Result<String> {
+        self.copy_part(src, key, upload_id, number, range).await
+    }
+
+    async fn head_attributes(&self, key: &str) -> Result<Option<(ObjectMeta, ObjectAttributes)>> {
         // S3's checksum is asked for where CRC-64/NVME is in use (Amazon S3
         // by default). Reading it from a KMS-encrypted object needs
         // kms:Decrypt: a role without it gets its HEADs without checksums.
@@ -492,19 +530,22 @@ impl ObjectStore for S3Store {
             let denied = matches!(e, SdkError::ServiceError(se) if se.raw().status().as_u16() == 403);
             if checksums && denied && self.checksum_mode.swap(false, Ordering::Relaxed) {
                 tracing::info!(store = %self.desc, "HEAD with checksums was refused (kms:Decrypt is needed for KMS objects); asking without them.");
-                return Box::pin(self.head(key)).await;
+                return Box::pin(self.head_attributes(key)).await;
             }
         }
         match r {
-            Ok(o) => Ok(Some(ObjectMeta {
-                key: key.to_string(),
-                size: o.content_length().unwrap_or(0).max(0) as u64,
-                etag: nonempty(o.e_tag()),
-                last_modified: millis(o.last_modified()),
-                mtime_ns: s3_meta::mtime(o.metadata()),
-                checksums: s3_meta::checksums(o.checksum_crc64_nvme(), o.checksum_type(), vendor.get()),
-                encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
-            })),
+            Ok(o) => Ok(Some((
+                ObjectMeta {
+                    key: key.to_string(),
+                    size: o.content_length().unwrap_or(0).max(0) as u64,
+                    etag: nonempty(o.e_tag()),
+                    last_modified: millis(o.last_modified()),
+                    mtime_ns: s3_meta::mtime(o.metadata()),
+                    checksums: s3_meta::checksums(o.checksum_crc64_nvme(), o.checksum_type(), vendor.get()),
+                    encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
+                },
+                attributes_of!(o),
+            ))),
             Err(e) => match self.err("HeadObject", key, e) {
                 StoreError::NotFound { .. } => Ok(None),
                 other => Err(other),
@@ -571,17 +612,7 @@ impl ObjectStore for S3Store {
             checksums: s3_meta::checksums(None, None, vendor.get()),
             encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
         };
-        let attributes = ObjectAttributes {
-            content_type: o.content_type().map(str::to_string),
-            content_encoding: o.content_encoding().map(str::to_string),
-            content_disposition: o.content_disposition().map(str::to_string),
-            content_language: o.content_language().map(str::to_string),
-            cache_control: o.cache_control().map(str::to_string),
-            user: o
-                .metadata()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        };
+        let attributes = attributes_of!(o);
         let expected = o.content_length().unwrap_or(0).max(0) as usize;
         Ok(GetResult {
             body: self.read_body(key, o.body, expected).await?,
@@ -853,3 +884,6 @@ impl S3Store {
         }
     }
 }
+
+#[path = "s3_copy.rs"]
+mod copy;

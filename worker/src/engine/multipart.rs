@@ -34,28 +34,28 @@ use super::{md5_of, Engine, EngineError, Part};
 use crate::plan;
 
 /// Where a job's upload is: its identity and the source version it copies.
-struct Target<'a> {
-    job: &'a Job,
-    worker: &'a str,
-    rk: &'a RecordKey,
-    src_etag: Option<&'a str>,
-    size: u64,
+pub(super) struct Target<'a> {
+    pub(super) job: &'a Job,
+    pub(super) worker: &'a str,
+    pub(super) rk: &'a RecordKey,
+    pub(super) src_etag: Option<&'a str>,
+    pub(super) size: u64,
 }
 
 /// The part layout of an upload.
-struct Layout {
-    part_size: u64,
+pub(super) struct Layout {
+    pub(super) part_size: u64,
     /// Whether the source's own layout is mirrored.
-    mirrored: bool,
-    parts: Vec<Part>,
+    pub(super) mirrored: bool,
+    pub(super) parts: Vec<Part>,
 }
 
 /// An upload under way: its id, the parts already on the store, and the
 /// first part when it was read to create the upload.
-struct Upload {
-    id: String,
-    done: Vec<PartInfo>,
-    first: Option<(GetResult, OwnedSemaphorePermit)>,
+pub(super) struct Upload {
+    pub(super) id: String,
+    pub(super) done: Vec<PartInfo>,
+    pub(super) first: Option<(GetResult, OwnedSemaphorePermit)>,
 }
 
 /// Hashes of what this attempt reads, for the checks before completion.
@@ -66,6 +66,19 @@ struct ReadProof {
     src_crc: Option<u64>,
     /// CRCs of every part read (when every part is read by this attempt).
     crcs: Option<PartCrcs>,
+}
+
+impl<'a> Target<'a> {
+    /// A job's copy of the source version `pinned` (ETag, size).
+    pub(super) fn of(job: &'a Job, worker: &'a str, rk: &'a RecordKey, pinned: &'a (Option<String>, u64)) -> Self {
+        Target {
+            job,
+            worker,
+            rk,
+            src_etag: pinned.0.as_deref(),
+            size: pinned.1,
+        }
+    }
 }
 
 impl Engine {
@@ -101,7 +114,7 @@ impl Engine {
     }
 
     /// Step 1: the part size and the parts.
-    async fn plan_layout(&self, t: &Target<'_>) -> Layout {
+    pub(super) async fn plan_layout(&self, t: &Target<'_>) -> Layout {
         let planned = plan::part_size(t.size, self.cfg.part_size);
         let mirrored = self.source_layout(&t.job.src.key, t.src_etag, t.size, planned).await;
         let part_size = mirrored.unwrap_or(planned);
@@ -114,7 +127,12 @@ impl Engine {
 
     /// Step 2a: the recorded upload, with the parts the record and the store
     /// agree on, when it still fits; otherwise it is aborted and forgotten.
-    async fn resume(&self, t: &Target<'_>, rec: &ObjectRecord, layout: &Layout) -> Result<Option<Upload>, EngineError> {
+    pub(super) async fn resume(
+        &self,
+        t: &Target<'_>,
+        rec: &ObjectRecord,
+        layout: &Layout,
+    ) -> Result<Option<Upload>, EngineError> {
         let dkey = &t.job.dest.key;
         let Some(up) = &rec.upload else {
             return Ok(None);
@@ -173,7 +191,7 @@ impl Engine {
         let (_, r0) = layout.parts[0].clone();
         let permit = self.reserve(r0.end - r0.start).await;
         let got = self.read(&t.job.src.key, t.src_etag, Some(r0)).await?;
-        let opts = self.put_options(&got, dkey);
+        let opts = self.put_options(&got.attributes, &got.meta, dkey);
         let mut up = UploadRecord {
             upload_id: String::new(),
             part_size: layout.part_size,

@@ -102,6 +102,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Parts skipped because an earlier attempt had uploaded them.
     pub resumed_parts: AtomicU64,
+    /// Objects copied inside the store (server-side copy).
+    pub server_side: AtomicU64,
 }
 
 impl JobOutcome {

@@ -229,6 +229,12 @@ impl Engine {
             if_match: etag.map(str::to_string),
             version: None,
         };
+        // Bandwidth limits: a ranged read waits for its bytes before it is
+        // sent (a whole read is paced by its caller, who knows its size),
+        // once, however often the store retries it.
+        if let Some(r) = &range {
+            self.pacing.take(r.end - r.start).await;
+        }
         let got = self.src.get(key, &opts).await.map_err(EngineError::Source)?;
         let want = range.map(|r| r.end - r.start).unwrap_or(got.meta.size);
         if got.body.len() as u64 != want {
