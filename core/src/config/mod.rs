@@ -388,6 +388,71 @@ mod tests {
     }
 
     #[test]
+    fn server_side_copy_applies_to_one_service_only() {
+        let job = |src: &str, src_ep: Option<&str>, dst: &str, dst_ep: Option<&str>, mode: ServerSideMode| {
+            let mut cfg = JobConfig::default();
+            cfg.source.url = Some(src.into());
+            cfg.source.endpoint = src_ep.map(str::to_string);
+            cfg.destination.url = Some(dst.into());
+            cfg.destination.endpoint = dst_ep.map(str::to_string);
+            cfg.transfer.server_side = mode;
+            cfg.build()
+        };
+        let (a, b) = (Some("http://127.0.0.1:7480"), Some("http://127.0.0.1:7480/"));
+        let ss = job("s3://src/p/", a, "s3://dst/", b, ServerSideMode::Auto)
+            .unwrap()
+            .server_side;
+        let ss = ss.expect("the same endpoint copies server-side");
+        assert_eq!(
+            (ss.src_bucket.as_str(), ss.always, ss.max_copy_object),
+            ("src", false, 5 << 30)
+        );
+        let other = Some("http://127.0.0.1:5055");
+        assert!(job("s3://src/", a, "s3://dst/", other, ServerSideMode::Auto)
+            .unwrap()
+            .server_side
+            .is_none());
+        assert!(
+            job("s3://src/", a, "s3://dst/", other, ServerSideMode::Always)
+                .unwrap()
+                .server_side
+                .unwrap()
+                .always
+        );
+        assert!(job("s3://src/", a, "s3://dst/", b, ServerSideMode::Never)
+            .unwrap()
+            .server_side
+            .is_none());
+        assert!(job("s3://src/", None, "s3://dst/", None, ServerSideMode::Auto)
+            .unwrap()
+            .server_side
+            .is_some());
+        assert!(job("s3://src/", a, "/tmp/d", None, ServerSideMode::Auto)
+            .unwrap()
+            .server_side
+            .is_none());
+        let e = job("s3://src/", a, "/tmp/d", None, ServerSideMode::Always)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--server-side"), "{e}");
+
+        let mut cfg = JobConfig::default();
+        cfg.source.url = Some("s3://src/".into());
+        cfg.source.region = Some("cn-north-1".into());
+        cfg.destination.url = Some("s3://dst/".into());
+        cfg.destination.region = Some("us-east-1".into());
+        assert!(cfg.build().unwrap().server_side.is_none(), "not across partitions");
+        cfg.destination.region = Some("cn-northwest-1".into());
+        assert!(
+            cfg.build().unwrap().server_side.is_some(),
+            "across regions of one partition"
+        );
+        cfg.transfer.bwlimit = Some("08:00,1M 25:00,off".into());
+        let e = cfg.build().unwrap_err().to_string();
+        assert!(e.contains("--bwlimit") && e.contains("25:00"), "{e}");
+    }
+
+    #[test]
     fn secrets_are_not_debug_printed() {
         let s = SideConfig {
             secret_access_key: Some(Secret("TOPSECRET".into())),

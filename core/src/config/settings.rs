@@ -84,6 +84,8 @@ pub struct ServerSideCopy {
     pub src_bucket: String,
     /// `--server-side always`: a refusal is an error, never a fallback.
     pub always: bool,
+    /// The largest object the destination copies in one CopyObject.
+    pub max_copy_object: u64,
 }
 
 impl S3StoreConfig {
@@ -505,6 +507,7 @@ impl JobConfig {
                 Some(ServerSideCopy {
                     src_bucket: s.bucket.clone(),
                     always: mode == ServerSideMode::Always,
+                    max_copy_object: self.destination.vendor.unwrap_or_default().max_copy_object(),
                 })
             }
             _ if mode == ServerSideMode::Always => {

@@ -39,6 +39,15 @@ pub const ALL: [Vendor; 10] = [
 ];
 
 impl Vendor {
+    /// The largest object one server-side CopyObject copies: S3's 5 GiB,
+    /// Aliyun OSS's 1 GiB (larger ones are copied in parts).
+    pub fn max_copy_object(self) -> u64 {
+        match self {
+            Vendor::AliyunOss => 1 << 30,
+            _ => 5 << 30,
+        }
+    }
+
     /// The preset's name as written in flags and config files.
     pub fn name(self) -> &'static str {
         match self {

@@ -7,7 +7,7 @@
 //!
 //! * **CopyObject** for an object sent in one PUT when streamed (up to the
 //!   multipart threshold), and for a larger one stored in one part, up to
-//!   S3's 5 GiB limit: its MD5 ETag is kept, so the copy is verified and
+//!   the vendor's single-copy limit (S3's 5 GiB; OSS's 1 GiB): its MD5 ETag is kept, so the copy is verified and
 //!   compared like any other.
 //! * **UploadPartCopy** otherwise (a source uploaded in parts, or above
 //!   5 GiB), through the same steps as a streamed multipart upload: the
@@ -36,9 +36,6 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::multipart::{Layout, Target, Upload};
 use super::{Engine, EngineError};
-
-/// The largest object one CopyObject may copy (S3's limit).
-pub const MAX_COPY_OBJECT: u64 = 5 * 1024 * 1024 * 1024;
 
 /// What became of a job offered to server-side copy.
 pub(super) enum Offered {
@@ -114,7 +111,9 @@ impl Engine {
         let multipart_source = t
             .src_etag
             .is_some_and(|tag| matches!(ETag(tag).kind(), ETagKind::Multipart(_)));
-        let whole = t.size <= self.cfg.multipart_threshold || (t.size <= MAX_COPY_OBJECT && !multipart_source);
+        // Up to the multipart threshold an object is claimed as one request
+        // (see `Engine::recorded_by_claim`), so it is copied in one.
+        let whole = t.size <= self.cfg.multipart_threshold || (t.size <= ss.cfg.max_copy_object && !multipart_source);
         let r = match whole {
             true => self.copy_whole(t, &ss.cfg).await,
             false => self.copy_parts(t, rec, &ss.cfg).await,
