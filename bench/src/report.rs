@@ -50,9 +50,10 @@ pub struct Row {
     pub error: Option<String>,
 }
 
-const TOOL_ORDER: [&str; 9] = [
+const TOOL_ORDER: [&str; 10] = [
     "ceiling",
     "ferry",
+    "ferry-server-side",
     "ferry-nofsync",
     "ferry diff",
     "dd",

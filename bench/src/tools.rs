@@ -134,13 +134,23 @@ impl Cmd {
 }
 
 /// The tools the harness knows.
-pub const TOOLS: [&str; 7] = ["ceiling", "ferry", "ferry-nofsync", "dd", "rclone", "s3sync", "aws-cli"];
+pub const TOOLS: [&str; 8] = [
+    "ceiling",
+    "ferry",
+    "ferry-server-side",
+    "ferry-nofsync",
+    "dd",
+    "rclone",
+    "s3sync",
+    "aws-cli",
+];
 
 /// Whether `tool` runs in direction `dir` at `setting`: the no-fsync ferry
 /// and the disk reference only write local folders, at one setting.
 pub fn runs_in(tool: &str, dir: Direction, setting: &str) -> bool {
     match tool {
         "ferry-nofsync" | "dd" => !dir.dst_is_s3() && setting == "default",
+        "ferry-server-side" => dir == Direction::S3ToS3,
         "ceiling" => setting == "default",
         _ => true,
     }
@@ -211,6 +221,12 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             .env("AWS_ACCESS_KEY_ID", &ep.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &ep.secret_key),
         "ferry-nofsync" => command("ferry", setting, dir, set, l, run).arg("--dest-no-fsync"),
+        "ferry-server-side" => {
+            let mut c = command("ferry", setting, dir, set, l, run);
+            c.args.retain(|a| a != "--server-side" && a != "never");
+            c.note = Some("copied inside the store (--server-side auto): no object byte through ferry");
+            c
+        }
         "ferry" => {
             let state = l.scratch.join(format!("state/run-{run}.db"));
             let mut c = Cmd::new(l.bins.join("ferry-finder").display().to_string())
@@ -221,6 +237,11 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
                     .args(["--src-endpoint", &ep.url, "--src-path-style"])
                     .env("FERRY_SRC_ACCESS_KEY_ID", &ep.access_key)
                     .env("FERRY_SRC_SECRET_ACCESS_KEY", &ep.secret_key);
+            }
+            if dir == Direction::S3ToS3 {
+                // Streamed, as every other tool's bucket-to-bucket copy
+                // (ferry-server-side is the copy inside the store).
+                c = c.args(["--server-side", "never"]);
             }
             if dir.dst_is_s3() {
                 c = c

@@ -46,6 +46,7 @@ pub struct FleetPacer {
     name: String,
     /// The limit as last read, and when.
     limit: Mutex<Option<(Instant, Option<Timetable>)>>,
+    refresh: Duration,
     rate: AtomicU64,
     warned: AtomicBool,
 }
@@ -57,15 +58,22 @@ impl FleetPacer {
             store,
             name,
             limit: Mutex::new(None),
+            refresh: FLEET_REFRESH,
             rate: AtomicU64::new(0),
             warned: AtomicBool::new(false),
         }
     }
 
-    /// The limit, read again when older than [`FLEET_REFRESH`].
+    /// Reads the limit again every `refresh` instead of [`FLEET_REFRESH`].
+    pub fn refresh_every(mut self, refresh: Duration) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
+    /// The limit, read again when older than the refresh period.
     async fn timetable(&self) -> Result<Option<Timetable>, StateError> {
         let cached = self.limit.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((_, t)) = cached.filter(|(read, _)| read.elapsed() < FLEET_REFRESH) {
+        if let Some((_, t)) = cached.filter(|(read, _)| read.elapsed() < self.refresh) {
             return Ok(t);
         }
         let text = self.store.fleet_limit(&self.name).await?;
@@ -113,5 +121,38 @@ impl Pace for FleetPacer {
 
     fn current(&self) -> Option<u64> {
         Some(self.rate.load(Ordering::Relaxed)).filter(|r| *r > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::state::EmbeddedStateStore;
+
+    #[tokio::test]
+    async fn a_changed_fleet_limit_applies_at_the_next_refresh_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStateStore::new(Db::open(&dir.path().join("s.sqlite")).unwrap()));
+        let pacer = FleetPacer::new(store.clone(), "q".into()).refresh_every(Duration::from_millis(100));
+        pacer.take(1).await;
+        assert_eq!(pacer.current(), None, "no fleet limit set");
+        store.set_fleet_limit("q", Some("64M")).await.unwrap();
+        pacer.take(1).await;
+        assert_eq!(pacer.current(), None, "the limit read last is kept until the refresh");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        pacer.take(1).await;
+        assert_eq!(pacer.current(), Some(64 << 20), "read again after the refresh");
+        let t0 = Instant::now();
+        pacer.take(16 << 20).await;
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(240) && took < Duration::from_secs(2),
+            "16 MiB at 64 MiB/s waits a quarter second: {took:?}"
+        );
+        store.set_fleet_limit("q", None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        pacer.take(1 << 30).await;
+        assert_eq!(pacer.current(), None, "removed: no limit");
     }
 }
