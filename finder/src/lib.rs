@@ -76,6 +76,8 @@ pub struct Report {
     pub interrupted: bool,
     /// Whether the in-process workers drained the queue.
     pub drained: bool,
+    /// Objects the in-process workers copied inside the store.
+    pub server_side: u64,
     /// How the pairs the listings could not decide were decided.
     pub compared: Compared,
 }
@@ -211,6 +213,7 @@ pub async fn run(
         deletes_over_cap: plan.deletes.1,
         interrupted: *stop.borrow(),
         drained,
+        server_side: worker.engine.stats.server_side.load(Ordering::Relaxed),
         compared: judge.stats.snapshot(),
     };
     summary::print_summary(job, opts, &report, started.elapsed());

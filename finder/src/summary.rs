@@ -87,6 +87,11 @@ pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, el
             b(c.bytes),
             b((c.bytes as f64 / secs) as u64)
         );
+        counted(
+            "server-side:",
+            r.server_side,
+            "of them copied inside the store (no bytes through this machine)",
+        );
         counted("skipped:", c.skipped, "objects (found already done by a worker)");
         out!("  failed:      {:>8} objects", c.failed);
     }

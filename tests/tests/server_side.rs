@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use ferry_core::db::Db;
 use ferry_core::state::{EmbeddedStateStore, RecordKey, StateStore};
+use ferry_tests::fleet::count;
 use ferry_tests::proxy::{Delay, FaultKind, Faults, Proxy};
 use ferry_tests::*;
 
@@ -91,6 +92,8 @@ async fn same_endpoint_copies_move_no_object_bytes_and_keep_etags_and_metadata()
     let a = args(&src, &dst, &proxy.endpoint, &work.path().join("s.sqlite"), &[]);
     let out = run(finder(&a, &envs(&rgw)));
     assert!(out.status.success(), "the copy succeeds: {}", output(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(count(&stdout, "server-side"), 3, "the summary says so: {stdout}");
 
     let ops = proxy.by_operation();
     for op in ["GetObject", "PutObject", "UploadPart"] {
