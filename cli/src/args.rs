@@ -218,6 +218,16 @@ pub struct TransferArgs {
     #[arg(long, env = "FERRY_SERVER_SIDE", value_name = "MODE", value_parser = ["auto", "always", "never"])]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_side: Option<String>,
+    /// Objects larger than this are copied by every worker of the queue: the first plans the upload
+    /// and queues one job per span of parts; the worker that records the last span completes it
+    /// [default: 8GiB]
+    #[arg(long, env = "FERRY_GIANT_THRESHOLD", value_name = "SIZE")]
+    #[serde(serialize_with = "bytes", skip_serializing_if = "Option::is_none")]
+    pub giant_threshold: Option<ByteSize>,
+    /// Bytes of one span of a giant object, in whole parts [default: 1GiB]
+    #[arg(long, env = "FERRY_GIANT_SPAN", value_name = "SIZE")]
+    #[serde(serialize_with = "bytes", skip_serializing_if = "Option::is_none")]
+    pub giant_span: Option<ByteSize>,
     /// Bandwidth limit of this process's reads from the source: a rate (10M, 512k; bytes per second in
     /// powers of 1024, KiB without a unit) or a timetable like rclone's, e.g. "08:00,512k 12:00,10M
     /// Sat-00:00,off" (local time; each entry holds until the next). A limit shared by every worker of

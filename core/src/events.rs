@@ -55,6 +55,8 @@ impl EventContext {
             src,
             dest: crate::job::DestRef { key: dest },
             seq,
+            span: None,
+            replans: 0,
         })
     }
 }

@@ -42,6 +42,26 @@ pub struct DestRef {
     pub key: String,
 }
 
+/// A range of parts of a giant object's multipart upload, queued as a job
+/// of its own so any worker of the fleet copies it (see the worker's
+/// `engine::giant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// The upload the parts go to.
+    pub upload_id: String,
+    /// The plan's part size.
+    pub part_size: u64,
+    /// First part number (1-based).
+    pub first: u32,
+    /// Last part number (inclusive).
+    pub last: u32,
+    /// Parts of the whole upload.
+    pub parts: u32,
+    /// Parts per span (the last may hold fewer): span `i` (from 0) holds
+    /// parts `i·per + 1 ..= min((i+1)·per, parts)`.
+    pub per: u32,
+}
+
 /// A job message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -60,6 +80,17 @@ pub struct Job {
     /// applied to the object is dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<String>,
+    /// For a range job: the parts of the giant object's upload it copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
+    /// How often the object was planned again because its source changed
+    /// while it was copied in spans.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replans: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a message is not a job.
@@ -88,6 +119,8 @@ impl Job {
             },
             dest: DestRef { key: dest_key },
             seq: None,
+            span: None,
+            replans: 0,
         }
     }
 
@@ -100,6 +133,8 @@ impl Job {
             src,
             dest: DestRef { key: dest_key },
             seq: None,
+            span: None,
+            replans: 0,
         }
     }
 

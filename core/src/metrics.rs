@@ -55,7 +55,7 @@ pub mod defs {
         "ferry.objects",
         "{object}",
         "Count",
-        "Objects whose job ended, by outcome (transferred, identical, skipped, source_gone, deleted, stale, failed, restore_needed).",
+        "Objects whose job ended, by outcome (transferred, identical, skipped, source_gone, deleted, stale, failed, restore_needed; for giant objects split into span jobs, and span).",
     );
     /// Bytes written to the destination.
     pub const BYTES: Def = def(
@@ -140,6 +140,10 @@ pub enum Outcome {
     Failed,
     /// The source is archived and must be restored first.
     RestoreNeeded,
+    /// A giant object planned and queued as spans of parts.
+    Split,
+    /// A span of a giant object copied (or found done or moot).
+    Span,
 }
 
 impl Outcome {
@@ -154,6 +158,8 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Failed => "failed",
             Outcome::RestoreNeeded => "restore_needed",
+            Outcome::Split => "split",
+            Outcome::Span => "span",
         }
     }
 }

@@ -6,7 +6,7 @@
 # Writes the endpoints to $FERRY_TEST_DIR/servers.env (source it) and the
 # process ids to $FERRY_TEST_DIR/pids. Stop with tests/servers/stop.sh.
 #
-# FERRY_OSD_STORE=memstore (default, for tests: 6 GiB held in RAM) or
+# FERRY_OSD_STORE=memstore (default, for tests: up to 12 GiB held in RAM) or
 # bluestore (for benchmarks: a sparse block file of FERRY_OSD_BLOCK_BYTES,
 # default 40 GiB, under $FERRY_TEST_DIR, so multi-GiB data sets stay on disk).
 set -euo pipefail
@@ -54,7 +54,7 @@ wait_http() {
 
 osd_store_conf() {
   case "$OSD_STORE" in
-    memstore) printf 'osd_objectstore = memstore\nmemstore_device_bytes = 6442450944\n' ;;
+    memstore) printf 'osd_objectstore = memstore\nmemstore_device_bytes = 12884901888\n' ;;
     bluestore)
       printf 'osd_objectstore = bluestore\nbluestore_block_path = %s/bluestore.img\n' "$DIR"
       printf 'bluestore_block_create = true\nbluestore_block_size = %s\n' "$OSD_BLOCK_BYTES"

@@ -31,6 +31,7 @@ use ferry_core::store::{ObjectAttributes, ObjectMeta, ObjectStore, PutOptions, S
 use ferry_core::telemetry::LeaseTakenOver;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+mod giant;
 mod ledger;
 pub mod multipart;
 pub mod outcome;
@@ -72,6 +73,10 @@ pub struct EngineConfig {
     pub max_in_flight: u64,
     /// Object lease.
     pub lease: Duration,
+    /// Objects larger than this are split into spans for the fleet.
+    pub giant_threshold: u64,
+    /// Bytes of one span of a giant object.
+    pub giant_span: u64,
 }
 
 /// The transfer engine shared by the worker tasks of a process.
@@ -191,6 +196,9 @@ impl Engine {
     /// Runs one job as `holder`. The caller holds the queue message and keeps
     /// the leases alive (see [`crate::runner`]).
     pub async fn run_job(&self, job: &Job, holder: &LeaseHolder) -> Result<JobOutcome, EngineError> {
+        if let Some(span) = &job.span {
+            return self.run_span(job, span, holder).await;
+        }
         let worker = holder.as_str();
         let rk = self.record_key(&job.dest.key);
         let recorded = self.recorded_by_claim(job);
@@ -292,6 +300,8 @@ impl Engine {
                 self.state.finish(rk, worker, &with_seq(Status::SourceGone)).await?
             }
             Ok(JobOutcome::Deleted) => self.state.finish(rk, worker, &with_seq(Status::Deleted)).await?,
+            // The spans (or the object's job again) carry on; the lease is free for them.
+            Ok(JobOutcome::Split { .. } | JobOutcome::Replan { .. }) => self.state.release(rk, worker, None).await?,
             Ok(_) => {}
             Err(e) => {
                 if let Err(se) = self.state.release(rk, worker, Some(&e.to_string())).await {
@@ -323,6 +333,9 @@ impl Engine {
         }
         let mut pinned = (job.src.etag.clone(), job.src.size);
         let mut rec = rec.clone();
+        if job.op == Op::Copy && self.splits(job.src.size) && self.server_side.is_none() {
+            return self.split_claimed(c).await;
+        }
         for _ in 0..3 {
             let r = match self
                 .offer_server_side(&Target::of(job, worker, rk, &pinned), &rec)
@@ -366,6 +379,24 @@ impl Engine {
             key: job.src.key.clone(),
             times: 3,
         })
+    }
+
+    /// A giant object's first job: split into spans ([`giant`]); a source
+    /// that changed or vanished meanwhile is planned again or ends.
+    async fn split_claimed(&self, c: &Claimed<'_>) -> Result<JobOutcome, EngineError> {
+        let pinned = (c.job.src.etag.clone(), c.job.src.size);
+        match self.split(&Target::of(c.job, c.worker, c.rk, &pinned), c.rec).await {
+            Err(EngineError::Source(StoreError::PreconditionFailed { .. })) => {
+                let Some(h) = self.src.head(&c.job.src.key).await.map_err(EngineError::Source)? else {
+                    return Ok(JobOutcome::SourceGone);
+                };
+                let mut again = c.job.clone();
+                (again.src.etag, again.src.size) = (h.etag, h.size);
+                Ok(JobOutcome::Replan { job: Box::new(again) })
+            }
+            Err(EngineError::Source(StoreError::NotFound { .. })) => Ok(JobOutcome::SourceGone),
+            r => r,
+        }
     }
 
     /// Copies the bytes through this worker: one PUT, or in parts.

@@ -39,6 +39,8 @@ impl Worker {
             concurrency: t.concurrency,
             max_in_flight: t.max_in_flight.as_u64(),
             lease: t.lease,
+            giant_threshold: t.giant_threshold.as_u64(),
+            giant_span: t.giant_span.as_u64(),
         };
         let mut engine = Engine::new(
             backends.source.clone(),

@@ -29,6 +29,8 @@ fn engine(src: Arc<dyn ObjectStore>, dst: Arc<dyn ObjectStore>, dir: &std::path:
             part_size: 16 << 20,
             concurrency: 4,
             max_in_flight: 256 << 20,
+            giant_threshold: u64::MAX,
+            giant_span: 1 << 30,
             lease: Duration::from_secs(60),
         },
     )

@@ -29,6 +29,8 @@ struct Rig {
     dst: Arc<MemoryStore>,
     queue: Arc<FailingQueue>,
     state: Arc<dyn StateStore>,
+    /// Objects above this are split into spans of `giant_span` bytes.
+    giant: (u64, u64),
 }
 
 async fn rig(objects: &[(&str, Bytes)]) -> Rig {
@@ -47,6 +49,7 @@ async fn rig(objects: &[(&str, Bytes)]) -> Rig {
         dst: Arc::new(MemoryStore::new()),
         queue: Arc::new(FailingQueue::new(Arc::new(EmbeddedQueue::new(db.clone(), 10)))),
         state: Arc::new(EmbeddedStateStore::new(db)),
+        giant: (u64::MAX, 1 << 30),
     }
 }
 
@@ -63,6 +66,8 @@ impl Rig {
                 part_size: 5 << 20,
                 concurrency: 4,
                 max_in_flight: 64 << 20,
+                giant_threshold: self.giant.0,
+                giant_span: self.giant.1,
                 lease: Duration::from_secs(30),
             },
         ))
@@ -202,4 +207,96 @@ async fn a_job_that_cannot_succeed_is_given_up_after_its_attempts_and_dead_lette
         1 + 2,
         "a fatal refusal is not retried by the store layer"
     );
+}
+
+/// The parts of `key`'s upload the destination still holds: none once
+/// completed or aborted.
+async fn open_uploads(dst: &MemoryStore) -> usize {
+    dst.list_uploads("").await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_giant_object_is_copied_in_spans_and_completed_by_the_last() {
+    // 10 parts of 5 MiB (the last shorter) in spans of 2 parts: 5 span jobs.
+    let body = data((47 << 20) + 7, 9);
+    let mut r = rig(&[("giant", body.clone()), ("small", data(1000, 10))]).await;
+    r.giant = (20 << 20, 10 << 20);
+    r.queue_jobs(&["giant", "small"]).await;
+    let summary = r.drain(3).await;
+    assert_eq!(
+        (summary.acked, summary.failed_attempts, summary.given_up),
+        (2 + 5, 0, 0),
+        "two jobs and five spans"
+    );
+    assert!(
+        r.body_at_dest("giant").await == body,
+        "the giant object arrived byte for byte"
+    );
+    let rec = r
+        .state
+        .get(&RecordKey {
+            bucket: "dst".into(),
+            key: "giant".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, Status::Done);
+    assert_eq!(open_uploads(&r.dst).await, 0, "the upload is completed");
+    for first in [1, 3, 5, 7, 9] {
+        let key = format!("giant#parts-{first}-{}", first + 1);
+        let span = r
+            .state
+            .get(&RecordKey {
+                bucket: "dst#spans".into(),
+                key,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            span.map(|s| s.status),
+            Some(Status::Done),
+            "span from part {first} is done"
+        );
+    }
+    let run = r.state.run_tally("run-1").await.unwrap();
+    assert_eq!(run.done, 2, "the giant object counts once in its run: {run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_changed_under_its_spans_is_planned_again_with_the_new_version() {
+    let first = data((31 << 20) + 3, 11);
+    let mut r = rig(&[("giant", first)]).await;
+    r.giant = (20 << 20, 10 << 20);
+    r.queue_jobs(&["giant"]).await;
+    // The object's job alone: it queues its spans.
+    let engine = r.engine();
+    let msg = r
+        .queue
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    let job = Job::parse(&msg.body).unwrap();
+    let holder = ferry_core::lease::LeaseHolder::new(1, &msg.id);
+    let outcome = engine.run_job(&job, &holder).await.unwrap();
+    let ferry_worker::engine::JobOutcome::Split { spans } = outcome else {
+        panic!("a giant object is split: {outcome:?}")
+    };
+    assert_eq!(spans.len(), 4, "7 parts in spans of 2");
+    r.queue
+        .send_all(spans.iter().map(Job::to_body).collect(), 3)
+        .await
+        .unwrap();
+    r.queue.ack(&msg.receipt).await.unwrap();
+    // The source changes before any span runs.
+    let second = data((33 << 20) + 5, 12);
+    r.src
+        .put("giant", second.clone(), etag::md5(&second), &PutOptions::default())
+        .await
+        .unwrap();
+    let summary = r.drain(3).await;
+    assert_eq!(summary.given_up, 0);
+    assert!(r.body_at_dest("giant").await == second, "the new version arrived whole");
+    assert_eq!(open_uploads(&r.dst).await, 0, "the abandoned upload was aborted");
 }

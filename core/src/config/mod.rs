@@ -156,6 +156,12 @@ pub struct TransferConfig {
     /// Server-side copy: `never`, `auto` (same endpoint on both sides, with
     /// a fallback to streaming when the store refuses) or `always`. Default auto.
     pub server_side: ServerSideMode,
+    /// Objects larger than this are copied by the whole fleet: the first
+    /// worker plans the upload and queues one job per span of parts. Default 8 GiB.
+    pub giant_threshold: ByteSize,
+    /// The size of one span of a giant object (whole parts, at least one).
+    /// Default 1 GiB.
+    pub giant_span: ByteSize,
     /// Bandwidth limit of each process's reads from the source: a rate
     /// (`10M`, `512k`, `off`) or a timetable like rclone's
     /// (`"08:00,512k 12:00,10M Sat-00:00,off"`). Default: none.
@@ -176,6 +182,8 @@ impl Default for TransferConfig {
             lease: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(25),
             server_side: ServerSideMode::Auto,
+            giant_threshold: ByteSize::gib(8),
+            giant_span: ByteSize::gib(1),
             bwlimit: None,
         }
     }

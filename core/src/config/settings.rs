@@ -539,6 +539,9 @@ impl TransferConfig {
                 "a single PUT is limited to 5 GiB; use a smaller threshold",
             ));
         }
+        if self.giant_span.as_u64() == 0 {
+            return Err(cfg_err("--giant-span", "must be at least one part (e.g. 1GiB)"));
+        }
         if self.max_in_flight.as_u64() < MIB {
             return Err(cfg_err("--max-in-flight", "must be at least 1 MiB"));
         }

@@ -59,13 +59,25 @@ pub(super) struct Upload {
 }
 
 /// Hashes of what this attempt reads, for the checks before completion.
-struct ReadProof {
+pub(super) struct ReadProof {
     /// The source's whole-object MD5, and the ordered hash of the parts read.
     whole: Option<([u8; 16], OrderedMd5)>,
     /// The source store's CRC-64/ECMA, when it sent one.
     src_crc: Option<u64>,
     /// CRCs of every part read (when every part is read by this attempt).
     crcs: Option<PartCrcs>,
+}
+
+impl ReadProof {
+    /// No whole-object proof: an attempt that reads only some of the parts,
+    /// each proven by its Content-MD5.
+    pub(super) fn parts_only() -> Self {
+        Self {
+            whole: None,
+            src_crc: None,
+            crcs: None,
+        }
+    }
 }
 
 impl<'a> Target<'a> {
@@ -186,7 +198,7 @@ impl Engine {
     /// Step 2b: a new upload, created with the metadata of the first part's
     /// response. A marker is recorded first: should this attempt die before
     /// the upload id is recorded, the next one looks for the unrecorded upload.
-    async fn create(&self, t: &Target<'_>, layout: &Layout) -> Result<Upload, EngineError> {
+    pub(super) async fn create(&self, t: &Target<'_>, layout: &Layout) -> Result<Upload, EngineError> {
         let dkey = &t.job.dest.key;
         let (_, r0) = layout.parts[0].clone();
         let permit = self.reserve(r0.end - r0.start).await;
@@ -239,7 +251,7 @@ impl Engine {
 
     /// Step 3: every part not yet on the store, in parallel; returns all the
     /// parts of the object in order.
-    async fn send_parts(
+    pub(super) async fn send_parts(
         &self,
         t: &Target<'_>,
         layout: &Layout,

@@ -80,6 +80,23 @@ pub enum JobOutcome {
     Stale,
     /// Deleted at the destination.
     Deleted,
+    /// A giant object was planned: these span jobs copy it, any worker each.
+    Split {
+        /// The span jobs to queue.
+        spans: Vec<ferry_core::job::Job>,
+    },
+    /// A span of a giant object is done (copied now, found done, or moot
+    /// because its upload was abandoned); the object is not complete yet.
+    SpanDone {
+        /// Bytes copied by this job.
+        bytes: u64,
+    },
+    /// The source of a giant object changed while spans copied it: the
+    /// upload is abandoned and this job plans it again.
+    Replan {
+        /// The whole-object job to queue.
+        job: Box<ferry_core::job::Job>,
+    },
     /// Another worker holds the object's lease until this time (ms since the epoch).
     Busy {
         /// Lease end.
@@ -116,6 +133,8 @@ impl JobOutcome {
             JobOutcome::Stale => Metric::Stale,
             JobOutcome::Deleted => Metric::Deleted,
             JobOutcome::SourceGone => Metric::SourceGone,
+            JobOutcome::Split { .. } | JobOutcome::Replan { .. } => Metric::Split,
+            JobOutcome::SpanDone { .. } => Metric::Span,
         }
     }
 
@@ -130,6 +149,9 @@ impl JobOutcome {
             JobOutcome::Deleted => c.done = 1,
             JobOutcome::Identical | JobOutcome::Stale | JobOutcome::Busy { .. } => c.skipped = 1,
             JobOutcome::SourceGone => c.gone = 1,
+            // The object's job ends when its last span completes it.
+            JobOutcome::Split { .. } | JobOutcome::Replan { .. } => {}
+            JobOutcome::SpanDone { bytes } => c.bytes = *bytes,
         }
         c
     }
@@ -141,7 +163,11 @@ impl JobOutcome {
             JobOutcome::Transferred { .. } | JobOutcome::Identical => Some(Status::Done),
             JobOutcome::SourceGone => Some(Status::SourceGone),
             JobOutcome::Deleted => Some(Status::Deleted),
-            JobOutcome::Stale | JobOutcome::Busy { .. } => None,
+            JobOutcome::Stale
+            | JobOutcome::Busy { .. }
+            | JobOutcome::Split { .. }
+            | JobOutcome::SpanDone { .. }
+            | JobOutcome::Replan { .. } => None,
         }
     }
 }

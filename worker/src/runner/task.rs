@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ferry_core::events::{parse_message, Parsed as ParsedMessage, EVENTS_RUN};
 use ferry_core::job::Job;
 use ferry_core::lease::LeaseHolder;
-use ferry_core::queue::{JobQueue, Message};
+use ferry_core::queue::{JobQueue, JobQueueExt, Message};
 use ferry_core::state::{RecordKey, RunCounters};
 use ferry_core::telemetry::{JobEnded, JobFailed, JobReceived};
 use tracing::Instrument as _;
@@ -53,7 +53,7 @@ impl Task {
             .map(|j| j.run.clone())
             .unwrap_or_else(|| EVENTS_RUN.into());
         for job in &parsed.jobs {
-            *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.engine.record_key(&job.dest.key));
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.engine.lease_key(job));
             let span = tracing::info_span!("job", run = %job.run, key = %job.dest.key, op = ?job.op);
             let result = self.engine.run_job(job, &holder).instrument(span).await;
             match result {
@@ -64,6 +64,26 @@ impl Task {
                     heartbeat.abort();
                     self.wait_for_lease(&msg, job, until).await;
                     return TaskEnd::GivenBack;
+                }
+                Ok(JobOutcome::Split { spans }) => {
+                    if !self.queue_more(&msg, spans).await {
+                        heartbeat.abort();
+                        return TaskEnd::GivenBack;
+                    }
+                    JobEnded {
+                        outcome: ferry_core::metrics::Outcome::Split,
+                    }
+                    .emit();
+                }
+                Ok(JobOutcome::Replan { job: again }) => {
+                    if !self.queue_more(&msg, vec![*again]).await {
+                        heartbeat.abort();
+                        return TaskEnd::GivenBack;
+                    }
+                    JobEnded {
+                        outcome: ferry_core::metrics::Outcome::Split,
+                    }
+                    .emit();
                 }
                 Ok(outcome) => {
                     if let JobOutcome::Busy { .. } = outcome {
@@ -127,6 +147,22 @@ impl Task {
         Some(parsed)
     }
 
+    /// Queues the jobs a job left (a giant object's spans, or the object
+    /// planned again); false when the queue refused them, and the message
+    /// is given back to be worked on again (the spans queued by then are
+    /// duplicates that end at once).
+    async fn queue_more(&self, msg: &Message, jobs: Vec<Job>) -> bool {
+        let bodies: Vec<String> = jobs.iter().map(Job::to_body).collect();
+        match self.queue.send_all(bodies, 3).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not queue the spans of a giant object; its job is given back.");
+                let _ = self.queue.nack(&msg.receipt, Duration::from_secs(5), &e).await;
+                false
+            }
+        }
+    }
+
     /// Gives the message back until another holder's lease ends: another
     /// version is being copied, or this message's own earlier delivery still
     /// holds the lease (the holder renews it while it works).
@@ -183,11 +219,10 @@ impl Task {
     /// source ends at once as `restore_needed` and its message is
     /// acknowledged.
     async fn failed(&self, msg: &Message, holder: &LeaseHolder, job: &Job, e: EngineError) -> TaskEnd {
-        let rk = self.engine.record_key(&job.dest.key);
         let text = e.to_string();
         // The engine released the lease with the error, which counted the attempt.
-        let attempts = match self.engine.state().get(&rk).await {
-            Ok(r) => r.map_or(1, |r| r.attempts),
+        let attempts = match self.engine.attempts(job).await {
+            Ok(n) => n.max(1),
             Err(se) => {
                 tracing::warn!(error = %se, "Could not read the failed attempts from the ledger.");
                 0
@@ -250,9 +285,8 @@ impl Task {
     /// read, the message is worked on as it is and the queue's limit stays
     /// the backstop.
     async fn requeue_spent(&self, msg: &Message, job: &Job) -> bool {
-        let rk = self.engine.record_key(&job.dest.key);
-        let attempts = match self.engine.state().get(&rk).await {
-            Ok(r) => r.map_or(0, |r| r.attempts),
+        let attempts = match self.engine.attempts(job).await {
+            Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "The ledger cannot be read: the message is worked on as delivered.");
                 return false;
