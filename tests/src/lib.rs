@@ -143,6 +143,21 @@ impl Server {
     /// Writes one object with the raw client as a multipart upload, its parts
     /// of the `parts` sizes in turn (the last repeated); returns its ETag.
     pub async fn put_multipart(&self, bucket: &str, key: &str, body: &[u8], parts: &[usize]) -> String {
+        let mut chunks = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let len = parts[chunks.len().min(parts.len() - 1)].min(rest.len());
+            let (a, b) = rest.split_at(len);
+            chunks.push(a.to_vec());
+            rest = b;
+        }
+        self.put_parts(bucket, key, chunks).await
+    }
+
+    /// Writes one object with the raw client as a multipart upload of these
+    /// parts, made one at a time (an object larger than memory can be
+    /// written); returns its ETag.
+    pub async fn put_parts(&self, bucket: &str, key: &str, parts: impl IntoIterator<Item = Vec<u8>>) -> String {
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
         let c = self.client();
         let up = c
@@ -154,15 +169,7 @@ impl Server {
             .unwrap();
         let id = up.upload_id().unwrap().to_string();
         let mut done = Vec::new();
-        let mut chunks = Vec::new();
-        let mut rest = body;
-        while !rest.is_empty() {
-            let len = parts[chunks.len().min(parts.len() - 1)].min(rest.len());
-            let (a, b) = rest.split_at(len);
-            chunks.push(a);
-            rest = b;
-        }
-        for (i, chunk) in chunks.into_iter().enumerate() {
+        for (i, chunk) in parts.into_iter().enumerate() {
             let n = i as i32 + 1;
             let r = c
                 .upload_part()

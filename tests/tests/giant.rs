@@ -9,8 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use ferry_core::state::{RecordKey, StateStore, Status};
 use ferry_tests::fleet::{stop, Fleet, S3Job};
 use ferry_tests::proxy::Proxy;
@@ -24,47 +22,6 @@ const SIZE: usize = 2048 * MIB + MIB;
 /// The bytes of source part `i` (0-based).
 fn chunk(i: usize) -> Vec<u8> {
     data(SRC_PART.min(SIZE - i * SRC_PART), 700 + i as u64)
-}
-
-/// Writes the object part by part, never holding it whole.
-async fn put_giant(rgw: &Server, bucket: &str, key: &str) {
-    let c = rgw.client();
-    let up = c
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    let id = up.upload_id().unwrap().to_string();
-    let mut done = Vec::new();
-    for i in 0..SIZE.div_ceil(SRC_PART) {
-        let n = i as i32 + 1;
-        let r = c
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&id)
-            .part_number(n)
-            .body(ByteStream::from(chunk(i)))
-            .send()
-            .await
-            .unwrap();
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(r.e_tag().unwrap())
-                .build(),
-        );
-    }
-    c.complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(&id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
-        .send()
-        .await
-        .unwrap();
 }
 
 /// Whether the copy holds the source's bytes, range by range.
@@ -97,7 +54,9 @@ async fn same_as_source(rgw: &Server, bucket: &str, key: &str) -> bool {
 async fn three_workers_share_a_giant_object_and_one_is_killed() {
     let rgw = rgw();
     let (src, dst) = (rgw.bucket("giant-src").await, rgw.bucket("giant-dst").await);
-    put_giant(&rgw, &src, "big.bin").await;
+    // Written part by part, never held whole.
+    rgw.put_parts(&src, "big.bin", (0..SIZE.div_ceil(SRC_PART)).map(chunk))
+        .await;
     let dst_proxy = Proxy::start(&rgw.endpoint).await;
     let fleet = Fleet::new("giant", true, 10).await;
     let flags = [

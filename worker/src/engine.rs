@@ -257,15 +257,7 @@ impl Engine {
                 until,
                 etag,
                 worker: other,
-            } => {
-                // The holder copies this very version under its own message, which
-                // stays queued until it is done: this job is a duplicate. Unless the
-                // lease was taken under this same message, by a delivery that died.
-                let other = LeaseHolder::parse(&other);
-                let duplicate = etag.is_some() && etag == job.src.etag && !other.same_message(holder);
-                self.check_clock(&other, until);
-                Ok(Err(JobOutcome::Busy { until, duplicate }))
-            }
+            } => Ok(Err(self.busy(job, holder, until, etag, &other))),
             Claim::Acquired(rec) => {
                 // A holder other than this worker that did not release its
                 // lease let it lapse.
@@ -281,6 +273,18 @@ impl Engine {
                 Ok(Ok(*rec))
             }
         }
+    }
+
+    /// A job that found its lease held by `other` until `until`, for a copy
+    /// of `etag`. The holder copies this very version under its own
+    /// message, which stays queued until it is done: this job is a
+    /// duplicate. Unless the lease was taken under this same message, by a
+    /// delivery that died.
+    fn busy(&self, job: &Job, holder: &LeaseHolder, until: i64, etag: Option<String>, other: &str) -> JobOutcome {
+        let other = LeaseHolder::parse(other);
+        let duplicate = etag.is_some() && etag == job.src.etag && !other.same_message(holder);
+        self.check_clock(&other, until);
+        JobOutcome::Busy { until, duplicate }
     }
 
     /// Records how a claimed job ended (what the claim or the copy did not

@@ -17,9 +17,9 @@ fn bw_key(name: &str) -> super::Item {
     item_key(format!("bw#{name}"), "bw")
 }
 
-#[async_trait::async_trait]
-impl crate::bandwidth::SharedBandwidth for DynamoStateStore {
-    async fn fleet_limit(&self, name: &str) -> Result<Option<String>, StateError> {
+impl DynamoStateStore {
+    /// The bandwidth item of `name`, strongly consistent.
+    async fn bw_item(&self, name: &str) -> Result<Option<super::Item>, StateError> {
         let out = self
             .client
             .get_item()
@@ -29,7 +29,14 @@ impl crate::bandwidth::SharedBandwidth for DynamoStateStore {
             .send()
             .await
             .map_err(|e| self.err("GetItem (bandwidth)", failure(&e)))?;
-        Ok(out.item.and_then(|i| get_s(&i, "limit_text")))
+        Ok(out.item)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::bandwidth::SharedBandwidth for DynamoStateStore {
+    async fn fleet_limit(&self, name: &str) -> Result<Option<String>, StateError> {
+        Ok(self.bw_item(name).await?.and_then(|i| get_s(&i, "limit_text")))
     }
 
     async fn set_fleet_limit(&self, name: &str, limit: Option<&str>) -> Result<(), StateError> {
@@ -52,17 +59,7 @@ impl crate::bandwidth::SharedBandwidth for DynamoStateStore {
 
     async fn reserve(&self, name: &str, bytes: u64, rate: u64, now_us: i64) -> Result<i64, StateError> {
         let cost = crate::bandwidth::cost_us(bytes, rate);
-        let mut was: Option<i64> = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(bw_key(name)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err("GetItem (bandwidth)", failure(&e)))?
-            .item
-            .and_then(|i| get_n(&i, "tat_us"));
+        let mut was: Option<i64> = self.bw_item(name).await?.and_then(|i| get_n(&i, "tat_us"));
         for _ in 0..RACE_TRIES {
             let tat = was.unwrap_or(0).max(now_us).saturating_add(cost);
             let req = self

@@ -122,15 +122,7 @@ impl Engine {
         let run = format!("{}#spans", job.run);
         let etag = job.src.etag.as_deref();
         let rec = match self.state.claim(&srk, worker, &run, etag, self.cfg.lease).await? {
-            Claim::Busy {
-                until,
-                etag,
-                worker: other,
-            } => {
-                let other = LeaseHolder::parse(&other);
-                let duplicate = etag.is_some() && etag == job.src.etag && !other.same_message(holder);
-                return Ok(JobOutcome::Busy { until, duplicate });
-            }
+            Claim::Busy { until, etag, worker } => return Ok(self.busy(job, holder, until, etag, &worker)),
             Claim::Acquired(rec) => *rec,
         };
         let copied = match rec.status == Status::Done && rec.src_etag == job.src.etag {
@@ -286,13 +278,8 @@ impl Engine {
             (comparable && self.verify_etags() && md5s.len() == parts.len()).then_some((&expect, plan.as_slice()));
         self.check_read(job, worker, prk, &span.upload_id, src_etag, mirrored, None, None)
             .await?;
-        let completed = match self.dst.complete_multipart(dkey, &span.upload_id, &parts).await {
-            Ok(tag) => tag,
-            Err(StoreError::NoSuchUpload { .. }) => None,
-            Err(e) => return Err(EngineError::Dest(e)),
-        };
-        let head = self
-            .check_completed(dkey, size, &expect, completed.as_deref(), None)
+        let (head, completed) = self
+            .complete_checked(dkey, &span.upload_id, &parts, size, &expect, None)
             .await?;
         let dest_etag = head.etag.or(completed).unwrap_or(expect);
         self.state

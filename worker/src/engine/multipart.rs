@@ -369,14 +369,8 @@ impl Engine {
         let crc = proof.src_crc.zip(read_crcs.map(|c| c.ecma));
         self.check_read(t.job, t.worker, t.rk, upload_id, t.src_etag, mirrored, whole, crc)
             .await?;
-        let completed = match self.dst.complete_multipart(dkey, upload_id, &parts).await {
-            Ok(tag) => tag,
-            // A completion whose answer was lost: the upload is gone; the HEAD decides.
-            Err(StoreError::NoSuchUpload { .. }) => None,
-            Err(e) => return Err(EngineError::Dest(e)),
-        };
-        let head = self
-            .check_completed(dkey, t.size, &expect, completed.as_deref(), read_crcs)
+        let (head, completed) = self
+            .complete_checked(dkey, upload_id, &parts, t.size, &expect, read_crcs)
             .await?;
         ObjectTransferred {
             key: dkey,

@@ -295,13 +295,8 @@ impl Engine {
         let mirrored = (layout.mirrored && proven).then_some((&expect, layout.parts.as_slice()));
         self.check_read(t.job, t.worker, t.rk, upload_id, t.src_etag, mirrored, None, None)
             .await?;
-        let completed = match self.dst.complete_multipart(dkey, upload_id, &parts).await {
-            Ok(tag) => tag,
-            Err(StoreError::NoSuchUpload { .. }) => None,
-            Err(e) => return Err(EngineError::Dest(e)),
-        };
-        let head = self
-            .check_completed(dkey, t.size, &expect, completed.as_deref(), None)
+        let (head, completed) = self
+            .complete_checked(dkey, upload_id, &parts, t.size, &expect, None)
             .await?;
         ObjectTransferred {
             key: dkey,

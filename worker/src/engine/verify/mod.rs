@@ -23,7 +23,7 @@ use ferry_core::etag;
 use ferry_core::etag::ETag;
 use ferry_core::job::Job;
 use ferry_core::state::RecordKey;
-use ferry_core::store::{GetOptions, GetResult, ObjectMeta, StoreError};
+use ferry_core::store::{GetOptions, GetResult, ObjectMeta, PartInfo, StoreError};
 
 use super::{Engine, EngineError, Part};
 use crate::plan;
@@ -278,6 +278,30 @@ impl Engine {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Completes an upload from `parts` and checks the object
+    /// ([`Engine::check_completed`]). A completion whose answer was lost
+    /// finds the upload gone: the HEAD decides. Returns the HEAD and the
+    /// ETag the completion answered.
+    pub(super) async fn complete_checked(
+        &self,
+        dkey: &str,
+        upload_id: &str,
+        parts: &[PartInfo],
+        size: u64,
+        expect: &str,
+        sent: Option<Crcs>,
+    ) -> Result<(ObjectMeta, Option<String>), EngineError> {
+        let completed = match self.dst.complete_multipart(dkey, upload_id, parts).await {
+            Ok(tag) => tag,
+            Err(StoreError::NoSuchUpload { .. }) => None,
+            Err(e) => return Err(EngineError::Dest(e)),
+        };
+        let head = self
+            .check_completed(dkey, size, expect, completed.as_deref(), sent)
+            .await?;
+        Ok((head, completed))
     }
 
     /// Checks a completed multipart object by a HEAD: present, `size` bytes,
