@@ -337,7 +337,7 @@ impl Engine {
         }
         let mut pinned = (job.src.etag.clone(), job.src.size);
         let mut rec = rec.clone();
-        if job.op == Op::Copy && self.splits(job.src.size) && self.server_side.is_none() {
+        if job.op == Op::Copy && self.splits(&job.dest.key, job.src.size) {
             return self.split_claimed(c).await;
         }
         for _ in 0..3 {

@@ -47,9 +47,15 @@ use super::{Engine, EngineError, JobOutcome, Part};
 use crate::plan;
 
 impl Engine {
-    /// Whether a copy of `size` bytes is split into spans for the fleet.
-    pub(super) fn splits(&self, size: u64) -> bool {
-        size > self.cfg.giant_threshold && size > self.cfg.giant_span
+    /// Whether a copy of `size` bytes to `dest_key` is split into spans for
+    /// the fleet: not when the store copies it itself (server-side), and
+    /// not into a local directory, which one machine writes anyway (and
+    /// whose completion would read every part back to list it).
+    pub(super) fn splits(&self, dest_key: &str, size: u64) -> bool {
+        size > self.cfg.giant_threshold
+            && size > self.cfg.giant_span
+            && self.server_side.is_none()
+            && self.dst.local_path(dest_key).is_none()
     }
 
     /// The ledger record whose lease a job holds: its span's for a span job.
