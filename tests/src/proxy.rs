@@ -37,6 +37,18 @@ pub struct Seen {
     pub copy_source: bool,
     /// The request body's length in bytes.
     pub body_len: u64,
+    /// The `x-amz-*` headers that say how an object is written or read
+    /// (storage class, ACL, encryption, requester pays…), names in lower
+    /// case; the signature's own headers are left out.
+    pub amz: Vec<(String, String)>,
+}
+
+impl Seen {
+    /// The value of `x-amz-NAME` (`name` without the prefix), if sent.
+    pub fn amz(&self, name: &str) -> Option<&str> {
+        let full = format!("x-amz-{name}");
+        self.amz.iter().find(|(k, _)| *k == full).map(|(_, v)| v.as_str())
+    }
 }
 
 impl Seen {
@@ -580,6 +592,7 @@ pub(crate) fn parse_head(head: &[u8]) -> (Seen, usize) {
     let mut target = String::new();
     let mut signed_region = String::new();
     let mut copy_source = false;
+    let mut amz = Vec::new();
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
@@ -587,6 +600,8 @@ pub(crate) fn parse_head(head: &[u8]) -> (Seen, usize) {
                 "content-length" => length = v.parse().unwrap_or(0),
                 "x-amz-target" => target = v.to_string(),
                 "x-amz-copy-source" => copy_source = true,
+                "x-amz-date" | "x-amz-content-sha256" | "x-amz-security-token" | "x-amz-user-agent" => {}
+                k if k.starts_with("x-amz-") => amz.push((k.to_string(), v.to_string())),
                 // AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …
                 "authorization" => {
                     if let Some(scope) = v.split("Credential=").nth(1) {
@@ -608,6 +623,7 @@ pub(crate) fn parse_head(head: &[u8]) -> (Seen, usize) {
         signed_region,
         copy_source,
         body_len: length as u64,
+        amz,
     };
     (seen, length)
 }
@@ -626,6 +642,7 @@ mod tests {
             signed_region: String::new(),
             copy_source: false,
             body_len: 0,
+            amz: Vec::new(),
         };
         assert_eq!(s("PUT", "/b/k", "partNumber=1&uploadId=x").operation(), "UploadPart");
         assert_eq!(s("PUT", "/b/dir/k", "").operation(), "PutObject");
