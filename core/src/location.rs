@@ -1,7 +1,21 @@
 //! Source and destination locations as the user writes them:
-//! `s3://bucket/prefix`, `file:///abs/dir`, `/abs/dir`, `./dir` or `dir`.
+//! `s3://bucket/prefix`, `file:///abs/dir`, `/abs/dir`, `./dir` or `dir`;
+//! and the vendors' own schemes, which select their preset: `oss://`
+//! (Aliyun OSS, as ossutil writes it), `cos://` (Tencent COS), `obs://`
+//! (Huawei OBS), `ks3://` (Kingsoft KS3) and `gs://` (Google Cloud Storage).
 
 use std::path::PathBuf;
+
+use crate::store::vendor::Vendor;
+
+/// The vendors' schemes and the presets they select.
+const VENDOR_SCHEMES: [(&str, Vendor); 5] = [
+    ("oss", Vendor::AliyunOss),
+    ("cos", Vendor::TencentCos),
+    ("obs", Vendor::HuaweiObs),
+    ("ks3", Vendor::KsyunKs3),
+    ("gs", Vendor::GoogleGcs),
+];
 
 /// A parsed location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +31,15 @@ pub enum Location {
         bucket: String,
         /// Key prefix (may be empty; kept exactly, no slash added).
         prefix: String,
+        /// The preset a vendor's scheme (`oss://`…) selects; `None` for `s3://`.
+        vendor: Option<Vendor>,
     },
 }
 
 impl Location {
     /// Parses a location; the error says what a valid one looks like.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let hint = "expected s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR";
+        let hint = "expected s3://BUCKET/PREFIX (or oss://, cos://, obs://, ks3://, gs://), file:///DIR, /DIR or ./DIR";
         if s.is_empty() {
             return Err(format!("an empty location; {hint}"));
         }
@@ -33,7 +49,14 @@ impl Location {
                  (for a local directory with that name, write ./{s})"
             ));
         }
-        if let Some(rest) = s.strip_prefix("s3://") {
+        let bucket_url = s.split_once("://").and_then(|(scheme, rest)| match scheme {
+            "s3" => Some((rest, None)),
+            _ => VENDOR_SCHEMES
+                .iter()
+                .find(|(name, _)| *name == scheme)
+                .map(|(_, v)| (rest, Some(*v))),
+        });
+        if let Some((rest, vendor)) = bucket_url {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(format!("{s:?} has no bucket name; {hint}"));
@@ -49,6 +72,7 @@ impl Location {
             return Ok(Location::S3 {
                 bucket: bucket.into(),
                 prefix: prefix.into(),
+                vendor,
             });
         }
         if let Some(path) = s.strip_prefix("file://") {
@@ -59,11 +83,8 @@ impl Location {
         }
         if let Some((scheme, _)) = s.split_once("://") {
             let tip = match scheme {
-                "oss" | "cos" | "obs" | "ks3" | "gs" | "minio" => {
-                    "; S3-compatible stores use s3:// with a vendor preset, e.g. s3://BUCKET --src-vendor aliyun-oss"
-                        .to_string()
-                }
-                _ => String::new(),
+                "minio" => "; MinIO and other S3-compatible stores use s3:// with an endpoint, e.g. s3://BUCKET --src-endpoint https://HOST:9000",
+                _ => "",
             };
             return Err(format!("{s:?}: unsupported scheme {scheme:?}; {hint}{tip}"));
         }
@@ -98,7 +119,13 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Local { dir } => write!(f, "{}", dir.display()),
-            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::S3 { bucket, prefix, vendor } => {
+                let scheme = VENDOR_SCHEMES
+                    .iter()
+                    .find(|(_, v)| Some(*v) == *vendor)
+                    .map_or("s3", |(name, _)| name);
+                write!(f, "{scheme}://{bucket}/{prefix}")
+            }
         }
     }
 }
@@ -113,14 +140,16 @@ mod tests {
             Location::parse("s3://bkt/a/b/").unwrap(),
             Location::S3 {
                 bucket: "bkt".into(),
-                prefix: "a/b/".into()
+                prefix: "a/b/".into(),
+                vendor: None,
             }
         );
         assert_eq!(
             Location::parse("s3://bkt").unwrap(),
             Location::S3 {
                 bucket: "bkt".into(),
-                prefix: "".into()
+                prefix: "".into(),
+                vendor: None,
             }
         );
         assert_eq!(
@@ -129,7 +158,22 @@ mod tests {
         );
         assert_eq!(Location::parse("./d").unwrap(), Location::Local { dir: "./d".into() });
         assert!(Location::parse("s3:///k").unwrap_err().contains("no bucket"));
-        assert!(Location::parse("oss://b/k").unwrap_err().contains("vendor"));
+        for (url, vendor) in [
+            ("oss://bkt/k/", Vendor::AliyunOss),
+            ("cos://bkt-1250000000/k/", Vendor::TencentCos),
+            ("obs://bkt/k/", Vendor::HuaweiObs),
+            ("ks3://bkt/k/", Vendor::KsyunKs3),
+            ("gs://bkt/k/", Vendor::GoogleGcs),
+        ] {
+            let l = Location::parse(url).unwrap();
+            assert!(
+                matches!(&l, Location::S3 { vendor: Some(v), prefix, .. } if *v == vendor && prefix == "k/"),
+                "{url}"
+            );
+            assert_eq!(l.to_string(), url, "shown as written");
+        }
+        assert!(Location::parse("oss://b/k").unwrap_err().contains("bucket name"));
+        assert!(Location::parse("minio://bkt/k").unwrap_err().contains("s3://"));
         assert!(Location::parse("file://rel").is_err());
         assert!(Location::parse("s3://Bad Name/").is_err());
     }

@@ -25,7 +25,8 @@ fn bad_input_is_explained() {
     let state = work.path().join("s.sqlite").display().to_string();
 
     expect_error(&[&s, "s3:///nobucket", "--state", &state], &[], &["no bucket"]);
-    expect_error(&[&s, "gs://b/k", "--state", &state], &[], &["unsupported scheme"]);
+    expect_error(&[&s, "ftp://host/k", "--state", &state], &[], &["unsupported scheme"]);
+    expect_error(&[&s, "oss://bkt/k/", "--state", &state], &[], &["--dest-region"]);
     expect_error(
         &["/definitely/not/here", "/tmp/x", "--state", &state],
         &[],

@@ -2,7 +2,8 @@
 //! on the wire at a proxy and recorded by the servers: the destination's
 //! storage class, canned ACL and SSE-KMS key on single PUTs and multipart
 //! uploads (moto keeps all three); requester pays on every request to the
-//! source; anonymous reads of a public bucket.
+//! source; anonymous reads of a public bucket; a vendor's scheme
+//! (`oss://`) selecting its preset, pointed at radosgw.
 
 use std::collections::BTreeMap;
 
@@ -179,4 +180,41 @@ async fn a_public_bucket_is_read_anonymously() {
     assert_same("read anonymously", &files, &read_tree(&dst));
     let signed = proxy.seen().into_iter().filter(|s| !s.signed_region.is_empty()).count();
     assert_eq!(signed, 0, "no request was signed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oss_url_selects_the_preset_and_copies() {
+    let rgw = rgw();
+    let src = rgw.bucket("opt-oss").await;
+    let files = BTreeMap::from([("k/one.txt".to_string(), data(1500, 47))]);
+    rgw.put_all(&src, &files).await;
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    // The preset's endpoint (oss-cn-hangzhou.aliyuncs.com) is replaced by
+    // radosgw's; OSS's virtual-hosted addressing by path style.
+    let mut args = vec![
+        format!("oss://{src}/k/"),
+        dst.display().to_string(),
+        "--state".into(),
+        work.path().join("s.sqlite").display().to_string(),
+        "--src-region".into(),
+        "cn-hangzhou".into(),
+    ];
+    args.extend(rgw.flags("src"));
+    let out = run(finder(&args, &rgw.envs("src")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same(
+        "copied from an oss:// URL",
+        &BTreeMap::from([("one.txt".to_string(), files["k/one.txt"].clone())]),
+        &read_tree(&dst),
+    );
+    let clash = vec![
+        format!("oss://{src}/"),
+        dst.display().to_string(),
+        "--src-vendor".into(),
+        "tencent-cos".into(),
+    ];
+    let out = run(finder(&clash, &[]));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--src-vendor"), "{}", text(&out));
 }

@@ -461,6 +461,45 @@ mod tests {
     }
 
     #[test]
+    fn vendor_schemes_select_their_preset() {
+        let mut cfg = JobConfig::default();
+        cfg.source.url = Some("oss://src-bkt/p/".into());
+        cfg.source.region = Some("cn-hangzhou".into());
+        cfg.destination.url = Some("oss://dst-bkt/".into());
+        cfg.destination.region = Some("cn-hangzhou".into());
+        let s = cfg.build().unwrap();
+        let Side::S3 { config, prefix } = &s.source else {
+            panic!("a bucket")
+        };
+        assert_eq!(config.endpoint.as_deref(), Some("https://oss-cn-hangzhou.aliyuncs.com"));
+        assert!(!config.path_style, "OSS is virtual-hosted");
+        assert_eq!(prefix, "p/");
+        let ss = s.server_side.expect("one region of OSS copies server-side");
+        assert_eq!(ss.max_copy_object, 1 << 30, "OSS's CopyObject limit, from the scheme");
+
+        cfg.source.region = None;
+        let e = cfg.build().unwrap_err().to_string();
+        assert!(e.contains("--src-region"), "{e}");
+        cfg.source.region = Some("cn-hangzhou".into());
+        cfg.source.vendor = Some(Vendor::TencentCos);
+        let e = cfg.build().unwrap_err().to_string();
+        assert!(e.contains("--src-vendor") && e.contains("aliyun-oss"), "{e}");
+        cfg.source.vendor = Some(Vendor::AliyunOss);
+        assert!(cfg.build().is_ok(), "the flag may say the same");
+
+        cfg.source.url = Some("cos://bkt-1250000000/".into());
+        cfg.source.vendor = None;
+        cfg.source.region = Some("ap-guangzhou".into());
+        let Side::S3 { config, .. } = cfg.build().unwrap().source else {
+            panic!("a bucket")
+        };
+        assert_eq!(
+            config.endpoint.as_deref(),
+            Some("https://cos.ap-guangzhou.myqcloud.com")
+        );
+    }
+
+    #[test]
     fn secrets_are_not_debug_printed() {
         let s = SideConfig {
             secret_access_key: Some(Secret("TOPSECRET".into())),

@@ -303,15 +303,27 @@ impl SideConfig {
                 "--dest-no-fsync",
                 format!("{url} is a bucket; the option applies to a local destination directory"),
             )),
-            Location::S3 { bucket, prefix } => Ok(Side::S3 {
+            Location::S3 { bucket, prefix, vendor } => Ok(Side::S3 {
                 prefix,
-                config: self.s3_config(bucket, role)?,
+                config: self.s3_config(bucket, role, self.scheme_vendor(vendor, url, role)?)?,
             }),
         }
     }
 
-    fn s3_config(&self, bucket: String, role: Role) -> Result<S3StoreConfig, ConfigError> {
-        let vendor = self.vendor.unwrap_or(if self.endpoint.is_some() {
+    /// The preset: the flag's, else the one the URL's scheme selects (the
+    /// two must agree), else `custom` with an endpoint and `aws` without.
+    fn scheme_vendor(&self, scheme: Option<Vendor>, url: &str, role: Role) -> Result<Option<Vendor>, ConfigError> {
+        match (self.vendor, scheme) {
+            (Some(flag), Some(s)) if flag != s => Err(cfg_err(
+                role.flag("vendor"),
+                format!("{url} selects the {s} preset, but the vendor given is {flag}: drop one of them"),
+            )),
+            (flag, s) => Ok(flag.or(s)),
+        }
+    }
+
+    fn s3_config(&self, bucket: String, role: Role, vendor: Option<Vendor>) -> Result<S3StoreConfig, ConfigError> {
+        let vendor = vendor.unwrap_or(if self.endpoint.is_some() {
             Vendor::Custom
         } else {
             Vendor::Aws
@@ -495,6 +507,15 @@ impl JobConfig {
 }
 
 impl JobConfig {
+    /// The destination's preset: the flag's, else its URL scheme's.
+    fn destination_vendor(&self) -> Vendor {
+        let scheme = match self.destination.url.as_deref().map(Location::parse) {
+            Some(Ok(Location::S3 { vendor, .. })) => vendor,
+            _ => None,
+        };
+        self.destination.vendor.or(scheme).unwrap_or_default()
+    }
+
     /// Whether objects are copied inside the store: both sides buckets, and
     /// of the same service unless the user forces it.
     fn server_side(&self, source: &Side, destination: &Side) -> Result<Option<ServerSideCopy>, ConfigError> {
@@ -507,7 +528,7 @@ impl JobConfig {
                 Some(ServerSideCopy {
                     src_bucket: s.bucket.clone(),
                     always: mode == ServerSideMode::Always,
-                    max_copy_object: self.destination.vendor.unwrap_or_default().max_copy_object(),
+                    max_copy_object: self.destination_vendor().max_copy_object(),
                 })
             }
             _ if mode == ServerSideMode::Always => {
