@@ -495,3 +495,12 @@ pub fn without_colours(text: &str) -> String {
     }
     out
 }
+
+/// What a finished process printed: stdout then stderr, colours removed.
+pub fn output_text(out: &std::process::Output) -> String {
+    without_colours(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}

@@ -16,14 +16,6 @@ use ferry_tests::*;
 
 const MIB: usize = 1024 * 1024;
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_failing_by_themselves_are_given_up_named_aborted_and_redriven() {
     let rgw = rgw();
@@ -58,13 +50,13 @@ async fn jobs_failing_by_themselves_are_given_up_named_aborted_and_redriven() {
     let mut envs = rgw.envs("src");
     envs.extend(rgw.envs("dest"));
     let out = run(fleet.finder(&job.args, &envs));
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let mut wargs = job.worker_args();
     wargs.extend(["--max-attempts", "2", "--workers", "4"].map(String::from));
     let worker = fleet.worker(&wargs, &envs);
 
     let done = fleet.status(None, "120s").output().unwrap();
-    let shown = text(&done);
+    let shown = output_text(&done);
     assert_eq!(
         done.status.code(),
         Some(1),
@@ -116,14 +108,14 @@ async fn jobs_failing_by_themselves_are_given_up_named_aborted_and_redriven() {
         redrive.env(k, v);
     }
     let out = run(redrive);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains("2 dead-lettered job(s) sent back"),
+        output_text(&out).contains("2 dead-lettered job(s) sent back"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let done = fleet.status(None, "120s").output().unwrap();
-    let shown = text(&done);
+    let shown = output_text(&done);
     let (_, log) = ferry_tests::fleet::stop(worker);
     assert_eq!(done.status.code(), Some(0), "{shown}\n{log}");
     assert_eq!(count(&shown, "done"), 14, "each object counted once: {shown}");
@@ -168,7 +160,7 @@ async fn an_archived_source_ends_as_restore_needed_without_retries() {
     ];
     args.extend(["--max-attempts", "4"].map(String::from));
     let out = run(finder(&args, &rgw.envs("src")));
-    let shown = text(&out);
+    let shown = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(shown.contains("archived/old.txt"), "the key is named: {shown}");
     assert!(
@@ -183,7 +175,7 @@ async fn an_archived_source_ends_as_restore_needed_without_retries() {
     status.args(["status", "--state", &state]);
     isolate(&mut status);
     let out = run(status);
-    let shown = text(&out);
+    let shown = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert_eq!(count(&shown, "restore needed"), 1, "{shown}");
     assert_eq!(count(&shown, "failed"), 0, "{shown}");
@@ -206,7 +198,7 @@ async fn a_record_stranded_with_nothing_queued_fails_the_run_by_name() {
         state.display().to_string(),
     ];
     let out = run(finder(&args, &[]));
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     // A worker claimed an object of the run and vanished with its message.
     let store = ferry_core::state::EmbeddedStateStore::new(ferry_core::db::Db::open(&state).unwrap());
     let run_id = store.latest_run().await.unwrap().unwrap();
@@ -230,7 +222,7 @@ async fn a_record_stranded_with_nothing_queued_fails_the_run_by_name() {
     ]);
     isolate(&mut status);
     let out = run(status);
-    let shown = text(&out);
+    let shown = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(shown.contains("Status: complete"), "{shown}");
     assert_eq!(count(&shown, "stranded"), 1, "{shown}");

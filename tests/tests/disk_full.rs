@@ -41,14 +41,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn a_full_disk_is_reported_clearly_leaves_no_partial_file_and_resumes() {
     let work = tempfile::tempdir().unwrap();

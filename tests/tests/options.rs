@@ -13,12 +13,21 @@ use ferry_tests::*;
 
 const MIB: usize = 1024 * 1024;
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// A copy of bucket `src`, read through `proxy`, into `work/dst` with `flag`.
+fn to_dir(src: &str, proxy: &Proxy, work: &std::path::Path, flag: &str) -> Vec<String> {
+    let mut args = vec![
+        format!("s3://{src}/"),
+        work.join("dst").display().to_string(),
+        "--state".into(),
+    ];
+    args.push(work.join("s.sqlite").display().to_string());
+    args.extend([
+        "--src-endpoint".into(),
+        proxy.endpoint.clone(),
+        "--src-path-style".into(),
+    ]);
+    args.extend([flag, "--multipart-threshold", "5MiB"].map(String::from));
+    args
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,7 +72,7 @@ async fn storage_class_acl_and_kms_key_are_applied_to_puts_and_uploads() {
     let mut envs = rgw.envs("src");
     envs.extend(moto.envs("dest"));
     let out = run(finder(&args, &envs));
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_same("written with the options", &files, &moto.read_all(&dst, "").await);
 
     for op in ["PutObject", "CreateMultipartUpload"] {
@@ -105,20 +114,9 @@ async fn requester_pays_is_sent_with_every_request_to_the_source() {
     let proxy = Proxy::start(&rgw.endpoint).await;
     let work = tempfile::tempdir().unwrap();
     let dst = work.path().join("dst");
-    let args = vec![
-        format!("s3://{src}/"),
-        dst.display().to_string(),
-        "--state".into(),
-        work.path().join("s.sqlite").display().to_string(),
-        "--src-endpoint".into(),
-        proxy.endpoint.clone(),
-        "--src-path-style".into(),
-        "--src-requester-pays".into(),
-        "--multipart-threshold".into(),
-        "5MiB".into(),
-    ];
+    let args = to_dir(&src, &proxy, work.path(), "--src-requester-pays");
     let out = run(finder(&args, &rgw.envs("src")));
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_same("read with requester pays", &files, &read_tree(&dst));
     let seen = proxy.seen();
     assert!(seen.iter().any(|s| s.operation() == "GetObject"), "objects were read");
@@ -162,21 +160,10 @@ async fn a_public_bucket_is_read_anonymously() {
     let proxy = Proxy::start(&rgw.endpoint).await;
     let work = tempfile::tempdir().unwrap();
     let dst = work.path().join("dst");
-    let args = vec![
-        format!("s3://{src}/"),
-        dst.display().to_string(),
-        "--state".into(),
-        work.path().join("s.sqlite").display().to_string(),
-        "--src-endpoint".into(),
-        proxy.endpoint.clone(),
-        "--src-path-style".into(),
-        "--src-anonymous".into(),
-        "--multipart-threshold".into(),
-        "5MiB".into(),
-    ];
+    let args = to_dir(&src, &proxy, work.path(), "--src-anonymous");
     // No keys in the environment at all.
     let out = run(finder(&args, &[]));
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_same("read anonymously", &files, &read_tree(&dst));
     let signed = proxy.seen().into_iter().filter(|s| !s.signed_region.is_empty()).count();
     assert_eq!(signed, 0, "no request was signed");
@@ -202,7 +189,7 @@ async fn an_oss_url_selects_the_preset_and_copies() {
     ];
     args.extend(rgw.flags("src"));
     let out = run(finder(&args, &rgw.envs("src")));
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_same(
         "copied from an oss:// URL",
         &BTreeMap::from([("one.txt".to_string(), files["k/one.txt"].clone())]),
@@ -216,5 +203,5 @@ async fn an_oss_url_selects_the_preset_and_copies() {
     ];
     let out = run(finder(&clash, &[]));
     assert!(!out.status.success());
-    assert!(text(&out).contains("--src-vendor"), "{}", text(&out));
+    assert!(output_text(&out).contains("--src-vendor"), "{}", output_text(&out));
 }

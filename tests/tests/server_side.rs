@@ -45,14 +45,6 @@ fn envs(rgw: &Server) -> Vec<(String, String)> {
     e
 }
 
-fn output(out: &std::process::Output) -> String {
-    without_colours(&format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
 /// Source objects: a 210 MiB object uploaded in 7 MiB parts, a 20 MiB one
 /// in one part, and a small one with metadata.
 async fn seed(rgw: &Server, bucket: &str) -> (BTreeMap<String, Vec<u8>>, String) {
@@ -91,7 +83,7 @@ async fn same_endpoint_copies_move_no_object_bytes_and_keep_etags_and_metadata()
     let work = tempfile::tempdir().unwrap();
     let a = args(&src, &dst, &proxy.endpoint, &work.path().join("s.sqlite"), &[]);
     let out = run(finder(&a, &envs(&rgw)));
-    assert!(out.status.success(), "the copy succeeds: {}", output(&out));
+    assert!(out.status.success(), "the copy succeeds: {}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(count(&stdout, "server-side"), 3, "the summary says so: {stdout}");
 
@@ -124,7 +116,7 @@ async fn same_endpoint_copies_move_no_object_bytes_and_keep_etags_and_metadata()
 
     proxy.reset();
     let out = run(finder(&a, &envs(&rgw)));
-    assert!(out.status.success(), "the rerun succeeds: {}", output(&out));
+    assert!(out.status.success(), "the rerun succeeds: {}", output_text(&out));
     let copies = proxy.count("CopyObject") + proxy.count("UploadPartCopy");
     assert_eq!(copies, 0, "a rerun copies nothing: {:?}", proxy.by_operation());
 }
@@ -181,7 +173,7 @@ async fn kill_nine_mid_copy_then_resume_copies_only_missing_parts() {
 
     let proxy = Proxy::start(&rgw.endpoint).await;
     let out = run(finder(&args(&src, &dst, &proxy.endpoint, &state, &extra), &envs(&rgw)));
-    let text = output(&out);
+    let text = output_text(&out);
     assert!(out.status.success(), "the resumed run succeeds: {text}");
     assert!(
         text.contains(&format!("resumed_parts={recorded}")),
@@ -234,7 +226,7 @@ async fn a_store_that_refuses_copies_is_streamed_under_auto_and_fails_under_alwa
         &args(&src, &dst, &proxy.endpoint, &work.path().join("a.sqlite"), &extra),
         &envs(&rgw),
     ));
-    let text = output(&out);
+    let text = output_text(&out);
     assert!(!out.status.success(), "always: a refusal is an error: {text}");
     assert!(
         text.contains("NotImplemented"),
@@ -249,7 +241,7 @@ async fn a_store_that_refuses_copies_is_streamed_under_auto_and_fails_under_alwa
         &args(&src, &dst, &proxy.endpoint, &work.path().join("b.sqlite"), &extra),
         &envs(&rgw),
     ));
-    let text = output(&out);
+    let text = output_text(&out);
     assert!(out.status.success(), "auto falls back to streaming: {text}");
     assert!(
         text.contains("refused a server-side copy"),
@@ -280,7 +272,7 @@ async fn never_streams_and_always_needs_two_buckets() {
         &["--server-side", "never"],
     );
     let out = run(finder(&a, &envs(&rgw)));
-    assert!(out.status.success(), "{}", output(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(proxy.count("CopyObject"), 0);
     assert_eq!(proxy.count("GetObject"), 1);
     assert_same("streamed", &files, &rgw.read_all(&dst, "").await);
@@ -293,7 +285,7 @@ async fn never_streams_and_always_needs_two_buckets() {
     ];
     a.extend(rgw.flags("src"));
     let out = run(finder(&a, &rgw.envs("src")));
-    let text = output(&out);
+    let text = output_text(&out);
     assert!(!out.status.success(), "always with a local side is refused");
     assert!(text.contains("--server-side"), "the error names the flag: {text}");
     assert!(
