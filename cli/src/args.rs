@@ -167,6 +167,11 @@ pub struct WriteArgs {
     #[arg(long = "dest-sse-kms-key-id", env = "FERRY_DEST_SSE_KMS_KEY_ID", value_name = "KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sse_kms_key_id: Option<String>,
+    /// Tags of the objects written: copy (the source object's; one GetObjectTagging per object that
+    /// has any), none, or KEY=VALUE pairs separated by commas [default: copy]
+    #[arg(long = "tags", env = "FERRY_TAGS", value_name = "copy|none|K=V,…")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<String>,
     /// Local destination: do not sync files to disk before renaming them
     /// into place. Faster; a power failure (not a killed process) may leave
     /// copied files with lost bytes. For scratch copies
@@ -269,6 +274,17 @@ pub struct JobArgs {
     #[arg(long, env = "FERRY_DELETE")]
     #[serde(skip_serializing_if = "is_false")]
     pub delete: bool,
+    /// Which versions of each source key are copied: latest (the current version), or all (the
+    /// history, replayed to a versioned destination bucket oldest first, delete markers included;
+    /// a rerun copies only versions not replayed yet) [default: latest]
+    #[arg(long, env = "FERRY_VERSIONS", value_name = "MODE", value_parser = ["latest", "all"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<String>,
+    /// Replay the history from this time on: the version current then, and every later one
+    /// (2026-11-30 or 2026-11-30T08:00:00Z, UTC). Implies --versions all
+    #[arg(long, env = "FERRY_VERSIONS_AT", value_name = "TIME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions_at: Option<String>,
 
     #[command(flatten)]
     #[serde(rename = "source")]

@@ -133,6 +133,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("runs", "gone", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "listed_at", "INTEGER"),
     ("objects", "checksum", "TEXT"),
+    ("objects", "dest_version", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -57,6 +57,7 @@ impl EventContext {
             seq,
             span: None,
             replans: 0,
+            since: None,
         })
     }
 }

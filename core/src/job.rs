@@ -19,6 +19,9 @@ pub enum Op {
     Copy,
     /// Delete the destination key.
     Delete,
+    /// Replay the source key's version history to the destination, oldest
+    /// first, each version not replayed yet (`--versions all`).
+    Replay,
 }
 
 /// The source object as discovered.
@@ -87,6 +90,10 @@ pub struct Job {
     /// while it was copied in spans.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replans: u32,
+    /// For a replay: where the history starts, ms since the epoch (the
+    /// version current then, and every later one); none for all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -121,6 +128,7 @@ impl Job {
             seq: None,
             span: None,
             replans: 0,
+            since: None,
         }
     }
 
@@ -135,6 +143,17 @@ impl Job {
             seq: None,
             span: None,
             replans: 0,
+            since: None,
+        }
+    }
+
+    /// A replay of the source key's history (`src` names its newest
+    /// version) from `since` on.
+    pub fn replay(run: &str, src: SrcRef, dest_key: String, since: Option<i64>) -> Self {
+        Job {
+            op: Op::Replay,
+            since,
+            ..Job::copy(run, src, dest_key)
         }
     }
 

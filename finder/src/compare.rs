@@ -170,6 +170,17 @@ impl Judge {
         self
     }
 
+    /// The ledger's records of `keys` (none known without a ledger).
+    pub(crate) async fn ledger_get_many(
+        &self,
+        keys: &[ferry_core::state::RecordKey],
+    ) -> anyhow::Result<Vec<Option<ferry_core::state::ObjectRecord>>> {
+        match &self.state {
+            Some(s) => Ok(s.get_many(keys).await?),
+            None => Ok(vec![None; keys.len()]),
+        }
+    }
+
     /// Keeps local files' checksums in `hashes` (none: hash every time).
     pub fn with_hashes(mut self, hashes: Option<FileHashes>) -> Self {
         self.hashes = hashes;

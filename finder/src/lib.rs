@@ -16,6 +16,7 @@
 //! worker that comes second finds the object done and skips it.
 
 pub mod compare;
+mod history;
 pub mod progress;
 pub mod status;
 mod summary;
@@ -78,6 +79,8 @@ pub struct Report {
     pub drained: bool,
     /// Objects the in-process workers copied inside the store.
     pub server_side: u64,
+    /// Source versions the in-process workers replayed (`--versions all`).
+    pub versions: u64,
     /// How the pairs the listings could not decide were decided.
     pub compared: Compared,
 }
@@ -214,6 +217,7 @@ pub async fn run(
         interrupted: *stop.borrow(),
         drained,
         server_side: worker.engine.stats.server_side.load(Ordering::Relaxed),
+        versions: worker.engine.stats.versions.load(Ordering::Relaxed),
         compared: judge.stats.snapshot(),
     };
     summary::print_summary(job, opts, &report, started.elapsed());

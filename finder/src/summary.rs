@@ -92,6 +92,11 @@ pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, el
             r.server_side,
             "of them copied inside the store (no bytes through this machine)",
         );
+        counted(
+            "versions:",
+            r.versions,
+            "source versions replayed, delete markers included (--versions all)",
+        );
         counted("skipped:", c.skipped, "objects (found already done by a worker)");
         out!("  failed:      {:>8} objects", c.failed);
     }

@@ -116,20 +116,66 @@ impl Sink {
 }
 
 /// The plan being built as the walk goes: counts, and the batch of jobs not yet queued.
-struct Planner<'a> {
+pub(crate) struct Planner<'a> {
     sink: Option<&'a Sink>,
     run: &'a str,
     dp: String,
     local_dest: bool,
     delete: bool,
     max_delete: Option<u64>,
-    plan: Plan,
+    pub(crate) plan: Plan,
     batch: Vec<Job>,
     delta: RunCounters,
 }
 
-impl Planner<'_> {
-    fn identical(&mut self) {
+impl<'a> Planner<'a> {
+    pub(crate) fn new(job: &Settings, sink: Option<&'a Sink>, run: &'a str) -> Self {
+        Planner {
+            sink,
+            run,
+            dp: job.destination.prefix().to_string(),
+            local_dest: job.destination.is_local(),
+            delete: job.delete,
+            max_delete: job.max_delete,
+            plan: Plan::default(),
+            batch: Vec::new(),
+            delta: RunCounters::default(),
+        }
+    }
+
+    /// Queues what is left in the batch.
+    pub(crate) async fn finish(mut self) -> anyhow::Result<Plan> {
+        if let Some(sink) = self.sink {
+            sink.flush(self.run, &mut self.batch, &mut self.delta).await?;
+        }
+        Ok(self.plan)
+    }
+
+    /// Plans a replay of a key's history (`--versions all`): `replayed` says
+    /// whether the key was replayed before (changed) or never (new).
+    pub(crate) async fn replay(&mut self, job: Job, rel: &str, replayed: bool) -> anyhow::Result<()> {
+        let slot = match replayed {
+            true => &mut self.plan.changed,
+            false => &mut self.plan.new,
+        };
+        slot.0 += 1;
+        slot.1 += job.src.size;
+        remember(&mut slot.2, rel);
+        self.delta.found += 1;
+        self.push(job).await
+    }
+
+    /// The run the plan queues jobs for.
+    pub(crate) fn run(&self) -> &'a str {
+        self.run
+    }
+
+    /// The destination key of a relative key.
+    pub(crate) fn dest_key(&self, rel: &str) -> String {
+        format!("{}{}", self.dp, rel)
+    }
+
+    pub(crate) fn identical(&mut self) {
         self.plan.identical += 1;
         self.delta.found += 1;
         self.delta.identical += 1;
@@ -221,21 +267,14 @@ pub(crate) async fn walk(
     run: &str,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Plan> {
+    if w.job.versions.replays() {
+        return crate::history::walk(w, prefixes, sink, run, stop).await;
+    }
     let Walk { job, src, dst, judge } = *w;
     let filter = &job.filter;
     let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
     let mode = job.compare_mode();
-    let mut planner = Planner {
-        sink,
-        run,
-        dp: dp.clone(),
-        local_dest: job.destination.is_local(),
-        delete: job.delete,
-        max_delete: job.max_delete,
-        plan: Plan::default(),
-        batch: Vec::new(),
-        delta: RunCounters::default(),
-    };
+    let mut planner = Planner::new(job, sink, run);
     let mut pending: Vec<Pair> = Vec::new();
     for p in prefixes {
         let listed = src.list(&format!("{sp}{p}"), None).inspect(|r| {
@@ -277,10 +316,7 @@ pub(crate) async fn walk(
         }
     }
     planner.settle(judge, &mut pending).await?;
-    if let Some(sink) = sink {
-        sink.flush(run, &mut planner.batch, &mut planner.delta).await?;
-    }
-    Ok(planner.plan)
+    planner.finish().await
 }
 
 /// The judge of a run: the ledger, and the checksum cache in the state file

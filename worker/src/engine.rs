@@ -23,19 +23,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_core::checksum::MTIME_META;
 use ferry_core::etag;
 use ferry_core::job::{Job, Op};
 use ferry_core::state::{Claim, ObjectRecord, Outcome, RecordKey, StateStore, Status};
-use ferry_core::store::{ObjectAttributes, ObjectMeta, ObjectStore, PutOptions, StoreError};
+use ferry_core::store::{ObjectStore, PutOptions, StoreError};
 use ferry_core::telemetry::LeaseTakenOver;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+mod carried;
 mod giant;
 mod ledger;
 pub mod multipart;
 pub mod outcome;
 mod remember;
+pub mod replay;
 pub mod server_side;
 pub mod single;
 pub mod verify;
@@ -99,6 +100,10 @@ pub struct Engine {
     server_side: Option<server_side::ServerSide>,
     /// Bandwidth limits on reads of the source.
     pacing: ferry_core::bandwidth::Pacing,
+    /// Which tags destination objects get.
+    tags: ferry_core::config::TagMode,
+    /// What was dropped because the destination cannot keep it, told once.
+    dropped: carried::Dropped,
     /// Live counters.
     pub stats: Arc<Stats>,
 }
@@ -143,6 +148,8 @@ impl Engine {
             hashes: None,
             server_side: None,
             pacing: Default::default(),
+            tags: Default::default(),
+            dropped: Default::default(),
             stats: Arc::default(),
         }
     }
@@ -157,6 +164,12 @@ impl Engine {
     /// Copies objects inside the store when it can ([`server_side`]).
     pub fn copy_server_side(mut self, cfg: ferry_core::config::ServerSideCopy) -> Self {
         self.server_side = Some(server_side::ServerSide::new(cfg));
+        self
+    }
+
+    /// Gives destination objects these tags (`--tags`; default: the source's).
+    pub fn with_tags(mut self, tags: ferry_core::config::TagMode) -> Self {
+        self.tags = tags;
         self
     }
 
@@ -198,6 +211,9 @@ impl Engine {
     pub async fn run_job(&self, job: &Job, holder: &LeaseHolder) -> Result<JobOutcome, EngineError> {
         if let Some(span) = &job.span {
             return self.run_span(job, span, holder).await;
+        }
+        if job.op == Op::Replay {
+            return self.replay(job, holder).await;
         }
         let worker = holder.as_str();
         let rk = self.record_key(&job.dest.key);
@@ -340,9 +356,10 @@ impl Engine {
         if job.op == Op::Copy && self.splits(&job.dest.key, job.src.size) {
             return self.split_claimed(c).await;
         }
+        let mut current = self.pin_version(job).await?;
         for _ in 0..3 {
             let r = match self
-                .offer_server_side(&Target::of(job, worker, rk, &pinned), &rec)
+                .offer_server_side(&Target::of(&current, worker, rk, &pinned), &rec)
                 .await
             {
                 server_side::Offered::Done(r) => r,
@@ -350,7 +367,7 @@ impl Engine {
                     if matches!(offered, server_side::Offered::FellBack) {
                         rec = self.state.get(rk).await?.unwrap_or(rec);
                     }
-                    self.stream(job, worker, rk, &rec, &pinned).await
+                    self.stream(&current, worker, rk, &rec, &pinned).await
                 }
             };
             match r {
@@ -373,6 +390,7 @@ impl Engine {
                         return Ok(JobOutcome::SourceGone);
                     };
                     tracing::info!(key = %job.src.key, "The source changed since it was listed; copying the new version.");
+                    current.src.version = h.version.filter(|_| current.src.version.is_some());
                     pinned = (h.etag, h.size);
                     rec = self.state.get(rk).await?.unwrap_or(rec);
                 }
@@ -383,6 +401,30 @@ impl Engine {
             key: job.src.key.clone(),
             times: 3,
         })
+    }
+
+    /// The job, pinned to the source's version id as well as its ETag when
+    /// it is read in several requests from a store that keeps versions: an
+    /// overwrite during the copy then cannot end it, and every part comes
+    /// from the version listed. One HEAD, for objects above the multipart
+    /// threshold only.
+    async fn pin_version(&self, job: &Job) -> Result<Job, EngineError> {
+        let mut pinned = job.clone();
+        let several_reads = job.src.size > self.cfg.multipart_threshold;
+        if job.op != Op::Copy
+            || job.src.version.is_some()
+            || !several_reads
+            || self.src.local_path(&job.src.key).is_some()
+        {
+            return Ok(pinned);
+        }
+        if let Some(h) = self.src.head(&job.src.key).await.map_err(EngineError::Source)? {
+            let same = matches!((&h.etag, &job.src.etag), (Some(a), Some(b)) if ETag(a).same(b));
+            if same {
+                pinned.src.version = h.version.filter(|v| v != "null");
+            }
+        }
+        Ok(pinned)
     }
 
     /// A giant object's first job: split into spans ([`giant`]); a source
@@ -451,21 +493,5 @@ impl Engine {
             self.state.finish(rk, worker, &o).await?;
         }
         Ok(true)
-    }
-
-    /// How the destination object is written: the source's metadata and the
-    /// job's policy. A local copy keeps the source's modification time: the
-    /// recorded `mtime`, else when the source was written (rclone's reading).
-    fn put_options(&self, attributes: &ObjectAttributes, meta: &ObjectMeta, dest_key: &str) -> PutOptions {
-        let mut o = self.put.clone();
-        o.attributes = attributes.clone();
-        if self.dst.local_path(dest_key).is_some() && !o.attributes.user.contains_key(MTIME_META) {
-            if let Some(ns) = meta.modified_ns() {
-                o.attributes
-                    .user
-                    .insert(MTIME_META.to_string(), ferry_core::checksum::format_mtime(ns));
-            }
-        }
-        o
     }
 }

@@ -50,6 +50,7 @@ impl Worker {
             settings.put.clone(),
             cfg,
         );
+        engine = engine.with_tags(settings.tags.clone());
         if let Some(ss) = &settings.server_side {
             engine = engine.copy_server_side(ss.clone());
         }

@@ -11,6 +11,7 @@
 //! everything into [`Settings`]. Secrets (access keys) come from the file or
 //! the `FERRY_SRC_*` / `FERRY_DEST_*` environment variables, never from flags.
 
+mod replica;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::diff::CompareMode;
 use crate::store::vendor::Vendor;
 
+pub use replica::{TagMode, VersionsMode};
 pub use settings::{Ledger, QueueLocation, ServerSideCopy, Settings, Side, StateLocation};
 
 /// A secret string: never printed by `Debug`.
@@ -90,6 +92,9 @@ pub struct SideConfig {
     pub sse: Option<String>,
     /// Destination only: KMS key id for `aws:kms`.
     pub sse_kms_key_id: Option<String>,
+    /// Destination only: tags of the objects written: `copy` (the source's),
+    /// `none`, or `KEY=VALUE,…`. Default `copy`.
+    pub tags: Option<String>,
     /// Local destination only: write files without syncing them to disk.
     /// Faster; a power failure (not a killed process) may leave copied
     /// files with lost bytes. For scratch copies. Default false.
@@ -238,6 +243,14 @@ pub struct JobConfig {
     /// With `delete`: the most deletions one finder run queues; past it the
     /// run stops queueing deletions and fails. Default: no limit.
     pub max_delete: Option<u64>,
+    /// Which versions of each key are copied: `latest` (the current one,
+    /// reads pinned to its version id) or `all` (the history, replayed to a
+    /// versioned destination oldest first, delete markers included).
+    /// Default `latest`.
+    pub versions: Option<String>,
+    /// Replay the history from this time on (RFC 3339 or a date, UTC): the
+    /// version current then and every later one. Implies `versions = "all"`.
+    pub versions_at: Option<String>,
     /// Engine settings.
     pub transfer: TransferConfig,
 }

@@ -228,6 +228,10 @@ pub struct Settings {
     pub server_side: Option<ServerSideCopy>,
     /// The bandwidth limit of each process (`--bwlimit`).
     pub bwlimit: Option<crate::bandwidth::Timetable>,
+    /// Which versions are copied (`--versions`, `--versions-at`).
+    pub versions: super::VersionsMode,
+    /// Which tags destination objects get (`--tags`).
+    pub tags: super::TagMode,
 }
 
 impl Settings {
@@ -486,9 +490,24 @@ impl JobConfig {
             Some(t) => Some(t.parse().map_err(|m| cfg_err("--bwlimit", m))?),
             None => None,
         };
+        let versions = super::VersionsMode::parse(self.versions.as_deref(), self.versions_at.as_deref())?;
+        if versions.replays() && self.delete {
+            return Err(cfg_err(
+                "--delete",
+                "a replayed history carries the source's deletes as delete markers: drop --delete with --versions all",
+            ));
+        }
+        if versions.replays() && (source.is_local() || destination.is_local()) {
+            return Err(cfg_err(
+                "--versions",
+                "a history is replayed between versioned buckets: both sides must be buckets",
+            ));
+        }
         Ok(Settings {
             server_side,
             bwlimit,
+            versions,
+            tags: super::TagMode::parse(self.destination.tags.as_deref())?,
             source,
             destination,
             put,
@@ -587,6 +606,7 @@ impl SideConfig {
             acl: self.acl.clone(),
             sse: self.sse.clone(),
             sse_kms_key_id: self.sse_kms_key_id.clone(),
+            tags: None,
         })
     }
 }

@@ -104,6 +104,7 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
         error: None,
         event_seq: None,
         checksum: Some("crc64nvme:AAAAAAAAAAE=".into()),
+        dest_version: Some("v-7".into()),
     };
     s.finish(&key, "host:1#c", &done).await.unwrap();
     let rec = s.get(&key).await.unwrap().unwrap();
@@ -112,6 +113,11 @@ pub async fn lease_is_exclusive(s: &dyn StateStore, bucket: &str) {
         rec.checksum.as_deref(),
         Some("crc64nvme:AAAAAAAAAAE="),
         "the checksum copied is kept"
+    );
+    assert_eq!(
+        rec.dest_version.as_deref(),
+        Some("v-7"),
+        "the destination version is kept"
     );
     assert_eq!(rec.upload, None);
     assert!(rec.parts.is_empty());
@@ -205,6 +211,7 @@ pub async fn claim_done_records_under_the_lease(s: &dyn StateStore, bucket: &str
         error: None,
         event_seq: None,
         checksum: None,
+        dest_version: None,
     };
     match s.claim_done(&key, "w:1#a", "r", &done, lease).await.unwrap() {
         Claim::Acquired(before) => assert_eq!(before.status, Status::InProgress, "a new record"),

@@ -130,6 +130,7 @@ fn to_record(item: &Item) -> Option<ObjectRecord> {
         lease_until: get_n(item, "lease_until"),
         dest_etag: get_s(item, "dest_etag"),
         checksum: get_s(item, "checksum"),
+        dest_version: get_s(item, "dest_version"),
         last_error: get_s(item, "last_error"),
         updated_at: get_n(item, "updated_at").unwrap_or(0),
     })
@@ -410,10 +411,11 @@ fn outcome_fields(
     remove: &mut Vec<&'static str>,
     values: &mut HashMap<String, AttributeValue>,
 ) {
-    let fields: [(&Option<String>, &'static str, &'static str, &'static str, bool); 3] = [
+    let fields: [(&Option<String>, &'static str, &'static str, &'static str, bool); 4] = [
         (&o.src_etag, "#src_etag = :se", ":se", "#src_etag", forget_src),
         (&o.dest_etag, "#dest_etag = :de", ":de", "#dest_etag", true),
         (&o.checksum, "#checksum = :sum", ":sum", "#checksum", true),
+        (&o.dest_version, "#dest_version = :dv", ":dv", "#dest_version", true),
     ];
     for (value, clause, name, attr, forget) in fields {
         match value {

@@ -28,7 +28,7 @@ impl EmbeddedStateStore {
     }
 }
 
-const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at, lease_etag, event_seq, checksum";
+const COLS: &str = "bucket, key, status, run, src_etag, src_size, upload_id, part_size, attempts, worker, lease_until, dest_etag, last_error, updated_at, lease_etag, event_seq, checksum, dest_version";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     let upload_id: Option<String> = r.get(6)?;
@@ -58,6 +58,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
         lease_until: r.get(10)?,
         dest_etag: r.get(11)?,
         checksum: r.get(16)?,
+        dest_version: r.get(17)?,
         last_error: r.get(12)?,
         updated_at: r.get(13)?,
     })
@@ -164,7 +165,7 @@ impl StateStore for EmbeddedStateStore {
                     tx.prepare_cached("DELETE FROM parts WHERE bucket=?1 AND key=?2")?
                         .execute(params![k.bucket, k.key])?;
                     tx.prepare_cached(
-                        "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, checksum=?7, \
+                        "UPDATE objects SET status=?1, src_etag=?2, dest_etag=?3, last_error=NULL, checksum=?7, dest_version=?8, \
                          upload_id=NULL, part_size=NULL, event_seq=COALESCE(?6, event_seq) WHERE bucket=?4 AND key=?5",
                     )?
                     .execute(params![
@@ -174,7 +175,8 @@ impl StateStore for EmbeddedStateStore {
                         k.bucket,
                         k.key,
                         o.event_seq,
-                        o.checksum
+                        o.checksum,
+                        o.dest_version
                     ])?;
                 }
                 tx.commit()?;
@@ -245,7 +247,7 @@ impl StateStore for EmbeddedStateStore {
             tx.prepare_cached(
                 "UPDATE objects SET status=?1, src_etag=COALESCE(?2, src_etag), dest_etag=?3, last_error=?4, \
                  worker=NULL, lease_until=NULL, lease_etag=NULL, updated_at=?5, \
-                 upload_id=NULL, attempts=0, event_seq=COALESCE(?8, event_seq), checksum=?9 \
+                 upload_id=NULL, attempts=0, event_seq=COALESCE(?8, event_seq), checksum=?9, dest_version=?10 \
                  WHERE bucket=?6 AND key=?7",
             )?
             .execute(params![
@@ -257,7 +259,8 @@ impl StateStore for EmbeddedStateStore {
                 k.bucket,
                 k.key,
                 o.event_seq,
-                o.checksum
+                o.checksum,
+                o.dest_version
             ])?;
             Ok(())
         })

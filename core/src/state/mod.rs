@@ -84,6 +84,18 @@ pub struct RecordKey {
     pub key: String,
 }
 
+impl RecordKey {
+    /// The record of one replayed source version of a destination object
+    /// (`--versions all`): bucket `DEST#versions`, key `KEY#v=VERSION`. It
+    /// says which destination version the source version became.
+    pub fn of_version(dest_bucket: &str, dest_key: &str, version: &str) -> Self {
+        RecordKey {
+            bucket: format!("{dest_bucket}#versions"),
+            key: format!("{dest_key}#v={version}"),
+        }
+    }
+}
+
 /// Where an object stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -169,6 +181,8 @@ pub struct ObjectRecord {
     pub lease_until: Option<i64>,
     /// Destination ETag after completion.
     pub dest_etag: Option<String>,
+    /// The destination version a replayed source version became (see [`Outcome::dest_version`]).
+    pub dest_version: Option<String>,
     /// Checksum of the bytes of the last completed transfer (see [`Outcome::checksum`]).
     pub checksum: Option<String>,
     /// The last error.
@@ -193,6 +207,7 @@ impl ObjectRecord {
             event_seq: None,
             lease_until: None,
             dest_etag: None,
+            dest_version: None,
             checksum: None,
             last_error: None,
             updated_at: now,
@@ -247,6 +262,9 @@ pub struct Outcome {
     /// in parts (whose ETags depend on the part layout); a single-part
     /// object's MD5 ETag proves its content already.
     pub checksum: Option<String>,
+    /// The destination's version id of what was written, for the record of
+    /// a replayed source version (`--versions`).
+    pub dest_version: Option<String>,
 }
 
 impl Outcome {
@@ -259,6 +277,7 @@ impl Outcome {
             error: None,
             event_seq: None,
             checksum: None,
+            dest_version: None,
         }
     }
 
@@ -279,6 +298,11 @@ impl Outcome {
     /// The same outcome, with the ledger's checksum of the bytes copied.
     pub fn with_checksum(self, checksum: Option<String>) -> Self {
         Outcome { checksum, ..self }
+    }
+
+    /// The same outcome, with the destination version written.
+    pub fn with_dest_version(self, dest_version: Option<String>) -> Self {
+        Outcome { dest_version, ..self }
     }
 }
 

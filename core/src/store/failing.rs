@@ -331,4 +331,22 @@ impl ObjectStore for FailingStore {
         self.check(Op::Delete, key)?;
         self.inner.delete(key).await
     }
+
+    async fn list_versions_page(
+        &self,
+        prefix: &str,
+        after: Option<&super::VersionMarker>,
+    ) -> Result<super::VersionPage> {
+        self.check(Op::List, prefix)?;
+        self.inner.list_versions_page(prefix, after).await
+    }
+
+    async fn versioning(&self) -> Result<super::Versioning> {
+        self.inner.versioning().await
+    }
+
+    async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
+        self.check(Op::Head, key)?;
+        self.inner.get_tags(key, version).await
+    }
 }

@@ -17,6 +17,7 @@ mod s3_crc;
 mod s3_meta;
 mod s3_region;
 pub mod vendor;
+pub mod versions;
 
 #[cfg(any(test, feature = "testing"))]
 #[allow(missing_docs)]
@@ -37,6 +38,7 @@ pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use retrying::{RetryingStore, LIST_TRIES};
 pub use s3::{S3Credentials, S3Store, S3StoreConfig};
+pub use versions::{ObjectVersion, VersionMarker, VersionPage, Versioning};
 
 /// Result of an object store call.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -63,6 +65,10 @@ pub struct ObjectMeta {
     /// The store said the object is encrypted with SSE-KMS or SSE-C, so its
     /// ETag is not the MD5 of its bytes.
     pub encrypted: bool,
+    /// The version id, on a versioned bucket (HEAD and GET only).
+    pub version: Option<String>,
+    /// How many tags the object has, when the store says (HEAD and GET only).
+    pub tag_count: Option<u32>,
 }
 
 impl ObjectMeta {
@@ -132,6 +138,9 @@ pub struct PutOptions {
     pub sse: Option<String>,
     /// KMS key id for `aws:kms`.
     pub sse_kms_key_id: Option<String>,
+    /// Tags to give the object (`x-amz-tagging`). A server-side copy keeps
+    /// the source's tags when this is `None`.
+    pub tags: Option<Vec<(String, String)>>,
 }
 
 /// A read's body and what the store says about the whole object.
@@ -351,6 +360,34 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// Deletes an object; deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// One page of the versions and delete markers under `prefix`, after
+    /// `after` (see [`versions`]). A store without versions is
+    /// [`StoreError::Unsupported`].
+    async fn list_versions_page(&self, prefix: &str, after: Option<&VersionMarker>) -> Result<VersionPage> {
+        let _ = (prefix, after);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "ListObjectVersions",
+        })
+    }
+
+    /// Whether the bucket keeps versions.
+    async fn versioning(&self) -> Result<Versioning> {
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "GetBucketVersioning",
+        })
+    }
+
+    /// The object's tags, in order (`version`: of that version).
+    async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
+        let _ = (key, version);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "GetObjectTagging",
+        })
+    }
 
     /// The file that holds `key`, for a store that is a local directory. Its
     /// listings carry modification-time tokens, not content ETags: the

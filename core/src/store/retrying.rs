@@ -17,7 +17,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
     Capabilities, CopySource, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions,
-    Result, StoreError, UploadInfo, UploadShape,
+    Result, StoreError, UploadInfo, UploadShape, VersionMarker, VersionPage, Versioning,
 };
 use crate::retry::{retry, Backoff, BackoffConfig};
 
@@ -202,6 +202,18 @@ impl ObjectStore for RetryingStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         retried!(self, self.inner.delete(key))
+    }
+
+    async fn list_versions_page(&self, prefix: &str, after: Option<&VersionMarker>) -> Result<VersionPage> {
+        retried!(self, self.inner.list_versions_page(prefix, after))
+    }
+
+    async fn versioning(&self) -> Result<Versioning> {
+        retried!(self, self.inner.versioning())
+    }
+
+    async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
+        retried!(self, self.inner.get_tags(key, version))
     }
 }
 

@@ -35,7 +35,7 @@ use super::s3_meta::{self, VendorCrc};
 use super::s3_region::RegionFollower;
 use super::{
     Capabilities, CopySource, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions,
-    Result, StoreError, UploadInfo, UploadShape,
+    Result, StoreError, UploadInfo, UploadShape, VersionMarker, VersionPage, Versioning,
 };
 
 /// Where an [`S3Store`]'s credentials come from. Secrets never come from a
@@ -344,11 +344,11 @@ fn md5_header(md5: &[u8; 16]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5)
 }
 
-fn nonempty(s: Option<&str>) -> Option<String> {
+pub(super) fn nonempty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-fn millis(t: Option<&aws_smithy_types::DateTime>) -> Option<i64> {
+pub(super) fn millis(t: Option<&aws_smithy_types::DateTime>) -> Option<i64> {
     t.and_then(|d| d.to_millis().ok())
 }
 
@@ -391,7 +391,14 @@ macro_rules! with_put_options {
             .set_storage_class($opts.storage_class.as_deref().map(StorageClass::from))
             .set_acl($opts.acl.as_deref().map(ObjectCannedAcl::from))
             .set_server_side_encryption($opts.sse.as_deref().map(ServerSideEncryption::from))
-            .set_ssekms_key_id($opts.sse_kms_key_id.clone());
+            .set_ssekms_key_id($opts.sse_kms_key_id.clone())
+            .set_tagging(
+                $opts
+                    .tags
+                    .as_deref()
+                    .filter(|t| !t.is_empty())
+                    .map(versions::tagging_header),
+            );
         if !a.user.is_empty() {
             r = r.set_metadata(Some(a.user.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
         }
@@ -543,6 +550,8 @@ impl ObjectStore for S3Store {
                     mtime_ns: s3_meta::mtime(o.metadata()),
                     checksums: s3_meta::checksums(o.checksum_crc64_nvme(), o.checksum_type(), vendor.get()),
                     encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
+                    version: nonempty(o.version_id()),
+                    tag_count: None,
                 },
                 attributes_of!(o),
             ))),
@@ -611,6 +620,9 @@ impl ObjectStore for S3Store {
             // OSS and COS send the whole object's CRC-64/ECMA with every read.
             checksums: s3_meta::checksums(None, None, vendor.get()),
             encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
+            version: nonempty(o.version_id()),
+            // S3 sends the count only when there are tags.
+            tag_count: Some(o.tag_count().unwrap_or(0).max(0) as u32),
         };
         let attributes = attributes_of!(o);
         let expected = o.content_length().unwrap_or(0).max(0) as usize;
@@ -817,6 +829,18 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
+    async fn list_versions_page(&self, prefix: &str, after: Option<&VersionMarker>) -> Result<VersionPage> {
+        self.versions_page(prefix, after).await
+    }
+
+    async fn versioning(&self) -> Result<Versioning> {
+        self.bucket_versioning().await
+    }
+
+    async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
+        self.tags(key, version).await
+    }
+
     fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
         None
     }
@@ -887,3 +911,5 @@ impl S3Store {
 
 #[path = "s3_copy.rs"]
 mod copy;
+#[path = "s3_versions.rs"]
+mod versions;

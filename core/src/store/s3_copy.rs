@@ -10,7 +10,7 @@
 //! (storage class, ACL, encryption). Some stores (Ceph radosgw) answer the
 //! copy's ETag without quotes; it is quoted here like every other ETag.
 
-use aws_sdk_s3::types::{MetadataDirective, ObjectCannedAcl, ServerSideEncryption, StorageClass};
+use aws_sdk_s3::types::{MetadataDirective, ObjectCannedAcl, ServerSideEncryption, StorageClass, TaggingDirective};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::{nonempty, S3Store};
@@ -80,6 +80,8 @@ impl S3Store {
             .copy_source(copy_source_header(src))
             .set_copy_source_if_match(src.if_match.clone())
             .metadata_directive(MetadataDirective::Copy)
+            .set_tagging_directive(opts.tags.as_ref().map(|_| TaggingDirective::Replace))
+            .set_tagging(opts.tags.as_deref().map(super::versions::tagging_header))
             .set_storage_class(opts.storage_class.as_deref().map(StorageClass::from))
             .set_acl(opts.acl.as_deref().map(ObjectCannedAcl::from))
             .set_server_side_encryption(opts.sse.as_deref().map(ServerSideEncryption::from))

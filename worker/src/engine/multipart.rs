@@ -202,8 +202,8 @@ impl Engine {
         let dkey = &t.job.dest.key;
         let (_, r0) = layout.parts[0].clone();
         let permit = self.reserve(r0.end - r0.start).await;
-        let got = self.read(&t.job.src.key, t.src_etag, Some(r0)).await?;
-        let opts = self.put_options(&got.attributes, &got.meta, dkey);
+        let got = self.read(t.job, t.src_etag, Some(r0)).await?;
+        let opts = self.put_options(t.job, &got.attributes, &got.meta).await?;
         let mut up = UploadRecord {
             upload_id: String::new(),
             part_size: layout.part_size,
@@ -298,7 +298,7 @@ impl Engine {
             Some((g, p)) => (g.body, p),
             None => {
                 let permit = self.reserve(range.end - range.start).await;
-                let got = self.read(&t.job.src.key, t.src_etag, Some(range)).await?;
+                let got = self.read(t.job, t.src_etag, Some(range)).await?;
                 (got.body, permit)
             }
         };

@@ -115,6 +115,8 @@ pub struct Stats {
     pub objects: AtomicU64,
     /// Objects found identical by the worker.
     pub identical: AtomicU64,
+    /// Source versions replayed (`--versions all`).
+    pub versions: AtomicU64,
     /// Jobs given up.
     pub failed: AtomicU64,
     /// Parts skipped because an earlier attempt had uploaded them.

@@ -151,7 +151,11 @@ impl Engine {
     ) -> Result<(Option<String>, Option<String>), EngineError> {
         let dkey = &t.job.dest.key;
         let src = self.copy_source(t, cfg);
-        let tag = self.dst.copy_object(&src, dkey, &self.put).await.map_err(copy_err)?;
+        let tag = self
+            .dst
+            .copy_object(&src, dkey, &self.copy_policy())
+            .await
+            .map_err(copy_err)?;
         let single_md5 = t
             .src_etag
             .filter(|_| self.src.etags_are_md5())
@@ -226,7 +230,7 @@ impl Engine {
                 expected: t.src_etag.unwrap_or_default().to_string(),
             }));
         }
-        let opts = self.put_options(&attributes, &meta, dkey);
+        let opts = self.put_options(t.job, &attributes, &meta).await?;
         let mut up = UploadRecord {
             upload_id: String::new(),
             part_size: layout.part_size,

@@ -41,7 +41,7 @@ impl Engine {
         let started = Instant::now();
         let _permit = self.reserve(size).await;
         self.pacing.take(size).await;
-        let got = self.read(&job.src.key, src_etag, None).await?;
+        let got = self.read(job, src_etag, None).await?;
         if got.meta.size != size && src_etag.is_none() {
             tracing::debug!(key = %job.src.key, "The source size changed; copying what was read.");
         }
@@ -51,7 +51,7 @@ impl Engine {
             None => None,
         };
         self.check_single_read(job, src_etag, &got, local_sums).await?;
-        let opts = self.put_options(&got.attributes, &got.meta, &job.dest.key);
+        let opts = self.put_options(job, &got.attributes, &got.meta).await?;
         let sent = self.put_body(job, src_etag, &got, local_sums, &opts).await?;
         self.check_sent(&job.dest.key, "destination ETag", &sent.md5, sent.etag.as_deref())?;
         self.count_single(&job.dest.key, got.body.len() as u64, size, started);

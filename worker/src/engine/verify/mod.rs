@@ -216,18 +216,20 @@ pub(super) fn md5_in_etag(key: &str, what: &'static str, tag: &str) -> Result<[u
 }
 
 impl Engine {
-    /// Reads an object (or a range of it) pinned to `etag`; a short read is a
-    /// retryable source error.
+    /// Reads the job's source (or a range of it) pinned to `etag`, and to
+    /// the job's version id when it names one; a short read is a retryable
+    /// source error.
     pub(super) async fn read(
         &self,
-        key: &str,
+        job: &Job,
         etag: Option<&str>,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<GetResult, EngineError> {
+        let key = &job.src.key;
         let opts = GetOptions {
             range: range.clone(),
             if_match: etag.map(str::to_string),
-            version: None,
+            version: job.src.version.clone(),
         };
         // Bandwidth limits: a ranged read waits for its bytes before it is
         // sent (a whole read is paced by its caller, who knows its size),
