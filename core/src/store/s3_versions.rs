@@ -143,7 +143,7 @@ mod tests {
             etag: None,
             last_modified: Some(t),
         };
-        let mut all = vec![
+        let mut all = [
             v("b", 1, true),
             v("a", 1, false),
             v("a", 3, true),
