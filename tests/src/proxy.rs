@@ -65,6 +65,10 @@ impl Seen {
             .split_once('/')
             .is_some_and(|(_, key)| !key.is_empty());
         match self.method.as_str() {
+            "PUT" if q("tagging") => "PutObjectTagging".into(),
+            "GET" if q("tagging") => "GetObjectTagging".into(),
+            "GET" if q("versions") => "ListObjectVersions".into(),
+            "GET" if q("versioning") => "GetBucketVersioning".into(),
             "PUT" if q("partNumber") && self.copy_source => "UploadPartCopy".into(),
             "PUT" if key_path && self.copy_source => "CopyObject".into(),
             "PUT" if q("partNumber") => "UploadPart".into(),
@@ -129,6 +133,10 @@ pub struct Answers {
     /// full-object CRC is not the parts' combined is refused, and the CRC of
     /// an object written with one is sent with its HEAD answers.
     pub check_crc64nvme: bool,
+    /// Answer user metadata and the tag count under this vendor's names
+    /// (`oss` answers `x-oss-meta-*` and `x-oss-tagging-count`), as a
+    /// vendor's own API does.
+    pub vendor: Option<&'static str>,
 }
 
 /// A fault the proxy can inject into one request.

@@ -189,6 +189,18 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A header line with S3's user metadata and tag count under `vendor`'s names.
+fn vendor_names(line: &str, vendor: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    if lower.starts_with("x-amz-meta-") {
+        return format!("x-{vendor}-meta-{}", &line["x-amz-meta-".len()..]);
+    }
+    if lower.starts_with("x-amz-tagging-count:") {
+        return format!("x-{vendor}-tagging-count:{}", &line["x-amz-tagging-count:".len()..]);
+    }
+    line.to_string()
+}
+
 pub(super) async fn relay(
     mut client: TcpStream,
     target: &str,
@@ -276,6 +288,9 @@ pub(super) async fn relay(
             dropped.push("etag");
         }
         let (status, mut lines) = headers_without(&ahead, &dropped);
+        if let Some(v) = answers.vendor {
+            lines = lines.into_iter().map(|l| vendor_names(&l, v)).collect();
+        }
         if let Some(tag) = header(&ahead, "etag").filter(|_| answers.kms) {
             lines.push(format!("ETag: \"{}\"", tags.fake(tag.trim_matches('"'))));
         }

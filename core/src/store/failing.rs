@@ -349,4 +349,9 @@ impl ObjectStore for FailingStore {
         self.check(Op::Head, key)?;
         self.inner.get_tags(key, version).await
     }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<()> {
+        self.check(Op::Put, key)?;
+        self.inner.put_tags(key, tags).await
+    }
 }

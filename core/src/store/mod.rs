@@ -389,6 +389,15 @@ pub trait ObjectStore: Send + Sync + Debug {
         })
     }
 
+    /// Sets the object's tags (PutObjectTagging; none: DeleteObjectTagging).
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<()> {
+        let _ = (key, tags);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "PutObjectTagging",
+        })
+    }
+
     /// The file that holds `key`, for a store that is a local directory. Its
     /// listings carry modification-time tokens, not content ETags: the
     /// caller hashes the file itself when it needs the content.

@@ -215,6 +215,10 @@ impl ObjectStore for RetryingStore {
     async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
         retried!(self, self.inner.get_tags(key, version))
     }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<()> {
+        retried!(self, self.inner.put_tags(key, tags))
+    }
 }
 
 #[cfg(test)]

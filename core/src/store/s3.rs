@@ -31,7 +31,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::s3_meta::{self, VendorCrc};
+use super::s3_meta::{self, VendorHeaders};
 use super::s3_region::RegionFollower;
 use super::{
     Capabilities, CopySource, GetOptions, GetResult, ObjectAttributes, ObjectMeta, ObjectStore, PartInfo, PutOptions,
@@ -525,7 +525,7 @@ impl ObjectStore for S3Store {
         // by default). Reading it from a KMS-encrypted object needs
         // kms:Decrypt: a role without it gets its HEADs without checksums.
         let checksums = self.checksum_mode.load(Ordering::Relaxed);
-        let vendor = VendorCrc::default();
+        let vendor = VendorHeaders::default();
         let r = object_request!(self, self.sdk().await.head_object(), key)
             .set_checksum_mode(checksums.then_some(ChecksumMode::Enabled))
             .set_request_payer(self.payer())
@@ -541,20 +541,24 @@ impl ObjectStore for S3Store {
             }
         }
         match r {
-            Ok(o) => Ok(Some((
-                ObjectMeta {
+            Ok(o) => {
+                let answered = vendor.get();
+                let mut attributes = attributes_of!(o);
+                answered.merge_user(&mut attributes.user);
+                let meta = ObjectMeta {
                     key: key.to_string(),
                     size: o.content_length().unwrap_or(0).max(0) as u64,
                     etag: nonempty(o.e_tag()),
                     last_modified: millis(o.last_modified()),
-                    mtime_ns: s3_meta::mtime(o.metadata()),
-                    checksums: s3_meta::checksums(o.checksum_crc64_nvme(), o.checksum_type(), vendor.get()),
+                    mtime_ns: s3_meta::mtime(&attributes.user),
+                    checksums: s3_meta::checksums(o.checksum_crc64_nvme(), o.checksum_type(), answered.crc),
                     encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
                     version: nonempty(o.version_id()),
-                    tag_count: None,
-                },
-                attributes_of!(o),
-            ))),
+                    // S3 does not answer the tag count to a HEAD.
+                    tag_count: answered.tag_count,
+                };
+                Ok(Some((meta, attributes)))
+            }
             Err(e) => match self.err("HeadObject", key, e) {
                 StoreError::NotFound { .. } => Ok(None),
                 other => Err(other),
@@ -585,7 +589,7 @@ impl ObjectStore for S3Store {
             .range
             .as_ref()
             .map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
-        let vendor = VendorCrc::default();
+        let vendor = VendorHeaders::default();
         let r = object_request!(self, self.sdk().await.get_object(), key)
             .set_range(range)
             .set_if_match(opts.if_match.clone())
@@ -611,20 +615,23 @@ impl ObjectStore for S3Store {
             Some(t) => t,
             None => o.content_length().unwrap_or(0).max(0) as u64,
         };
+        let answered = vendor.get();
+        let mut attributes = attributes_of!(o);
+        answered.merge_user(&mut attributes.user);
+        let tags = o.tag_count().map(|n| n.max(0) as u32).or(answered.tag_count);
         let meta = ObjectMeta {
             key: key.to_string(),
             size: total,
             etag: nonempty(o.e_tag()),
             last_modified: millis(o.last_modified()),
-            mtime_ns: s3_meta::mtime(o.metadata()),
+            mtime_ns: s3_meta::mtime(&attributes.user),
             // OSS and COS send the whole object's CRC-64/ECMA with every read.
-            checksums: s3_meta::checksums(None, None, vendor.get()),
+            checksums: s3_meta::checksums(None, None, answered.crc),
             encrypted: self.note_sse(o.server_side_encryption(), o.sse_customer_algorithm()),
             version: nonempty(o.version_id()),
             // S3 sends the count only when there are tags.
-            tag_count: Some(o.tag_count().unwrap_or(0).max(0) as u32),
+            tag_count: Some(tags.unwrap_or(0)),
         };
-        let attributes = attributes_of!(o);
         let expected = o.content_length().unwrap_or(0).max(0) as usize;
         Ok(GetResult {
             body: self.read_body(key, o.body, expected).await?,
@@ -839,6 +846,10 @@ impl ObjectStore for S3Store {
 
     async fn get_tags(&self, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
         self.tags(key, version).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<()> {
+        self.set_tags(key, tags).await
     }
 
     fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {

@@ -7,11 +7,11 @@
 //! and a marker of one key carry the same time, the answer's `IsLatest`
 //! flag puts the current one first.
 
-use aws_sdk_s3::types::{BucketVersioningStatus, Tag};
+use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
 
 use super::{millis, nonempty, S3Store};
 use crate::store::versions::{ObjectVersion, VersionMarker, VersionPage, Versioning};
-use crate::store::Result;
+use crate::store::{Result, StoreError};
 
 /// Encodes tags as the `x-amz-tagging` header wants them: a URL query.
 pub(crate) fn tagging_header(tags: &[(String, String)]) -> String {
@@ -101,6 +101,43 @@ impl S3Store {
         })
     }
 
+    /// PutObjectTagging, or DeleteObjectTagging for no tags.
+    pub(super) async fn set_tags(&self, key: &str, tags: &[(String, String)]) -> Result<()> {
+        let sdk = self.sdk().await;
+        if tags.is_empty() {
+            sdk.delete_object_tagging()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| self.err("DeleteObjectTagging", key, e))?;
+            return Ok(());
+        }
+        let set: Vec<Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(set))
+            .build()
+            .map_err(|e| StoreError::Backend {
+                store: self.desc.clone(),
+                operation: "PutObjectTagging",
+                code: "client".into(),
+                message: e.to_string(),
+                retryable: false,
+            })?;
+        sdk.put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tagging)
+            .set_request_payer(self.payer())
+            .send()
+            .await
+            .map_err(|e| self.err("PutObjectTagging", key, e))?;
+        Ok(())
+    }
+
     /// GetObjectTagging.
     pub(super) async fn tags(&self, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
         let out = self
@@ -112,8 +149,18 @@ impl S3Store {
             .set_version_id(version.map(str::to_string))
             .set_request_payer(self.payer())
             .send()
-            .await
-            .map_err(|e| self.err("GetObjectTagging", key, e))?;
+            .await;
+        // Ceph radosgw answers an object without tags with an empty 200.
+        let empty_ok = |e: &aws_sdk_s3::error::SdkError<_, aws_smithy_runtime_api::http::Response>| {
+            e.raw_response()
+                .is_some_and(|r: &aws_smithy_runtime_api::http::Response| {
+                    r.status().as_u16() == 200 && r.body().bytes().is_some_and(|b| b.is_empty())
+                })
+        };
+        let out = match out {
+            Err(e) if empty_ok(&e) => return Ok(Vec::new()),
+            r => r.map_err(|e| self.err("GetObjectTagging", key, e))?,
+        };
         Ok(out
             .tag_set()
             .iter()

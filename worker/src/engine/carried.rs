@@ -88,6 +88,37 @@ impl Engine {
         }
     }
 
+    /// Sets the tags of an object written by a completion (`whole_copy`:
+    /// by a server-side CopyObject) with PutObjectTagging, where the request
+    /// that wrote it may not have: some stores (Ceph radosgw) ignore the
+    /// tags of CreateMultipartUpload and CopyObject's tagging directive.
+    /// One request for objects that get tags, one more to read the
+    /// source's; none for a single PUT, whose header every store honours.
+    pub(super) async fn tag_written(&self, job: &Job, whole_copy: bool) -> Result<(), EngineError> {
+        if self.dst.local_path(&job.dest.key).is_some() {
+            return Ok(());
+        }
+        let tags = match &self.tags {
+            TagMode::Set(tags) => tags.clone(),
+            TagMode::None if whole_copy => Vec::new(),
+            TagMode::None => return Ok(()),
+            TagMode::Copy if whole_copy => return Ok(()),
+            TagMode::Copy => match self.src.get_tags(&job.src.key, job.src.version.as_deref()).await {
+                Ok(t) if !t.is_empty() => t,
+                Ok(_) | Err(StoreError::Unsupported { .. }) => return Ok(()),
+                Err(e) => return Err(EngineError::Source(e)),
+            },
+        };
+        match self.dst.put_tags(&job.dest.key, &tags).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Unsupported { .. }) => {
+                Dropped::once(&self.dropped.tags, "Tags", "the destination keeps none");
+                Ok(())
+            }
+            Err(e) => Err(EngineError::Dest(e)),
+        }
+    }
+
     /// The destination policy for a server-side CopyObject: the source's
     /// tags are kept by the copy itself unless the job says otherwise.
     pub(super) fn copy_policy(&self) -> PutOptions {

@@ -287,6 +287,7 @@ impl Engine {
         let (head, completed) = self
             .complete_checked(dkey, &span.upload_id, &parts, size, &expect, None)
             .await?;
+        self.tag_written(job, false).await?;
         let dest_etag = head.etag.or(completed).unwrap_or(expect);
         self.state
             .finish(prk, worker, &Outcome::done(job.src.etag.clone(), Some(dest_etag)))

@@ -372,6 +372,7 @@ impl Engine {
         let (head, completed) = self
             .complete_checked(dkey, upload_id, &parts, t.size, &expect, read_crcs)
             .await?;
+        self.tag_written(t.job, false).await?;
         ObjectTransferred {
             key: dkey,
             bytes: t.size,

@@ -162,6 +162,7 @@ impl Engine {
             .and_then(|s| ETag(s).md5());
         let expect = single_md5.map(|m| ETag::of_md5(&m));
         let head = self.check_copied(dkey, t.size, expect.as_deref()).await?;
+        self.tag_written(t.job, true).await?;
         self.stats.bytes.fetch_add(t.size, Ordering::Relaxed);
         tracing::debug!(key = %dkey, bytes = t.size, "Copied server-side (CopyObject).");
         Ok((head.etag.or(tag), None))
@@ -302,6 +303,7 @@ impl Engine {
         let (head, completed) = self
             .complete_checked(dkey, upload_id, &parts, t.size, &expect, None)
             .await?;
+        self.tag_written(t.job, false).await?;
         ObjectTransferred {
             key: dkey,
             bytes: t.size,
