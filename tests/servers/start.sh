@@ -163,6 +163,19 @@ PY
 )
 read -r IAM_ADMIN_KEY IAM_ADMIN_SECRET <<<"$IAM_ADMIN"
 
+# Virtual-hosted addressing: radosgw takes the bucket from the Host header
+# (rgw_dns_name = localhost), so the test bucket's host name must resolve
+# to 127.0.0.1 (glibc resolves no subdomain of localhost by itself).
+VHOST_BUCKET=ferry-vhost
+if ! getent hosts "$VHOST_BUCKET.localhost" >/dev/null; then
+  if [ -w /etc/hosts ]; then
+    echo "127.0.0.1 $VHOST_BUCKET.localhost" >>/etc/hosts
+    log "added $VHOST_BUCKET.localhost to /etc/hosts (virtual-hosted addressing test)"
+  else
+    log "cannot add $VHOST_BUCKET.localhost to /etc/hosts (run as root): the virtual-hosted addressing test will fail"
+  fi
+fi
+
 cat >"$DIR/servers.env" <<ENV
 export FERRY_TEST_RGW=http://127.0.0.1:$RGW_PORT
 export FERRY_TEST_RGW_ACCESS_KEY=$AK
@@ -174,5 +187,6 @@ export FERRY_TEST_MOTO_PYTHON=$MOTO_VENV/bin/python
 export FERRY_TEST_MOTO_IAM=http://127.0.0.1:$MOTO_IAM_PORT
 export FERRY_TEST_MOTO_IAM_ADMIN_KEY=$IAM_ADMIN_KEY
 export FERRY_TEST_MOTO_IAM_ADMIN_SECRET=$IAM_ADMIN_SECRET
+export FERRY_TEST_VHOST_BUCKET=$VHOST_BUCKET
 ENV
 log "radosgw on 127.0.0.1:$RGW_PORT, moto on 127.0.0.1:$MOTO_PORT (env: $DIR/servers.env)"

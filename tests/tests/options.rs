@@ -3,7 +3,8 @@
 //! storage class, canned ACL and SSE-KMS key on single PUTs and multipart
 //! uploads (moto keeps all three); requester pays on every request to the
 //! source; anonymous reads of a public bucket; a vendor's scheme
-//! (`oss://`) selecting its preset, pointed at radosgw.
+//! (`oss://`) selecting its preset, pointed at radosgw; virtual-hosted
+//! addressing (`BUCKET.localhost`), as the OSS and AWS presets use it.
 
 use std::collections::BTreeMap;
 
@@ -204,4 +205,65 @@ async fn an_oss_url_selects_the_preset_and_copies() {
     let out = run(finder(&clash, &[]));
     assert!(!out.status.success());
     assert!(output_text(&out).contains("--src-vendor"), "{}", output_text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn virtual_hosted_addressing_names_the_bucket_in_the_host() {
+    let rgw = rgw();
+    let bucket = std::env::var("FERRY_TEST_VHOST_BUCKET")
+        .expect("FERRY_TEST_VHOST_BUCKET is set by tests/servers/start.sh (source its servers.env)");
+    let host = format!("{bucket}.localhost");
+    assert!(
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 80)).is_ok_and(|mut a| a.next().is_some()),
+        "{host} does not resolve: tests/servers/start.sh adds it to /etc/hosts (as root)"
+    );
+    let c = rgw.client();
+    if c.head_bucket().bucket(&bucket).send().await.is_err() {
+        c.create_bucket().bucket(&bucket).send().await.expect("create the virtual-hosted bucket");
+    }
+    let prefix = unique("vh");
+    let files = BTreeMap::from([
+        (format!("{prefix}/a.txt"), data(1500, 71)),
+        (format!("{prefix}/b.bin"), data(6 * MIB, 72)),
+    ]);
+    rgw.put_all(&bucket, &files).await;
+    let proxy = Proxy::start(&rgw.endpoint).await;
+    // `localhost`, not 127.0.0.1: the bucket's host name is BUCKET.localhost.
+    let endpoint = proxy.endpoint.replace("127.0.0.1", "localhost");
+    let work = tempfile::tempdir().unwrap();
+    let presets: [(String, &[&str]); 2] = [
+        (format!("oss://{bucket}/{prefix}/"), &["--src-region", "cn-hangzhou"]),
+        (format!("s3://{bucket}/{prefix}/"), &["--src-vendor", "aws", "--src-region", "us-east-1"]),
+    ];
+    for (i, (url, flags)) in presets.iter().enumerate() {
+        let dst = work.path().join(format!("dst{i}"));
+        let mut args = vec![
+            url.clone(),
+            dst.display().to_string(),
+            "--state".into(),
+            work.path().join(format!("s{i}.sqlite")).display().to_string(),
+            "--src-endpoint".into(),
+            endpoint.clone(),
+            "--multipart-threshold".into(),
+            "5MiB".into(),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let out = run(finder(&args, &rgw.envs("src")));
+        assert!(out.status.success(), "{url}: {}", output_text(&out));
+        let want: BTreeMap<String, Vec<u8>> = files
+            .iter()
+            .map(|(k, v)| (k.trim_start_matches(&format!("{prefix}/")).to_string(), v.clone()))
+            .collect();
+        assert_same(url, &want, &read_tree(&dst));
+    }
+    let seen = proxy.seen();
+    assert!(seen.len() >= 6, "listings and reads of both runs went through the proxy: {seen:?}");
+    for s in &seen {
+        assert!(
+            !s.path.starts_with(&format!("/{bucket}")),
+            "the bucket is named by the host, not the path: {} {}",
+            s.method,
+            s.path
+        );
+    }
 }
