@@ -229,3 +229,67 @@ async fn a_destination_without_versioning_is_refused_before_anything_is_written(
     );
     assert!(moto.read_all(&dst, "").await.is_empty(), "nothing written");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_written_but_not_recorded_by_a_killed_run_is_adopted_not_written_twice() {
+    let (rgw, moto) = (rgw(), moto());
+    let (src, dst) = (versioned(&rgw, "verkill-src").await, versioned(&moto, "verkill-dst").await);
+    for (i, len) in [1000, 2000, 3000].into_iter().enumerate() {
+        put(&rgw, &src, "k", &data(len, 30 + i as u64)).await;
+    }
+    // The destination's version listing, which follows each write before
+    // it is recorded, is held long enough to kill the run in between.
+    let slow = ferry_tests::proxy::Proxy::start_slow(
+        &moto.endpoint,
+        ferry_tests::proxy::Delay {
+            ops: vec!["ListObjectVersions"],
+            by: std::time::Duration::from_secs(5),
+        },
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let args = |endpoint: &str| {
+        let mut a = vec![
+            format!("s3://{src}/"),
+            format!("s3://{dst}/"),
+            "--versions".into(),
+            "all".into(),
+            "--state".into(),
+            work.path().join("s.sqlite").display().to_string(),
+            "--dest-endpoint".into(),
+            endpoint.to_string(),
+            "--dest-path-style".into(),
+        ];
+        a.extend(rgw.flags("src"));
+        a
+    };
+    let mut envs = rgw.envs("src");
+    envs.extend(moto.envs("dest"));
+    let mut child = finder(&args(&slow.endpoint), &envs).spawn().expect("start the finder");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let seen = slow.seen();
+        let put = seen.iter().any(|s| s.operation() == "PutObject");
+        let listings = seen.iter().filter(|s| s.operation() == "ListObjectVersions").count();
+        // The first listing looks for an unrecorded write; the second follows the first PUT.
+        if put && listings >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run did not write: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let written = history(&moto.client(), &dst).await;
+    assert_eq!(written["k"].len(), 1, "one version written, its record not");
+
+    let out = run(finder(&args(&moto.endpoint), &envs));
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(versions_replayed(&text), 2, "the adopted version is not written again: {text}");
+    assert_eq!(
+        history(&moto.client(), &dst).await,
+        history(&rgw.client(), &src).await,
+        "no version twice"
+    );
+}
