@@ -219,7 +219,11 @@ async fn virtual_hosted_addressing_names_the_bucket_in_the_host() {
     );
     let c = rgw.client();
     if c.head_bucket().bucket(&bucket).send().await.is_err() {
-        c.create_bucket().bucket(&bucket).send().await.expect("create the virtual-hosted bucket");
+        c.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create the virtual-hosted bucket");
     }
     let prefix = unique("vh");
     let files = BTreeMap::from([
@@ -233,7 +237,10 @@ async fn virtual_hosted_addressing_names_the_bucket_in_the_host() {
     let work = tempfile::tempdir().unwrap();
     let presets: [(String, &[&str]); 2] = [
         (format!("oss://{bucket}/{prefix}/"), &["--src-region", "cn-hangzhou"]),
-        (format!("s3://{bucket}/{prefix}/"), &["--src-vendor", "aws", "--src-region", "us-east-1"]),
+        (
+            format!("s3://{bucket}/{prefix}/"),
+            &["--src-vendor", "aws", "--src-region", "us-east-1"],
+        ),
     ];
     for (i, (url, flags)) in presets.iter().enumerate() {
         let dst = work.path().join(format!("dst{i}"));
@@ -257,7 +264,10 @@ async fn virtual_hosted_addressing_names_the_bucket_in_the_host() {
         assert_same(url, &want, &read_tree(&dst));
     }
     let seen = proxy.seen();
-    assert!(seen.len() >= 6, "listings and reads of both runs went through the proxy: {seen:?}");
+    assert!(
+        seen.len() >= 6,
+        "listings and reads of both runs went through the proxy: {seen:?}"
+    );
     for s in &seen {
         assert!(
             !s.path.starts_with(&format!("/{bucket}")),

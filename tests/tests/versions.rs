@@ -233,7 +233,10 @@ async fn a_destination_without_versioning_is_refused_before_anything_is_written(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_written_but_not_recorded_by_a_killed_run_is_adopted_not_written_twice() {
     let (rgw, moto) = (rgw(), moto());
-    let (src, dst) = (versioned(&rgw, "verkill-src").await, versioned(&moto, "verkill-dst").await);
+    let (src, dst) = (
+        versioned(&rgw, "verkill-src").await,
+        versioned(&moto, "verkill-dst").await,
+    );
     for (i, len) in [1000, 2000, 3000].into_iter().enumerate() {
         put(&rgw, &src, "k", &data(len, 30 + i as u64)).await;
     }
@@ -286,7 +289,11 @@ async fn a_version_written_but_not_recorded_by_a_killed_run_is_adopted_not_writt
     let out = run(finder(&args(&moto.endpoint), &envs));
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
-    assert_eq!(versions_replayed(&text), 2, "the adopted version is not written again: {text}");
+    assert_eq!(
+        versions_replayed(&text),
+        2,
+        "the adopted version is not written again: {text}"
+    );
     assert_eq!(
         history(&moto.client(), &dst).await,
         history(&rgw.client(), &src).await,

@@ -489,6 +489,10 @@ mod tests {
         assert_eq!(prefix, "p/");
         let ss = s.server_side.expect("one region of OSS copies server-side");
         assert_eq!(ss.max_copy_object, 1 << 30, "OSS's CopyObject limit, from the scheme");
+        cfg.destination.storage_class = Some("IA".into());
+        let put = cfg.build().unwrap().put;
+        assert_eq!(put.storage_class.as_deref(), Some("STANDARD_IA"), "OSS's name, in S3's");
+        cfg.destination.storage_class = None;
 
         cfg.source.region = None;
         let e = cfg.build().unwrap_err().to_string();

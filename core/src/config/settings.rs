@@ -463,7 +463,9 @@ impl JobConfig {
         let source = self.source.build(SOURCE)?;
         let destination = self.destination.build(DESTINATION)?;
         self.transfer.validate()?;
-        let put = self.destination.put_options()?;
+        let mut put = self.destination.put_options()?;
+        let vendor = self.destination_vendor();
+        put.storage_class = put.storage_class.map(|c| vendor.storage_class(&c));
         let filter = KeyFilter::new(&self.include, &self.exclude).map_err(|m| cfg_err("--include/--exclude", m))?;
         let ledger = self.ledger()?;
         let schedule = match &self.schedule {

@@ -48,6 +48,31 @@ impl Vendor {
         }
     }
 
+    /// The storage class to send for `name` through the vendor's S3 API:
+    /// the vendor's own names for its classes (Aliyun OSS's `IA`,
+    /// `Archive`, `ColdArchive`; Huawei OBS's `WARM`, `COLD`) become the S3
+    /// names its S3 API maps back to them. S3 names, and names the table
+    /// does not know, are sent as given (a store that does not know one
+    /// refuses the write with `InvalidStorageClass`).
+    pub fn storage_class(self, name: &str) -> String {
+        let table: &[(&str, &str)] = match self {
+            Vendor::AliyunOss => &[
+                ("standard", "STANDARD"),
+                ("ia", "STANDARD_IA"),
+                ("archive", "GLACIER"),
+                ("coldarchive", "DEEP_ARCHIVE"),
+            ],
+            Vendor::HuaweiObs => &[("warm", "STANDARD_IA"), ("cold", "GLACIER")],
+            _ => &[],
+        };
+        let lower = name.to_ascii_lowercase();
+        table
+            .iter()
+            .find(|(native, _)| *native == lower)
+            .map(|(_, s3)| s3.to_string())
+            .unwrap_or_else(|| name.to_string())
+    }
+
     /// The preset's name as written in flags and config files.
     pub fn name(self) -> &'static str {
         match self {
@@ -140,6 +165,11 @@ mod tests {
         assert!(!Vendor::GoogleGcs.needs_region());
         assert!(Vendor::Custom.needs_endpoint());
         assert_eq!("tencent-cos".parse::<Vendor>().unwrap(), Vendor::TencentCos);
+        assert_eq!(Vendor::AliyunOss.storage_class("IA"), "STANDARD_IA");
+        assert_eq!(Vendor::AliyunOss.storage_class("ColdArchive"), "DEEP_ARCHIVE");
+        assert_eq!(Vendor::AliyunOss.storage_class("GLACIER"), "GLACIER");
+        assert_eq!(Vendor::HuaweiObs.storage_class("WARM"), "STANDARD_IA");
+        assert_eq!(Vendor::Aws.storage_class("IA"), "IA", "no table: as given");
         assert!("nope".parse::<Vendor>().unwrap_err().contains("aliyun-oss"));
         for v in ALL {
             assert_eq!(v.name().parse::<Vendor>().unwrap(), v);
