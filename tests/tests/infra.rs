@@ -153,7 +153,8 @@ fn every_container_setting_is_one_the_binaries_read() {
 /// SDK operation builder → the IAM actions it needs.
 const OPERATIONS: &[(&str, &[&str])] = &[
     ("head_object", &["s3:GetObject"]),
-    ("get_object", &["s3:GetObject"]),
+    // With a version id (reads pinned to a version, replayed histories).
+    ("get_object", &["s3:GetObject", "s3:GetObjectVersion"]),
     ("put_object", &["s3:PutObject"]),
     ("create_multipart_upload", &["s3:PutObject"]),
     ("upload_part", &["s3:PutObject"]),
@@ -164,6 +165,11 @@ const OPERATIONS: &[(&str, &[&str])] = &[
     ("list_multipart_uploads", &["s3:ListBucketMultipartUploads"]),
     ("delete_object", &["s3:DeleteObject"]),
     ("list_objects_v2", &["s3:ListBucket"]),
+    ("list_object_versions", &["s3:ListBucketVersions"]),
+    ("get_bucket_versioning", &["s3:GetBucketVersioning"]),
+    ("get_object_tagging", &["s3:GetObjectTagging", "s3:GetObjectVersionTagging"]),
+    ("put_object_tagging", &["s3:PutObjectTagging"]),
+    ("delete_object_tagging", &["s3:DeleteObjectTagging"]),
     ("head_bucket", &["s3:ListBucket"]),
     ("send_message", &["sqs:SendMessage"]),
     ("send_message_batch", &["sqs:SendMessage"]),
