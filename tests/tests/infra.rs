@@ -167,7 +167,10 @@ const OPERATIONS: &[(&str, &[&str])] = &[
     ("list_objects_v2", &["s3:ListBucket"]),
     ("list_object_versions", &["s3:ListBucketVersions"]),
     ("get_bucket_versioning", &["s3:GetBucketVersioning"]),
-    ("get_object_tagging", &["s3:GetObjectTagging", "s3:GetObjectVersionTagging"]),
+    (
+        "get_object_tagging",
+        &["s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
+    ),
     ("put_object_tagging", &["s3:PutObjectTagging"]),
     ("delete_object_tagging", &["s3:DeleteObjectTagging"]),
     ("head_bucket", &["s3:ListBucket"]),

@@ -3,7 +3,11 @@
 //! marker) replayed to a versioned moto bucket; the two ListObjectVersions
 //! histories compared in order and bytes by the raw client; a rerun copies
 //! nothing, and a version added later is the only one copied next.
-//! `--versions-at` starts the history at the version current then.
+//! `--versions-at` starts the history at the version current then; a
+//! version written but not recorded by a killed run is adopted; an
+//! unversioned destination is refused. Without `--versions all`, a copy in
+//! parts of a versioned source reads the version listed, every part by its
+//! version id, though the key is overwritten mid-copy.
 
 use std::collections::BTreeMap;
 
@@ -298,5 +302,71 @@ async fn a_version_written_but_not_recorded_by_a_killed_run_is_adopted_not_writt
         history(&moto.client(), &dst).await,
         history(&rgw.client(), &src).await,
         "no version twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_versions_all_a_copy_in_parts_is_pinned_to_the_version_listed() {
+    let rgw = rgw();
+    let src = versioned(&rgw, "verpin-src").await;
+    let (v1, v2) = (data(12 * MIB + 7, 41), data(12 * MIB + 9, 42));
+    put(&rgw, &src, "big.bin", &v1).await;
+    // Every read waits, so the object can be overwritten mid-copy.
+    let slow = ferry_tests::proxy::Proxy::start_slow(
+        &rgw.endpoint,
+        ferry_tests::proxy::Delay {
+            ops: vec!["GetObject"],
+            by: std::time::Duration::from_millis(1500),
+        },
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    let args = vec![
+        format!("s3://{src}/"),
+        dst.display().to_string(),
+        "--state".into(),
+        work.path().join("s.sqlite").display().to_string(),
+        "--src-endpoint".into(),
+        slow.endpoint.clone(),
+        "--src-path-style".into(),
+        "--multipart-threshold".into(),
+        "5MiB".into(),
+        "--part-size".into(),
+        "5MiB".into(),
+        "--concurrency".into(),
+        "1".into(),
+    ];
+    let child = finder(&args, &rgw.envs("src")).spawn().expect("start the finder");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !slow.seen().iter().any(|s| s.operation() == "GetObject") {
+        assert!(std::time::Instant::now() < deadline, "no read");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    put(&rgw, &src, "big.bin", &v2).await;
+    let out = child.wait_with_output().expect("the finder ends");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_same(
+        "the version listed, though overwritten during the copy",
+        &BTreeMap::from([("big.bin".to_string(), v1)]),
+        &read_tree(&dst),
+    );
+    let gets: Vec<_> = slow
+        .seen()
+        .into_iter()
+        .filter(|s| s.operation() == "GetObject")
+        .collect();
+    assert_eq!(gets.len(), 3, "three parts, each read once: {gets:?}");
+    assert!(
+        gets.iter().all(|g| g.query.contains("versionId=")),
+        "every read names the version: {gets:?}"
+    );
+
+    let out = run(finder(&args, &rgw.envs("src")));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_same(
+        "the next run copies the new version",
+        &BTreeMap::from([("big.bin".to_string(), v2)]),
+        &read_tree(&dst),
     );
 }
