@@ -96,6 +96,33 @@ fn versions_replayed(stdout: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A finder from radosgw bucket `src` to moto bucket `dst`, reached at
+/// `dest_endpoint` (moto's, or a proxy's), with `extra` flags: its
+/// arguments and environment.
+fn sync(
+    src: &str,
+    dst: &str,
+    dest_endpoint: &str,
+    work: &std::path::Path,
+    extra: &[&str],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let (rgw, moto) = (rgw(), moto());
+    let mut args = vec![
+        format!("s3://{src}/"),
+        format!("s3://{dst}/"),
+        "--state".into(),
+        work.join("s.sqlite").display().to_string(),
+        "--dest-endpoint".into(),
+        dest_endpoint.to_string(),
+        "--dest-path-style".into(),
+    ];
+    args.extend(rgw.flags("src"));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut envs = rgw.envs("src");
+    envs.extend(moto.envs("dest"));
+    (args, envs)
+}
+
 async fn put(server: &Server, bucket: &str, key: &str, body: &[u8]) {
     server
         .put_all(bucket, &BTreeMap::from([(key.to_string(), body.to_vec())]))
@@ -121,22 +148,15 @@ async fn a_version_history_is_replayed_in_order_and_reruns_copy_only_new_version
     put(&rgw, &src, "doc.txt", &data(3000, 6)).await;
 
     let work = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        format!("s3://{src}/"),
-        format!("s3://{dst}/"),
-        "--versions".into(),
-        "all".into(),
-        "--state".into(),
-        work.path().join("s.sqlite").display().to_string(),
-        "--multipart-threshold".into(),
-        "5MiB".into(),
-        "--part-size".into(),
-        "5MiB".into(),
+    let parts = [
+        "--versions",
+        "all",
+        "--multipart-threshold",
+        "5MiB",
+        "--part-size",
+        "5MiB",
     ];
-    args.extend(rgw.flags("src"));
-    args.extend(moto.flags("dest"));
-    let mut envs = rgw.envs("src");
-    envs.extend(moto.envs("dest"));
+    let (args, envs) = sync(&src, &dst, &moto.endpoint, work.path(), &parts);
 
     let out = run(finder(&args, &envs));
     let text = output_text(&out);
@@ -184,18 +204,7 @@ async fn a_history_from_a_point_in_time_starts_at_the_version_current_then() {
     put(&rgw, &src, "k", &data(300, 13)).await;
 
     let work = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        format!("s3://{src}/"),
-        format!("s3://{dst}/"),
-        "--versions-at".into(),
-        at,
-        "--state".into(),
-        work.path().join("s.sqlite").display().to_string(),
-    ];
-    args.extend(rgw.flags("src"));
-    args.extend(moto.flags("dest"));
-    let mut envs = rgw.envs("src");
-    envs.extend(moto.envs("dest"));
+    let (args, envs) = sync(&src, &dst, &moto.endpoint, work.path(), &["--versions-at", &at]);
     let out = run(finder(&args, &envs));
     assert!(out.status.success(), "{}", output_text(&out));
     let copied = history(&moto.client(), &dst).await;
@@ -212,18 +221,7 @@ async fn a_destination_without_versioning_is_refused_before_anything_is_written(
     let (src, dst) = (versioned(&rgw, "vernv-src").await, moto.bucket("vernv-dst").await);
     put(&rgw, &src, "k", &data(100, 21)).await;
     let work = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        format!("s3://{src}/"),
-        format!("s3://{dst}/"),
-        "--versions".into(),
-        "all".into(),
-        "--state".into(),
-        work.path().join("s.sqlite").display().to_string(),
-    ];
-    args.extend(rgw.flags("src"));
-    args.extend(moto.flags("dest"));
-    let mut envs = rgw.envs("src");
-    envs.extend(moto.envs("dest"));
+    let (args, envs) = sync(&src, &dst, &moto.endpoint, work.path(), &["--versions", "all"]);
     let out = run(finder(&args, &envs));
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
@@ -255,24 +253,9 @@ async fn a_version_written_but_not_recorded_by_a_killed_run_is_adopted_not_writt
     )
     .await;
     let work = tempfile::tempdir().unwrap();
-    let args = |endpoint: &str| {
-        let mut a = vec![
-            format!("s3://{src}/"),
-            format!("s3://{dst}/"),
-            "--versions".into(),
-            "all".into(),
-            "--state".into(),
-            work.path().join("s.sqlite").display().to_string(),
-            "--dest-endpoint".into(),
-            endpoint.to_string(),
-            "--dest-path-style".into(),
-        ];
-        a.extend(rgw.flags("src"));
-        a
-    };
-    let mut envs = rgw.envs("src");
-    envs.extend(moto.envs("dest"));
-    let mut child = finder(&args(&slow.endpoint), &envs).spawn().expect("start the finder");
+    let all = ["--versions", "all"];
+    let (args, envs) = sync(&src, &dst, &slow.endpoint, work.path(), &all);
+    let mut child = finder(&args, &envs).spawn().expect("start the finder");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let seen = slow.seen();
@@ -290,7 +273,8 @@ async fn a_version_written_but_not_recorded_by_a_killed_run_is_adopted_not_writt
     let written = history(&moto.client(), &dst).await;
     assert_eq!(written["k"].len(), 1, "one version written, its record not");
 
-    let out = run(finder(&args(&moto.endpoint), &envs));
+    let (args, envs) = sync(&src, &dst, &moto.endpoint, work.path(), &all);
+    let out = run(finder(&args, &envs));
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     assert_eq!(
