@@ -285,9 +285,8 @@ impl Engine {
         self.check_read(job, worker, prk, &span.upload_id, src_etag, mirrored, None, None)
             .await?;
         let (head, completed) = self
-            .complete_checked(dkey, &span.upload_id, &parts, size, &expect, None)
+            .complete_checked(job, &span.upload_id, &parts, size, &expect, None)
             .await?;
-        self.tag_written(job, false).await?;
         let dest_etag = head.etag.or(completed).unwrap_or(expect);
         self.state
             .finish(prk, worker, &Outcome::done(job.src.etag.clone(), Some(dest_etag)))

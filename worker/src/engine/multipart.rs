@@ -370,9 +370,8 @@ impl Engine {
         self.check_read(t.job, t.worker, t.rk, upload_id, t.src_etag, mirrored, whole, crc)
             .await?;
         let (head, completed) = self
-            .complete_checked(dkey, upload_id, &parts, t.size, &expect, read_crcs)
+            .complete_checked(t.job, upload_id, &parts, t.size, &expect, read_crcs)
             .await?;
-        self.tag_written(t.job, false).await?;
         ObjectTransferred {
             key: dkey,
             bytes: t.size,

@@ -282,19 +282,21 @@ impl Engine {
         }
     }
 
-    /// Completes an upload from `parts` and checks the object
-    /// ([`Engine::check_completed`]). A completion whose answer was lost
-    /// finds the upload gone: the HEAD decides. Returns the HEAD and the
-    /// ETag the completion answered.
+    /// Completes the job's upload from `parts`, checks the object
+    /// ([`Engine::check_completed`]) and gives it its tags
+    /// ([`Engine::tag_written`]). A completion whose answer was lost finds
+    /// the upload gone: the HEAD decides. Returns the HEAD and the ETag the
+    /// completion answered.
     pub(super) async fn complete_checked(
         &self,
-        dkey: &str,
+        job: &Job,
         upload_id: &str,
         parts: &[PartInfo],
         size: u64,
         expect: &str,
         sent: Option<Crcs>,
     ) -> Result<(ObjectMeta, Option<String>), EngineError> {
+        let dkey = &job.dest.key;
         let completed = match self.dst.complete_multipart(dkey, upload_id, parts).await {
             Ok(tag) => tag,
             Err(StoreError::NoSuchUpload { .. }) => None,
@@ -303,6 +305,7 @@ impl Engine {
         let head = self
             .check_completed(dkey, size, expect, completed.as_deref(), sent)
             .await?;
+        self.tag_written(job, false).await?;
         Ok((head, completed))
     }
 
