@@ -1,4 +1,5 @@
-//! Include/exclude globs on keys relative to the source prefix.
+//! Include/exclude globs on keys relative to the source prefix, and a
+//! window of modification times (`--modified-since`, `--modified-before`).
 //!
 //! A key is selected when it matches at least one include (or there are none)
 //! and no exclude. `*` and `?` match any character, `/` included, so `*.jpg`
@@ -11,6 +12,28 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 pub struct KeyFilter {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
+    window: TimeWindow,
+}
+
+/// The modification times a selected source object has: `since <= t <
+/// before`, ms since the epoch. S3 objects are timed by their `mtime`
+/// metadata where a HEAD read it, else by when they were written (what a
+/// listing says); local files by their mtime. An object whose time is not
+/// known is selected: nothing is skipped on a guess.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Selected from this time on.
+    pub since: Option<i64>,
+    /// Selected before this time.
+    pub before: Option<i64>,
+}
+
+impl TimeWindow {
+    /// Whether a time (ms since the epoch) is in the window.
+    pub fn contains(&self, t: Option<i64>) -> bool {
+        let Some(t) = t else { return true };
+        self.since.is_none_or(|s| t >= s) && self.before.is_none_or(|b| t < b)
+    }
 }
 
 fn build(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, String> {
@@ -30,7 +53,24 @@ impl KeyFilter {
         Ok(Self {
             include: build(include, "--include")?,
             exclude: build(exclude, "--exclude")?,
+            window: TimeWindow::default(),
         })
+    }
+
+    /// The same filter, selecting only objects modified in `window`.
+    pub fn modified_in(self, window: TimeWindow) -> Self {
+        Self { window, ..self }
+    }
+
+    /// Whether a source object (its relative key and metadata) is selected:
+    /// its key by the globs, its time by the window.
+    pub fn selects(&self, key: &str, meta: &crate::store::ObjectMeta) -> bool {
+        self.selects_at(key, meta.modified_ns().map(|ns| ns.div_euclid(1_000_000)))
+    }
+
+    /// Whether a source object modified at `t` (ms since the epoch) is selected.
+    pub fn selects_at(&self, key: &str, t: Option<i64>) -> bool {
+        self.matches(key) && self.window.contains(t)
     }
 
     /// Whether a relative key is selected.
@@ -52,5 +92,24 @@ mod tests {
         assert!(!f.matches("a.png"));
         assert!(KeyFilter::default().matches("anything"));
         assert!(KeyFilter::new(&["a[".into()], &[]).unwrap_err().contains("--include"));
+    }
+
+    #[test]
+    fn a_time_window_selects_from_since_until_before() {
+        let w = TimeWindow {
+            since: Some(100),
+            before: Some(200),
+        };
+        assert!(w.contains(Some(100)) && w.contains(Some(199)));
+        assert!(!w.contains(Some(99)) && !w.contains(Some(200)));
+        assert!(w.contains(None), "an unknown time is selected");
+        let f = KeyFilter::new(&["*.txt".into()], &[]).unwrap().modified_in(w);
+        let meta = |ms: i64| crate::store::ObjectMeta {
+            last_modified: Some(ms),
+            ..Default::default()
+        };
+        assert!(f.selects("a.txt", &meta(150)));
+        assert!(!f.selects("a.txt", &meta(250)));
+        assert!(!f.selects("a.bin", &meta(150)));
     }
 }

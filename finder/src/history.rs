@@ -54,12 +54,12 @@ pub(crate) async fn walk(
             let history = history.map_err(|e| anyhow::anyhow!("listing the source's versions failed: {e}"))?;
             let Some(first) = history.first() else { continue };
             let rel = first.key.strip_prefix(sp.as_str()).unwrap_or(&first.key).to_string();
-            if !job.filter.matches(&rel) {
-                continue;
-            }
             let Some(newest) = ferry_core::store::versions::from_since(history, since).pop() else {
                 continue;
             };
+            if !job.filter.selects_at(&rel, newest.last_modified) {
+                continue;
+            }
             pending.push((rel, newest));
             if pending.len() >= BATCH {
                 settle(w, &mut planner, &dest_bucket, since, &mut pending).await?;

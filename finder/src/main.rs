@@ -123,6 +123,15 @@ struct FilterArgs {
     #[arg(long, env = "FERRY_EXCLUDE", value_name = "GLOB", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     exclude: Vec<String>,
+    /// Only source objects modified at or after this time: 2026-11-30, 2026-11-30T08:00:00Z (UTC), or an
+    /// age like 7d or 12h (that long before now)
+    #[arg(long, env = "FERRY_MODIFIED_SINCE", value_name = "TIME|AGE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modified_since: Option<String>,
+    /// Only source objects modified before this time (same forms as --modified-since)
+    #[arg(long, env = "FERRY_MODIFIED_BEFORE", value_name = "TIME|AGE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modified_before: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

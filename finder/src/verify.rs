@@ -223,11 +223,12 @@ pub async fn verify(job: &Settings, b: &VerifyBackends, opts: &VerifyOptions) ->
         .filter_map(|d| async move {
             match d {
                 Ok(Decision::New(e)) if local_dest && e.rel.ends_with('/') && e.meta.size == 0 => None,
-                Ok(Decision::New(e)) | Ok(Decision::Extra(e)) if !filter.matches(&e.rel) => None,
-                Ok(Decision::Identical { src, .. })
+                Ok(Decision::Extra(e)) if !filter.matches(&e.rel) => None,
+                Ok(Decision::New(src))
+                | Ok(Decision::Identical { src, .. })
                 | Ok(Decision::Changed { src, .. })
                 | Ok(Decision::Unsure { src, .. })
-                    if !filter.matches(&src.rel) =>
+                    if !filter.selects(&src.rel, &src.meta) =>
                 {
                     None
                 }

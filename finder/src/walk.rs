@@ -292,13 +292,14 @@ pub(crate) async fn walk(
             };
             let Some(decision) = next else { break };
             let decision = decision.map_err(|e| anyhow::anyhow!("listing failed: {e}"))?;
-            let rel = match &decision {
-                Decision::New(e) | Decision::Extra(e) => &e.rel,
-                Decision::Changed { src, .. } | Decision::Identical { src, .. } | Decision::Unsure { src, .. } => {
-                    &src.rel
-                }
+            let selected = match &decision {
+                Decision::Extra(e) => filter.matches(&e.rel),
+                Decision::New(src)
+                | Decision::Changed { src, .. }
+                | Decision::Identical { src, .. }
+                | Decision::Unsure { src, .. } => filter.selects(&src.rel, &src.meta),
             };
-            if !filter.matches(rel) {
+            if !selected {
                 continue;
             }
             match decision {

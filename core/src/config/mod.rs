@@ -223,6 +223,11 @@ pub struct JobConfig {
     pub include: Vec<String>,
     /// Globs that exclude a relative key.
     pub exclude: Vec<String>,
+    /// Only source objects modified at or after this time: RFC 3339, a date
+    /// (UTC), or an age like `7d` (that long before the run starts).
+    pub modified_since: Option<String>,
+    /// Only source objects modified before this time (same forms).
+    pub modified_before: Option<String>,
     /// A file with one source prefix per line (relative to the source URL's prefix).
     pub prefix_list: Option<PathBuf>,
     /// Where progress records live: `dynamodb://TABLE`, or a path to the

@@ -20,7 +20,7 @@ pub enum VersionsMode {
 impl VersionsMode {
     /// Parses `--versions` and `--versions-at`.
     pub fn parse(versions: Option<&str>, at: Option<&str>) -> Result<Self, ConfigError> {
-        let since = at.map(parse_time).transpose()?;
+        let since = at.map(|t| parse_time("--versions-at", t, false)).transpose()?;
         match (
             versions.unwrap_or(if since.is_some() { "all" } else { "latest" }),
             since,
@@ -41,10 +41,22 @@ impl VersionsMode {
     }
 }
 
-/// A time as `--versions-at` takes it: RFC 3339 (`2026-11-30T08:00:00Z`,
-/// UTC when no offset is given) or a date (`2026-11-30`, midnight UTC).
-fn parse_time(s: &str) -> Result<i64, ConfigError> {
+/// A time as `setting` takes it, in ms since the epoch: RFC 3339
+/// (`2026-11-30T08:00:00Z`, UTC when no offset is given) or a date
+/// (`2026-11-30`, midnight UTC); with `ages`, also an age (`7d`, `12h`):
+/// that long before now.
+pub(crate) fn parse_time(setting: &str, s: &str, ages: bool) -> Result<i64, ConfigError> {
     let t = s.trim();
+    if ages {
+        if let Ok(age) = humantime::parse_duration(t) {
+            let now = crate::now_millis();
+            return Ok(now.saturating_sub(age.as_millis().min(i64::MAX as u128) as i64));
+        }
+    }
+    let hint = match ages {
+        true => "give 2026-11-30, 2026-11-30T08:00:00Z (UTC) or an age like 7d",
+        false => "give 2026-11-30 or 2026-11-30T08:00:00Z (UTC)",
+    };
     let full = if t.len() == 10 {
         format!("{t}T00:00:00Z")
     } else {
@@ -52,15 +64,10 @@ fn parse_time(s: &str) -> Result<i64, ConfigError> {
     };
     let parsed = humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
         .or_else(|_| humantime::parse_rfc3339(&full))
-        .map_err(|_| {
-            cfg_err(
-                "--versions-at",
-                format!("{s:?} is not a time: give 2026-11-30 or 2026-11-30T08:00:00Z (UTC)"),
-            )
-        })?;
+        .map_err(|_| cfg_err(setting, format!("{s:?} is not a time: {hint}")))?;
     let since = parsed
         .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| cfg_err("--versions-at", format!("{s:?} is before 1970")))?;
+        .map_err(|_| cfg_err(setting, format!("{s:?} is before 1970")))?;
     Ok(since.as_millis() as i64)
 }
 
@@ -147,6 +154,18 @@ mod tests {
             e.to_string().starts_with("--versions-at: \"yesterday\" is not a time"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn times_parse_as_dates_instants_and_ages() {
+        assert_eq!(parse_time("--x", "2026-11-30", false).unwrap(), 1_795_996_800_000);
+        let week = crate::now_millis() - parse_time("--x", "7d", true).unwrap();
+        assert!(
+            (7 * 86_400_000 - 5_000..=7 * 86_400_000 + 5_000).contains(&week),
+            "{week}"
+        );
+        let e = parse_time("--versions-at", "7d", false).unwrap_err().to_string();
+        assert!(e.starts_with("--versions-at: \"7d\" is not a time"), "{e}");
     }
 
     #[test]

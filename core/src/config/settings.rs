@@ -466,7 +466,9 @@ impl JobConfig {
         let mut put = self.destination.put_options()?;
         let vendor = self.destination_vendor();
         put.storage_class = put.storage_class.map(|c| vendor.storage_class(&c));
-        let filter = KeyFilter::new(&self.include, &self.exclude).map_err(|m| cfg_err("--include/--exclude", m))?;
+        let filter = KeyFilter::new(&self.include, &self.exclude)
+            .map_err(|m| cfg_err("--include/--exclude", m))?
+            .modified_in(self.modified_window()?);
         let ledger = self.ledger()?;
         let schedule = match &self.schedule {
             Some(s) => Schedule::parse(s).map_err(|m| cfg_err("--schedule", m))?,
@@ -528,6 +530,28 @@ impl JobConfig {
 }
 
 impl JobConfig {
+    /// `--modified-since` and `--modified-before`.
+    fn modified_window(&self) -> Result<crate::filter::TimeWindow, ConfigError> {
+        let parse = |setting: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| super::replica::parse_time(setting, t, true))
+                .transpose()
+        };
+        let w = crate::filter::TimeWindow {
+            since: parse("--modified-since", &self.modified_since)?,
+            before: parse("--modified-before", &self.modified_before)?,
+        };
+        if let (Some(s), Some(b)) = (w.since, w.before) {
+            if s >= b {
+                return Err(cfg_err(
+                    "--modified-before",
+                    "is not after --modified-since: no object could be selected",
+                ));
+            }
+        }
+        Ok(w)
+    }
+
     /// The destination's preset: the flag's, else its URL scheme's.
     fn destination_vendor(&self) -> Vendor {
         let scheme = match self.destination.url.as_deref().map(Location::parse) {
