@@ -404,7 +404,11 @@ async fn finder_scale(cfg: &SuiteConfig) -> Result<()> {
             ep.url.clone(),
             "--dest-path-style".into(),
         ];
+        // The same run with one lister: the parallel listing's own gain.
+        let mut one = c.clone();
+        one.args.extend(["--list-ranges".into(), "1".into()]);
         cases.push((set.clone(), "ferry".into(), n, c));
+        cases.push((set.clone(), "ferry (one lister)".into(), n, one));
         let mut c = tools::command("rclone", "default", Direction::S3ToS3, "scale", l, 0);
         c.args = vec![
             "copy".into(),

@@ -32,6 +32,7 @@ pub mod lease;
 pub mod location;
 pub mod metrics;
 pub mod queue;
+pub mod ranges;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;

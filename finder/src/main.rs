@@ -128,6 +128,11 @@ struct FilterArgs {
     #[arg(long, env = "FERRY_MODIFIED_SINCE", value_name = "TIME|AGE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     modified_since: Option<String>,
+    /// Ranges of the source's key space listed and diffed at once, found by sampling the listing (no
+    /// prefix list needed); 1 lists with one lister [default: 8 for a bucket, 1 for a directory]
+    #[arg(long, env = "FERRY_LIST_RANGES", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list_ranges: Option<usize>,
     /// Only source objects modified before this time (same forms as --modified-since)
     #[arg(long, env = "FERRY_MODIFIED_BEFORE", value_name = "TIME|AGE")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,7 @@
 //! The walk: both listings in key order, diffed in lock step
-//! ([`ferry_core::diff`]), prefix by prefix, into a plan; the pairs the
+//! ([`ferry_core::diff`]), prefix by prefix, into a plan. A bucket without a
+//! prefix list is split into key ranges ([`ferry_core::ranges`]) listed and
+//! diffed at once, each in lock step on both sides; the pairs the
 //! listings cannot decide go to the judge in batches ([`crate::compare`]),
 //! and the jobs to the queue in batches of 500 ([`Sink`]), leaving out
 //! objects a worker is copying now.
@@ -12,8 +14,10 @@ use ferry_core::config::Settings;
 use ferry_core::diff::{self, Decision, Entry};
 use ferry_core::job::{Job, SrcRef};
 use ferry_core::queue::{JobQueue, JobQueueExt};
+use ferry_core::ranges::{self, KeyRange};
 use ferry_core::state::{RecordKey, RunCounters, StateStore};
-use ferry_core::store::ObjectStore;
+use ferry_core::store::{ObjectMeta, ObjectStore, StoreError};
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::watch;
 
@@ -248,6 +252,53 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// The decisions of one prefix, its ranges ([`ferry_core::ranges`]) listed
+/// and diffed at once: each range in lock step on both sides, the ranges'
+/// decisions interleaved as they come.
+async fn ranged_decisions(
+    w: &Walk<'_>,
+    p: &str,
+) -> anyhow::Result<futures::stream::SelectAll<BoxStream<'static, Result<Decision, StoreError>>>> {
+    let (sp, dp) = (
+        w.job.source.prefix().to_string(),
+        w.job.destination.prefix().to_string(),
+    );
+    let (src_prefix, dst_prefix) = (format!("{sp}{p}"), format!("{dp}{p}"));
+    // A prefix list partitions the keys already; a directory lists fast.
+    let one_prefix = p.is_empty();
+    let ranges = match w.job.list_ranges {
+        n if n > 1 && one_prefix && w.src.local_path("").is_none() => ranges::split(w.src, &src_prefix, n)
+            .await
+            .map_err(|e| anyhow::anyhow!("sampling the source's listing failed: {e}"))?,
+        _ => vec![KeyRange::default()],
+    };
+    if ranges.len() > 1 {
+        tracing::info!(prefix = %src_prefix, ranges = ranges.len(), "Listing the source in ranges at once.");
+    }
+    let mode = w.job.compare_mode();
+    let streams = ranges.into_iter().map(|r| {
+        let d = r.moved(&sp, &dp);
+        let listed = within(w.src.list(&src_prefix, r.after.as_deref()), r).inspect(|r| {
+            if r.is_ok() {
+                ferry_core::telemetry::SourceListed { objects: 1 }.emit();
+            }
+        });
+        let s = diff::relative(listed.boxed(), sp.clone());
+        let d = diff::relative(within(w.dst.list(&dst_prefix, d.after.as_deref()), d), dp.clone());
+        diff::diff(s, d, mode).boxed()
+    });
+    Ok(futures::stream::select_all(streams))
+}
+
+/// A listing cut at the end of its range.
+fn within(
+    list: BoxStream<'static, Result<ObjectMeta, StoreError>>,
+    r: KeyRange,
+) -> BoxStream<'static, Result<ObjectMeta, StoreError>> {
+    list.take_while(move |o| std::future::ready(o.as_ref().map_or(true, |o| r.holds_up_to(&o.key))))
+        .boxed()
+}
+
 /// Pairs settled together (one ledger read, HEADs and hashes in parallel).
 const SETTLE_BATCH: usize = 256;
 
@@ -270,21 +321,12 @@ pub(crate) async fn walk(
     if w.job.versions.replays() {
         return crate::history::walk(w, prefixes, sink, run, stop).await;
     }
-    let Walk { job, src, dst, judge } = *w;
+    let Walk { job, judge, .. } = *w;
     let filter = &job.filter;
-    let (sp, dp) = (job.source.prefix().to_string(), job.destination.prefix().to_string());
-    let mode = job.compare_mode();
     let mut planner = Planner::new(job, sink, run);
     let mut pending: Vec<Pair> = Vec::new();
     for p in prefixes {
-        let listed = src.list(&format!("{sp}{p}"), None).inspect(|r| {
-            if r.is_ok() {
-                ferry_core::telemetry::SourceListed { objects: 1 }.emit();
-            }
-        });
-        let s = diff::relative(Box::pin(listed), sp.clone());
-        let d = diff::relative(dst.list(&format!("{dp}{p}"), None), dp.clone());
-        let mut decisions = Box::pin(diff::diff(s, d, mode));
+        let mut decisions = ranged_decisions(w, p).await?;
         loop {
             let next = tokio::select! {
                 n = decisions.next() => n,

@@ -228,6 +228,10 @@ pub struct JobConfig {
     pub modified_since: Option<String>,
     /// Only source objects modified before this time (same forms).
     pub modified_before: Option<String>,
+    /// Ranges of the source's key space listed (and diffed) at once by the
+    /// finder, found without a prefix list (see `ferry_core::ranges`); 1
+    /// lists sequentially. Default 8 for a bucket, 1 for a directory.
+    pub list_ranges: Option<usize>,
     /// A file with one source prefix per line (relative to the source URL's prefix).
     pub prefix_list: Option<PathBuf>,
     /// Where progress records live: `dynamodb://TABLE`, or a path to the

@@ -232,6 +232,8 @@ pub struct Settings {
     pub versions: super::VersionsMode,
     /// Which tags destination objects get (`--tags`).
     pub tags: super::TagMode,
+    /// Ranges of the source's key space the finder lists at once.
+    pub list_ranges: usize,
 }
 
 impl Settings {
@@ -512,6 +514,12 @@ impl JobConfig {
             bwlimit,
             versions,
             tags: super::TagMode::parse(self.destination.tags.as_deref())?,
+            list_ranges: match self.list_ranges {
+                Some(n @ 1..=256) => n,
+                Some(n) => return Err(cfg_err("--list-ranges", format!("{n}: give 1 (one lister) to 256"))),
+                None if source.is_local() => 1,
+                None => 8,
+            },
             source,
             destination,
             put,
