@@ -118,8 +118,9 @@ async fn first_after(store: &Arc<dyn ObjectStore>, prefix: &str, after: &str, r:
 }
 
 /// Splits the keys under `prefix` into at most `want` ranges (see the
-/// module docs), in key order.
-pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> Result<Vec<KeyRange>> {
+/// module docs), in key order, with the listing requests it made.
+pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> Result<(Vec<KeyRange>, u64)> {
+    let mut requests = 0;
     let mut done: Vec<KeyRange> = Vec::new();
     let mut todo: VecDeque<KeyRange> = VecDeque::from([KeyRange::default()]);
     // The end of the prefix's key space, for the open last range's midpoint.
@@ -129,6 +130,7 @@ pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> R
             done.push(r);
             continue;
         }
+        requests += 1;
         let mut page = store.list(prefix, r.after.as_deref()).take(PAGE);
         let mut last = None;
         let mut n = 0;
@@ -151,6 +153,7 @@ pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> R
         let mut at = None;
         for _ in 0..MAX_PROBES {
             let Some(m) = midpoint(&last, &hi) else { break };
+            requests += 1;
             if first_after(store, prefix, &m, &r).await? {
                 at = Some(m);
                 break;
@@ -172,7 +175,7 @@ pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> R
         }
     }
     done.sort_by(|a, b| a.after.cmp(&b.after));
-    Ok(done)
+    Ok((done, requests))
 }
 
 #[cfg(test)]
@@ -230,7 +233,7 @@ mod tests {
     async fn ranges_cover_every_key_once_in_order() {
         let keys: Vec<String> = (0..7_000).map(|i| format!("p/{:x}/{i}", i % 13)).collect();
         let store = store_with(keys.iter().cloned().chain(["q/outside".to_string()])).await;
-        let ranges = split(&store, "p/", 8).await.unwrap();
+        let ranges = split(&store, "p/", 8).await.unwrap().0;
         assert!(ranges.len() >= 4, "a large prefix is split: {ranges:?}");
         let mut want = keys.clone();
         want.sort();
@@ -240,11 +243,11 @@ mod tests {
     #[tokio::test]
     async fn a_small_or_flat_prefix_stays_whole() {
         let store = store_with((0..300).map(|i| format!("k{i:04}"))).await;
-        assert_eq!(split(&store, "", 8).await.unwrap(), vec![KeyRange::default()]);
+        assert_eq!(split(&store, "", 8).await.unwrap(), (vec![KeyRange::default()], 1));
         let store = store_with((0..3_000).map(|i| format!("{i:06}"))).await;
-        let ranges = split(&store, "", 1).await.unwrap();
+        let ranges = split(&store, "", 1).await.unwrap().0;
         assert_eq!(ranges, vec![KeyRange::default()], "one range wanted");
-        let ranges = split(&store, "", 6).await.unwrap();
+        let ranges = split(&store, "", 6).await.unwrap().0;
         let all: Vec<String> = (0..3_000).map(|i| format!("{i:06}")).collect();
         assert_eq!(listed(&store, "", &ranges).await, all);
     }

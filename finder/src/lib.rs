@@ -16,6 +16,7 @@
 //! worker that comes second finds the object done and skips it.
 
 pub mod compare;
+pub mod cost;
 mod history;
 pub mod progress;
 pub mod status;
@@ -83,6 +84,8 @@ pub struct Report {
     pub versions: u64,
     /// How the pairs the listings could not decide were decided.
     pub compared: Compared,
+    /// The requests the plan made or makes, estimated (see [`cost`]).
+    pub requests: cost::Requests,
 }
 
 async fn check_source(side: &Side) -> anyhow::Result<()> {
@@ -118,7 +121,7 @@ pub async fn dry_run(job: &Settings, backends: &Backends, stop: watch::Receiver<
         judge: &judge,
     };
     let plan = walk(&w, &prefixes, None, &run_id, stop).await?;
-    summary::print_plan(&plan);
+    summary::print_plan(job, &plan);
     summary::print_comparisons(&judge.stats.snapshot());
     Ok(Report {
         run: run_id,
@@ -219,6 +222,7 @@ pub async fn run(
         server_side: worker.engine.stats.server_side.load(Ordering::Relaxed),
         versions: worker.engine.stats.versions.load(Ordering::Relaxed),
         compared: judge.stats.snapshot(),
+        requests: plan.requests,
     };
     summary::print_summary(job, opts, &report, started.elapsed());
     Ok(report)

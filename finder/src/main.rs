@@ -133,6 +133,12 @@ struct FilterArgs {
     #[arg(long, env = "FERRY_LIST_RANGES", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     list_ranges: Option<usize>,
+    /// Prices of the estimate printed with the plan and the summary: aws (Amazon S3 Standard, us-east-1)
+    /// or a TOML file with name, currency, put_per_1000, get_per_1000, egress_per_gb, sqs_per_million,
+    /// dynamodb_write_per_million [default: aws]
+    #[arg(long, env = "FERRY_PRICES", value_name = "aws|FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prices: Option<String>,
     /// Only source objects modified before this time (same forms as --modified-since)
     #[arg(long, env = "FERRY_MODIFIED_BEFORE", value_name = "TIME|AGE")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,10 @@
 //! What a run prints: the plan of a dry run, and the summary at the end.
 
 use crate::compare::Compared;
+use crate::cost::{Prices, Requests};
 use crate::walk::Plan;
 use crate::{FinderOptions, Report};
-use ferry_core::config::{QueueLocation, Settings};
+use ferry_core::config::{QueueLocation, Settings, Side};
 
 /// Prints a line to stdout; a closed stdout (`| head`) is not an error.
 macro_rules! out {
@@ -34,7 +35,43 @@ pub(crate) fn print_comparisons(c: &Compared) {
     );
 }
 
-pub(crate) fn print_plan(plan: &Plan) {
+/// The estimate of a plan's requests and their cost (see [`crate::cost`]).
+pub(crate) fn print_requests(job: &Settings, r: &Requests) {
+    out!(
+        "  requests:    {} LIST, {} GET, {} HEAD, {} PUT, {} COPY, {} DELETE (estimated from ferry's request pattern)",
+        r.list,
+        r.get,
+        r.head,
+        r.put,
+        r.copy,
+        r.delete
+    );
+    let prices = match Prices::load(&job.prices) {
+        Ok(p) => p,
+        Err(e) => {
+            out!("  cost:        not estimated: {e:#}");
+            return;
+        }
+    };
+    let egress = match (&job.source, &job.destination) {
+        (Side::S3 { config: a, .. }, Side::S3 { config: b, .. }) => !a.same_service(b),
+        (Side::S3 { .. }, Side::Local { .. }) => true,
+        _ => false,
+    };
+    let fleet = matches!(job.ledger.queue, QueueLocation::Sqs { .. });
+    let (requests, out, queue) = prices.cost(r, egress, fleet);
+    let c = &prices.currency;
+    let mut line = format!("  cost:        {c}{requests:.4} in requests");
+    if egress {
+        line.push_str(&format!(" + {c}{out:.4} data out of the source's cloud"));
+    }
+    if fleet {
+        line.push_str(&format!(" + {c}{queue:.4} SQS and DynamoDB"));
+    }
+    out!("{line} ({})", prices.name);
+}
+
+pub(crate) fn print_plan(job: &Settings, plan: &Plan) {
     let b = |n: u64| bytesize::ByteSize(n).display().iec().to_string();
     out!("Plan (dry run, nothing copied):");
     out!("  new:       {:>8} objects, {}", plan.new.0, b(plan.new.1));
@@ -51,6 +88,7 @@ pub(crate) fn print_plan(plan: &Plan) {
     } else {
         out!("  only at destination (kept; --delete removes them): {}", plan.extra.0);
     }
+    print_requests(job, &plan.requests);
     for (label, keys) in [
         ("new", &plan.new.2),
         ("changed", &plan.changed.2),
@@ -118,6 +156,7 @@ pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, el
         r.skipped_markers,
         "directory markers (keys ending in '/', not files)",
     );
+    print_requests(job, &r.requests);
     print_comparisons(&r.compared);
     for (k, e) in &r.failures {
         out!("  FAILED {k}: {e}");

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::compare::{Judge, Pair};
+use crate::cost::{Model, Requests};
 use crate::progress::Progress;
 use crate::Interrupted;
 
@@ -35,6 +36,8 @@ pub(crate) struct Plan {
     /// Deletions queued (with delete sync) and those left out by `max_delete`.
     pub(crate) deletes: (u64, u64),
     pub(crate) skipped: u64,
+    /// The requests the plan makes (see [`crate::cost`]).
+    pub(crate) requests: Requests,
 }
 
 fn remember(v: &mut Vec<String>, k: &str) {
@@ -122,6 +125,7 @@ impl Sink {
 /// The plan being built as the walk goes: counts, and the batch of jobs not yet queued.
 pub(crate) struct Planner<'a> {
     sink: Option<&'a Sink>,
+    model: Model,
     run: &'a str,
     dp: String,
     local_dest: bool,
@@ -136,6 +140,14 @@ impl<'a> Planner<'a> {
     pub(crate) fn new(job: &Settings, sink: Option<&'a Sink>, run: &'a str) -> Self {
         Planner {
             sink,
+            model: Model {
+                threshold: job.transfer.multipart_threshold.as_u64(),
+                part_size: job.transfer.part_size.as_u64(),
+                server_side: job.server_side.is_some(),
+                local_src: job.source.is_local(),
+                local_dst: job.destination.is_local(),
+                tags_copy: job.tags == ferry_core::config::TagMode::Copy,
+            },
             run,
             dp: job.destination.prefix().to_string(),
             local_dest: job.destination.is_local(),
@@ -210,6 +222,13 @@ impl<'a> Planner<'a> {
         slot.0 += 1;
         slot.1 += entry.meta.size;
         remember(&mut slot.2, &entry.rel);
+        let in_parts = entry.meta.etag.as_deref().is_some_and(|t| {
+            matches!(
+                ferry_core::etag::ETag(t).kind(),
+                ferry_core::etag::ETagKind::Multipart(_)
+            )
+        });
+        self.plan.requests.copy(&self.model, entry.meta.size, in_parts);
         self.delta.found += 1;
         let dest_key = format!("{}{}", self.dp, entry.rel);
         let src_ref = SrcRef {
@@ -232,6 +251,7 @@ impl<'a> Planner<'a> {
             return Ok(());
         }
         self.plan.deletes.0 += 1;
+        self.plan.requests.delete += 1;
         let job = Job::delete(self.run, format!("{}{}", self.dp, e.rel));
         self.push(job).await
     }
@@ -255,10 +275,7 @@ impl<'a> Planner<'a> {
 /// The decisions of one prefix, its ranges ([`ferry_core::ranges`]) listed
 /// and diffed at once: each range in lock step on both sides, the ranges'
 /// decisions interleaved as they come.
-async fn ranged_decisions(
-    w: &Walk<'_>,
-    p: &str,
-) -> anyhow::Result<futures::stream::SelectAll<BoxStream<'static, Result<Decision, StoreError>>>> {
+async fn ranged_decisions(w: &Walk<'_>, p: &str) -> anyhow::Result<(Decisions, (u64, u64))> {
     let (sp, dp) = (
         w.job.source.prefix().to_string(),
         w.job.destination.prefix().to_string(),
@@ -266,12 +283,13 @@ async fn ranged_decisions(
     let (src_prefix, dst_prefix) = (format!("{sp}{p}"), format!("{dp}{p}"));
     // A prefix list partitions the keys already; a directory lists fast.
     let one_prefix = p.is_empty();
-    let ranges = match w.job.list_ranges {
+    let (ranges, requests) = match w.job.list_ranges {
         n if n > 1 && one_prefix && w.src.local_path("").is_none() => ranges::split(w.src, &src_prefix, n)
             .await
             .map_err(|e| anyhow::anyhow!("sampling the source's listing failed: {e}"))?,
-        _ => vec![KeyRange::default()],
+        _ => (vec![KeyRange::default()], 0),
     };
+    let found = (ranges.len() as u64, requests);
     if ranges.len() > 1 {
         tracing::info!(prefix = %src_prefix, ranges = ranges.len(), "Listing the source in ranges at once.");
     }
@@ -287,8 +305,11 @@ async fn ranged_decisions(
         let d = diff::relative(within(w.dst.list(&dst_prefix, d.after.as_deref()), d), dp.clone());
         diff::diff(s, d, mode).boxed()
     });
-    Ok(futures::stream::select_all(streams))
+    Ok((futures::stream::select_all(streams), found))
 }
+
+/// The decisions of a prefix's ranges, as they come.
+type Decisions = futures::stream::SelectAll<BoxStream<'static, Result<Decision, StoreError>>>;
 
 /// A listing cut at the end of its range.
 fn within(
@@ -325,8 +346,10 @@ pub(crate) async fn walk(
     let filter = &job.filter;
     let mut planner = Planner::new(job, sink, run);
     let mut pending: Vec<Pair> = Vec::new();
+    let mut listed = Listed::default();
     for p in prefixes {
-        let mut decisions = ranged_decisions(w, p).await?;
+        let (mut decisions, ranges) = ranged_decisions(w, p).await?;
+        listed.ranges = (listed.ranges.0 + ranges.0, listed.ranges.1 + ranges.1);
         loop {
             let next = tokio::select! {
                 n = decisions.next() => n,
@@ -334,6 +357,7 @@ pub(crate) async fn walk(
             };
             let Some(decision) = next else { break };
             let decision = decision.map_err(|e| anyhow::anyhow!("listing failed: {e}"))?;
+            listed.count(&decision);
             let selected = match &decision {
                 Decision::Extra(e) => filter.matches(&e.rel),
                 Decision::New(src)
@@ -359,7 +383,37 @@ pub(crate) async fn walk(
         }
     }
     planner.settle(judge, &mut pending).await?;
+    listed.into(&mut planner.plan.requests, job);
     planner.finish().await
+}
+
+/// Keys each side listed, for the listing's requests.
+#[derive(Default)]
+struct Listed {
+    src: u64,
+    dst: u64,
+    /// Ranges listed, and the requests that found them.
+    ranges: (u64, u64),
+}
+
+impl Listed {
+    fn count(&mut self, d: &Decision) {
+        let (s, t) = match d {
+            Decision::New(_) => (1, 0),
+            Decision::Extra(_) => (0, 1),
+            _ => (1, 1),
+        };
+        (self.src, self.dst) = (self.src + s, self.dst + t);
+    }
+
+    /// Adds the listing's requests: a page per 1,000 keys of each range
+    /// (the last page of each range counted whole) and the samples.
+    fn into(self, r: &mut Requests, job: &Settings) {
+        let ranges = self.ranges.0.max(1);
+        r.listed(self.src + 999 * (ranges - 1), job.source.is_local());
+        r.listed(self.dst + 999 * (ranges - 1), job.destination.is_local());
+        r.list += self.ranges.1;
+    }
 }
 
 /// The judge of a run: the ledger, and the checksum cache in the state file

@@ -232,6 +232,9 @@ pub struct JobConfig {
     /// finder, found without a prefix list (see `ferry_core::ranges`); 1
     /// lists sequentially. Default 8 for a bucket, 1 for a directory.
     pub list_ranges: Option<usize>,
+    /// Prices of the estimate a run prints: `aws` (Amazon S3 Standard in
+    /// us-east-1) or a TOML file of prices. Default `aws`.
+    pub prices: Option<String>,
     /// A file with one source prefix per line (relative to the source URL's prefix).
     pub prefix_list: Option<PathBuf>,
     /// Where progress records live: `dynamodb://TABLE`, or a path to the

@@ -234,6 +234,8 @@ pub struct Settings {
     pub tags: super::TagMode,
     /// Ranges of the source's key space the finder lists at once.
     pub list_ranges: usize,
+    /// The price table of the run's estimate: `aws` or a file.
+    pub prices: String,
 }
 
 impl Settings {
@@ -514,6 +516,7 @@ impl JobConfig {
             bwlimit,
             versions,
             tags: super::TagMode::parse(self.destination.tags.as_deref())?,
+            prices: self.prices.clone().unwrap_or_else(|| "aws".into()),
             list_ranges: match self.list_ranges {
                 Some(n @ 1..=256) => n,
                 Some(n) => return Err(cfg_err("--list-ranges", format!("{n}: give 1 (one lister) to 256"))),
