@@ -5,6 +5,7 @@
 
 mod checksums;
 mod data;
+mod model;
 mod raw;
 mod report;
 mod scale;
@@ -119,6 +120,22 @@ enum Cmd {
     },
     /// Diff N synthetic keys (1 % missing, 1 % changed); prints copies and seconds
     DiffScale { keys: usize },
+    /// Model ferry at a billion objects (docs/SCALE.md): listing, queue,
+    /// ledger, workers and cost, from ferry's request counts per object
+    ScaleModel {
+        /// Objects in the bucket
+        #[arg(long, default_value_t = 1e9)]
+        objects: f64,
+        /// One listing page's round trip, seconds
+        #[arg(long, default_value_t = 0.060)]
+        page_secs: f64,
+        /// Worker processes listing at once
+        #[arg(long, default_value_t = 64.0)]
+        listers: f64,
+        /// The copy's target duration, days
+        #[arg(long, default_value_t = 7.0)]
+        days: f64,
+    },
     /// Run the benchmark session and write RESULTS.md
     Suite {
         #[command(flatten)]
@@ -313,6 +330,21 @@ async fn main() -> Result<()> {
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&out)?;
                 writeln!(f, "\n{section}")?;
             }
+        }
+        Cmd::ScaleModel {
+            objects,
+            page_secs,
+            listers,
+            days,
+        } => {
+            let inputs = model::Inputs {
+                objects,
+                page_secs,
+                listers,
+                target_secs: days * 86_400.0,
+                ..Default::default()
+            };
+            print!("{}", model::report(&inputs));
         }
         Cmd::DiffScale { keys } => {
             let (copies, secs) = scale::synthetic(keys).await?;
