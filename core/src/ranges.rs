@@ -8,8 +8,12 @@
 //! of relative keys, so each range is diffed in lock step on its own
 //! ([`crate::diff`]), with one page per side in memory.
 //!
-//! **Splitting** ([`split`]) needs no prefix list and no delimiter: a range
-//! is sampled with one listing request from its start. A range whose first
+//! **Splitting** ([`split`]) needs no prefix list. Keys named like paths
+//! are split by their directories: one listing with delimiter `/` answers
+//! the directories below the prefix (descending while there is only one),
+//! and the ranges' bounds are every k-th directory, so each range holds a
+//! run of whole directories. Keys without directories are split by
+//! bisection: a range is sampled with one listing request from its start. A range whose first
 //! page is not full is small and kept whole. Otherwise the range is large:
 //! the midpoint `m` between the page's last key and the range's end is
 //! computed as a string ([`midpoint`]: keys taken as numbers whose digits
@@ -117,10 +121,59 @@ async fn first_after(store: &Arc<dyn ObjectStore>, prefix: &str, after: &str, r:
     }
 }
 
+/// Directories read to split by: the bounds are every k-th of them.
+const MAX_DIRS: usize = 10_000;
+
+/// Levels descended while a level holds one directory only.
+const MAX_DEPTH: usize = 4;
+
+/// Ranges bounded by every k-th of `dirs` (ascending): at most `want`.
+pub fn by_dirs(dirs: &[String], want: usize) -> Vec<KeyRange> {
+    let k = want.min(dirs.len()).max(1);
+    let bounds: Vec<&String> = (1..k).map(|i| &dirs[i * dirs.len() / k]).collect();
+    let mut ranges = Vec::with_capacity(k);
+    let mut after: Option<String> = None;
+    for b in bounds {
+        ranges.push(KeyRange {
+            after: after.take(),
+            until: Some(b.clone()),
+        });
+        after = Some(b.clone());
+    }
+    ranges.push(KeyRange { after, until: None });
+    ranges
+}
+
 /// Splits the keys under `prefix` into at most `want` ranges (see the
 /// module docs), in key order, with the listing requests it made.
 pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> Result<(Vec<KeyRange>, u64)> {
+    if want <= 1 {
+        return Ok((vec![KeyRange::default()], 0));
+    }
     let mut requests = 0;
+    let mut level = prefix.to_string();
+    for _ in 0..MAX_DEPTH {
+        let dirs = match store.list_dirs(&level, MAX_DIRS).await {
+            Err(crate::store::StoreError::Unsupported { .. }) => break,
+            r => r?,
+        };
+        requests += 1;
+        match dirs.len() {
+            0 => break,
+            1 => level = dirs.into_iter().next().unwrap_or_default(),
+            _ => return Ok((by_dirs(&dirs, want), requests)),
+        }
+    }
+    bisect(store, prefix, want, requests).await
+}
+
+/// Splits by bisection (see the module docs).
+async fn bisect(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    want: usize,
+    mut requests: u64,
+) -> Result<(Vec<KeyRange>, u64)> {
     let mut done: Vec<KeyRange> = Vec::new();
     let mut todo: VecDeque<KeyRange> = VecDeque::from([KeyRange::default()]);
     // The end of the prefix's key space, for the open last range's midpoint.
@@ -244,12 +297,36 @@ mod tests {
     async fn a_small_or_flat_prefix_stays_whole() {
         let store = store_with((0..300).map(|i| format!("k{i:04}"))).await;
         assert_eq!(split(&store, "", 8).await.unwrap(), (vec![KeyRange::default()], 1));
+        assert_eq!(split(&store, "", 1).await.unwrap(), (vec![KeyRange::default()], 0));
         let store = store_with((0..3_000).map(|i| format!("{i:06}"))).await;
         let ranges = split(&store, "", 1).await.unwrap().0;
         assert_eq!(ranges, vec![KeyRange::default()], "one range wanted");
         let ranges = split(&store, "", 6).await.unwrap().0;
         let all: Vec<String> = (0..3_000).map(|i| format!("{i:06}")).collect();
         assert_eq!(listed(&store, "", &ranges).await, all);
+    }
+
+    #[test]
+    fn directories_bound_the_ranges() {
+        let dirs: Vec<String> = (0..10).map(|i| format!("p/d{i}/")).collect();
+        let r = by_dirs(&dirs, 4);
+        assert_eq!(r.len(), 4);
+        assert_eq!(
+            r[0],
+            KeyRange {
+                after: None,
+                until: Some("p/d2/".into())
+            }
+        );
+        assert_eq!(r[1].after.as_deref(), Some("p/d2/"));
+        assert_eq!(
+            r[3],
+            KeyRange {
+                after: Some("p/d7/".into()),
+                until: None
+            }
+        );
+        assert_eq!(by_dirs(&dirs[..2], 8).len(), 2, "no more ranges than directories");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod compare;
 pub mod cost;
 mod history;
+pub mod inventory;
 pub mod progress;
 pub mod status;
 mod summary;
@@ -113,12 +114,14 @@ pub async fn dry_run(job: &Settings, backends: &Backends, stop: watch::Receiver<
     check_source(&job.source).await?;
     let prefixes = prefixes(job)?;
     let run_id = new_run_id();
+    let inventory = load_inventory(job).await?;
     let judge = judge(job, &backends.source, &backends.destination, backends.state.clone())?;
     let w = Walk {
         job,
         src: &backends.source,
         dst: &backends.destination,
         judge: &judge,
+        inventory: inventory.clone(),
     };
     let plan = walk(&w, &prefixes, None, &run_id, stop).await?;
     summary::print_plan(job, &plan);
@@ -181,12 +184,14 @@ pub async fn run(
         dest_bucket: job.destination.bucket(),
         leased: std::sync::atomic::AtomicU64::new(0),
     };
+    let inventory = load_inventory(job).await?;
     let judge = judge(job, &backends.source, &backends.destination, state.clone())?;
     let w = Walk {
         job,
         src: &backends.source,
         dst: &backends.destination,
         judge: &judge,
+        inventory: inventory.clone(),
     };
     let walked = walk(&w, &prefixes, Some(&sink), &run_id, stop.clone()).await;
     producer_done.store(true, Ordering::SeqCst);
@@ -226,6 +231,27 @@ pub async fn run(
     };
     summary::print_summary(job, opts, &report, started.elapsed());
     Ok(report)
+}
+
+/// The inventory report that replaces the source's listing, read and
+/// sorted (see [`inventory`]), when the job names one.
+async fn load_inventory(job: &Settings) -> anyhow::Result<Option<Arc<inventory::Inventory>>> {
+    let Some(url) = &job.source_inventory else {
+        return Ok(None);
+    };
+    let Side::S3 { config, prefix } = &job.source else {
+        bail!("--source-inventory: the source must be a bucket");
+    };
+    let (bucket, _) = inventory::parse_url(url)?;
+    let mut cfg = config.clone();
+    cfg.bucket = bucket;
+    let store = ferry_core::store::RetryingStore::wrap(
+        Arc::new(ferry_core::store::S3Store::new(cfg).await),
+        job.transfer.retries,
+    );
+    let inv = inventory::Inventory::load(store, url, &config.bucket, prefix).await?;
+    tracing::info!(manifest = %url, keys = inv.keys, "The source's listing comes from its inventory report.");
+    Ok(Some(Arc::new(inv)))
 }
 
 /// The objects of a run that failed or wait for a restore, with their errors.

@@ -139,6 +139,12 @@ struct FilterArgs {
     #[arg(long, env = "FERRY_PRICES", value_name = "aws|FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     prices: Option<String>,
+    /// Take the source's listing from this S3 Inventory report instead of listing the bucket:
+    /// s3://BUCKET/PATH/manifest.json (CSV or Parquet), read with the source's credentials. Objects
+    /// written after the report are not seen; the destination is listed as usual
+    #[arg(long, env = "FERRY_SOURCE_INVENTORY", value_name = "S3_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_inventory: Option<String>,
     /// Only source objects modified before this time (same forms as --modified-since)
     #[arg(long, env = "FERRY_MODIFIED_BEFORE", value_name = "TIME|AGE")]
     #[serde(skip_serializing_if = "Option::is_none")]

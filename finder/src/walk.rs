@@ -281,6 +281,17 @@ async fn ranged_decisions(w: &Walk<'_>, p: &str) -> anyhow::Result<(Decisions, (
         w.job.destination.prefix().to_string(),
     );
     let (src_prefix, dst_prefix) = (format!("{sp}{p}"), format!("{dp}{p}"));
+    if let Some(inv) = &w.inventory {
+        let under = src_prefix.clone();
+        let s = inv
+            .list(None)
+            .filter(move |o| std::future::ready(o.as_ref().map_or(true, |o| o.key.starts_with(&under))))
+            .boxed();
+        let s = diff::relative(s, sp.clone());
+        let d = diff::relative(w.dst.list(&dst_prefix, None), dp.clone());
+        let one = diff::diff(s, d, w.job.compare_mode()).boxed();
+        return Ok((futures::stream::select_all([one]), (1, 0)));
+    }
     // A prefix list partitions the keys already; a directory lists fast.
     let one_prefix = p.is_empty();
     let (ranges, requests) = match w.job.list_ranges {
@@ -329,6 +340,8 @@ pub(crate) struct Walk<'a> {
     pub(crate) src: &'a Arc<dyn ObjectStore>,
     pub(crate) dst: &'a Arc<dyn ObjectStore>,
     pub(crate) judge: &'a Judge,
+    /// The source's listing, when an inventory report replaces it.
+    pub(crate) inventory: Option<Arc<crate::inventory::Inventory>>,
 }
 
 /// Walks every prefix, queueing through `sink` (a dry run has none).

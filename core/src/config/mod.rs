@@ -235,6 +235,10 @@ pub struct JobConfig {
     /// Prices of the estimate a run prints: `aws` (Amazon S3 Standard in
     /// us-east-1) or a TOML file of prices. Default `aws`.
     pub prices: Option<String>,
+    /// An S3 Inventory report that replaces the source's listing:
+    /// `s3://BUCKET/PATH/manifest.json` (CSV or Parquet), read with the
+    /// source's credentials and endpoint.
+    pub source_inventory: Option<String>,
     /// A file with one source prefix per line (relative to the source URL's prefix).
     pub prefix_list: Option<PathBuf>,
     /// Where progress records live: `dynamodb://TABLE`, or a path to the

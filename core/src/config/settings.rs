@@ -236,6 +236,8 @@ pub struct Settings {
     pub list_ranges: usize,
     /// The price table of the run's estimate: `aws` or a file.
     pub prices: String,
+    /// An S3 Inventory manifest that replaces the source's listing.
+    pub source_inventory: Option<String>,
 }
 
 impl Settings {
@@ -517,6 +519,21 @@ impl JobConfig {
             versions,
             tags: super::TagMode::parse(self.destination.tags.as_deref())?,
             prices: self.prices.clone().unwrap_or_else(|| "aws".into()),
+            source_inventory: match (&self.source_inventory, &source) {
+                (Some(_), Side::Local { .. }) => {
+                    return Err(cfg_err(
+                        "--source-inventory",
+                        "lists a bucket: the source is a directory",
+                    ))
+                }
+                (Some(_), _) if versions.replays() => {
+                    return Err(cfg_err(
+                        "--source-inventory",
+                        "holds no history to replay: drop --versions all",
+                    ))
+                }
+                (i, _) => i.clone(),
+            },
             list_ranges: match self.list_ranges {
                 Some(n @ 1..=256) => n,
                 Some(n) => return Err(cfg_err("--list-ranges", format!("{n}: give 1 (one lister) to 256"))),

@@ -354,4 +354,9 @@ impl ObjectStore for FailingStore {
         self.check(Op::Put, key)?;
         self.inner.put_tags(key, tags).await
     }
+
+    async fn list_dirs(&self, prefix: &str, max: usize) -> Result<Vec<String>> {
+        self.check(Op::List, prefix)?;
+        self.inner.list_dirs(prefix, max).await
+    }
 }

@@ -389,6 +389,17 @@ pub trait ObjectStore: Send + Sync + Debug {
         })
     }
 
+    /// The "directories" one level below `prefix`: the common prefixes of a
+    /// listing with delimiter `/`, ascending, at most `max` of them. A
+    /// store without them is [`StoreError::Unsupported`].
+    async fn list_dirs(&self, prefix: &str, max: usize) -> Result<Vec<String>> {
+        let _ = (prefix, max);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "ListObjectsV2 (delimiter)",
+        })
+    }
+
     /// Sets the object's tags (PutObjectTagging; none: DeleteObjectTagging).
     async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<()> {
         let _ = (key, tags);

@@ -219,6 +219,10 @@ impl ObjectStore for RetryingStore {
     async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<()> {
         retried!(self, self.inner.put_tags(key, tags))
     }
+
+    async fn list_dirs(&self, prefix: &str, max: usize) -> Result<Vec<String>> {
+        retried!(self, self.inner.list_dirs(prefix, max))
+    }
 }
 
 #[cfg(test)]

@@ -852,6 +852,10 @@ impl ObjectStore for S3Store {
         self.set_tags(key, tags).await
     }
 
+    async fn list_dirs(&self, prefix: &str, max: usize) -> Result<Vec<String>> {
+        self.dirs(prefix, max).await
+    }
+
     fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
         None
     }

@@ -1,5 +1,6 @@
-//! Versions and tags on S3: ListObjectVersions, GetBucketVersioning and
-//! GetObjectTagging.
+//! Versions, tags and directories on S3: ListObjectVersions,
+//! GetBucketVersioning, GetObjectTagging and PutObjectTagging, and
+//! ListObjectsV2 with a delimiter (the directories below a prefix).
 //!
 //! ListObjectVersions answers versions and delete markers in two lists; each
 //! is in S3 order (keys ascending, newest first within a key), and they are
@@ -82,6 +83,37 @@ impl S3Store {
             _ => None,
         };
         Ok(VersionPage { versions, next })
+    }
+
+    /// The common prefixes one level below `prefix` (delimiter `/`), page
+    /// after page, until `max` are found.
+    pub(super) async fn dirs(&self, prefix: &str, max: usize) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sdk()
+                .await
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token)
+                .set_request_payer(self.payer())
+                .send()
+                .await
+                .map_err(|e| self.err("ListObjectsV2", prefix, e))?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+            token = nonempty(page.next_continuation_token());
+            if out.len() >= max || !page.is_truncated().unwrap_or(false) || token.is_none() {
+                out.truncate(max);
+                return Ok(out);
+            }
+        }
     }
 
     /// GetBucketVersioning.
