@@ -69,6 +69,9 @@ fn csv_gz(src: &str, rows: &[&Listed]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+/// Writes one column of a row group.
+type WriteColumn<'a> = Box<dyn Fn(&mut parquet::file::writer::SerializedColumnWriter<'_>) + 'a>;
+
 fn parquet_file(src: &str, rows: &[&Listed]) -> Vec<u8> {
     use parquet::basic::Compression;
     use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
@@ -84,7 +87,7 @@ fn parquet_file(src: &str, rows: &[&Listed]) -> Vec<u8> {
     let mut w = SerializedFileWriter::new(&mut out, Arc::new(schema), Arc::new(props)).unwrap();
     let mut rg = w.next_row_group().unwrap();
     let text = |f: &dyn Fn(&Listed) -> String| rows.iter().map(|r| ByteArray::from(f(r).as_str())).collect::<Vec<_>>();
-    let columns: Vec<Box<dyn Fn(&mut parquet::file::writer::SerializedColumnWriter<'_>)>> = vec![
+    let columns: Vec<WriteColumn<'_>> = vec![
         Box::new(|c| {
             c.typed::<ByteArrayType>()
                 .write_batch(&text(&|_| src.to_string()), None, None)
