@@ -153,9 +153,13 @@ pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> R
     let mut requests = 0;
     let mut level = prefix.to_string();
     for _ in 0..MAX_DEPTH {
+        // A store that cannot (or will not) list directories is bisected.
         let dirs = match store.list_dirs(&level, MAX_DIRS).await {
-            Err(crate::store::StoreError::Unsupported { .. }) => break,
-            r => r?,
+            Ok(dirs) => dirs,
+            Err(e) => {
+                tracing::debug!(prefix = %level, error = %e, "No directory listing; splitting by bisection.");
+                break;
+            }
         };
         requests += 1;
         match dirs.len() {

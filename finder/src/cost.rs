@@ -107,13 +107,6 @@ impl Requests {
             }
         }
     }
-
-    /// Adds the listing of `keys` keys on one side (a local side lists for free).
-    pub fn listed(&mut self, keys: u64, local: bool) {
-        if !local {
-            self.list += keys.div_ceil(1000).max(1);
-        }
-    }
 }
 
 /// A price table (`--prices aws` or a TOML file of these keys).
@@ -212,9 +205,6 @@ mod tests {
         s.copy(&model(true), 1000, false);
         s.copy(&model(true), 100 * MIB, false);
         assert_eq!((s.copy, s.put, s.head, s.get), (1 + 7, 2, 1 + 3, 2));
-        r.listed(2500, false);
-        r.listed(10, true);
-        assert_eq!(r.list, 3);
     }
 
     #[test]

@@ -419,12 +419,17 @@ impl Listed {
         (self.src, self.dst) = (self.src + s, self.dst + t);
     }
 
-    /// Adds the listing's requests: a page per 1,000 keys of each range
-    /// (the last page of each range counted whole) and the samples.
+    /// Adds the listing's requests: on each side a page per 1,000 keys,
+    /// and one more per range (each range ends with a partial page), and
+    /// the requests that found the ranges.
     fn into(self, r: &mut Requests, job: &Settings) {
         let ranges = self.ranges.0.max(1);
-        r.listed(self.src + 999 * (ranges - 1), job.source.is_local());
-        r.listed(self.dst + 999 * (ranges - 1), job.destination.is_local());
+        if !job.source.is_local() {
+            r.list += ranges + self.src / 1000;
+        }
+        if !job.destination.is_local() {
+            r.list += ranges + self.dst / 1000;
+        }
         r.list += self.ranges.1;
     }
 }

@@ -56,6 +56,8 @@ impl Rig {
         cfg.destination.url = Some("s3://dst-bucket/".into());
         cfg.state = Some(self.dir.path().join("state.sqlite").display().to_string());
         cfg.exclude = vec!["*.tmp".into()];
+        // One lister: the tests count the source's listing requests.
+        cfg.list_ranges = Some(1);
         cfg.build().unwrap()
     }
 

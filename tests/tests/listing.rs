@@ -16,7 +16,7 @@ const N: usize = 3000;
 fn key(i: usize) -> String {
     // Three layouts in one bucket: nested, flat and unicode names.
     match i % 3 {
-        0 => format!("logs/{:02}/part-{i:05}.gz", i % 17),
+        0 => format!("logs-{:02}/part-{i:05}.gz", i % 17),
         1 => format!("flat-{i:05}"),
         _ => format!("照片/{i:05}.jpg"),
     }
