@@ -58,6 +58,7 @@ impl EventContext {
             span: None,
             replans: 0,
             since: None,
+            list: None,
         })
     }
 }

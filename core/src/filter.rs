@@ -13,6 +13,25 @@ pub struct KeyFilter {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
     window: TimeWindow,
+    spec: FilterSpec,
+}
+
+/// A filter as given: its globs and its window, to rebuild it elsewhere
+/// (a list job carries the finder's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilterSpec {
+    /// Include globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Exclude globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Modified at or after, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// Modified before, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
 }
 
 /// The modification times a selected source object has: `since <= t <
@@ -54,7 +73,30 @@ impl KeyFilter {
             include: build(include, "--include")?,
             exclude: build(exclude, "--exclude")?,
             window: TimeWindow::default(),
+            spec: FilterSpec {
+                include: include.to_vec(),
+                exclude: exclude.to_vec(),
+                ..Default::default()
+            },
         })
+    }
+
+    /// The filter as given (see [`FilterSpec`]).
+    pub fn spec(&self) -> FilterSpec {
+        FilterSpec {
+            since: self.window.since,
+            before: self.window.before,
+            ..self.spec.clone()
+        }
+    }
+
+    /// The filter a spec describes.
+    pub fn from_spec(spec: &FilterSpec) -> Result<Self, String> {
+        let window = TimeWindow {
+            since: spec.since,
+            before: spec.before,
+        };
+        Ok(Self::new(&spec.include, &spec.exclude)?.modified_in(window))
     }
 
     /// The same filter, selecting only objects modified in `window`.

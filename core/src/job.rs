@@ -22,6 +22,10 @@ pub enum Op {
     /// Replay the source key's version history to the destination, oldest
     /// first, each version not replayed yet (`--versions all`).
     Replay,
+    /// List a key range of the source and the destination, diff it and
+    /// queue its jobs (fleet listing, `--list-jobs`): `src.key` and
+    /// `dest.key` are the prefixes listed, `range` the keys.
+    List,
 }
 
 /// The source object as discovered.
@@ -94,6 +98,30 @@ pub struct Job {
     /// version current then, and every later one); none for all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
+    /// For a list job: the keys it lists and how it selects and compares them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<ListSpec>,
+}
+
+/// A list job's range and the finder's listing settings, which the worker
+/// that lists the range uses instead of its own: what a run selects is
+/// decided once, by the finder (relative ages like `7d` included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSpec {
+    /// The source keys listed (absolute keys; the destination's range is
+    /// the same relative to its prefix).
+    #[serde(flatten)]
+    pub range: crate::ranges::KeyRange,
+    /// Source keys diffed before the rest of the range is split off.
+    pub keys: u64,
+    /// How pairs are compared.
+    pub compare: crate::diff::CompareMode,
+    /// Whether destination-only keys are deleted.
+    #[serde(default)]
+    pub delete: bool,
+    /// Include and exclude globs, and the modification window.
+    #[serde(default)]
+    pub filter: crate::filter::FilterSpec,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -129,6 +157,7 @@ impl Job {
             span: None,
             replans: 0,
             since: None,
+            list: None,
         }
     }
 
@@ -144,6 +173,7 @@ impl Job {
             span: None,
             replans: 0,
             since: None,
+            list: None,
         }
     }
 
@@ -154,6 +184,22 @@ impl Job {
             op: Op::Replay,
             since,
             ..Job::copy(run, src, dest_key)
+        }
+    }
+
+    /// A list job: the keys of `range` under `src_prefix`, diffed against
+    /// `dest_prefix`.
+    pub fn list(run: &str, src_prefix: &str, dest_prefix: &str, spec: ListSpec) -> Self {
+        let src = SrcRef {
+            key: src_prefix.to_string(),
+            size: 0,
+            etag: None,
+            version: None,
+        };
+        Job {
+            op: Op::List,
+            list: Some(spec),
+            ..Job::copy(run, src, dest_prefix.to_string())
         }
     }
 

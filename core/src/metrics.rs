@@ -144,6 +144,8 @@ pub enum Outcome {
     Split,
     /// A span of a giant object copied (or found done or moot).
     Span,
+    /// A list job's key range diffed and its jobs queued.
+    Listed,
 }
 
 impl Outcome {
@@ -160,6 +162,7 @@ impl Outcome {
             Outcome::RestoreNeeded => "restore_needed",
             Outcome::Split => "split",
             Outcome::Span => "span",
+            Outcome::Listed => "listed",
         }
     }
 }

@@ -34,11 +34,13 @@ use futures::StreamExt;
 use crate::store::{ObjectStore, Result};
 
 /// Keys `after < key <= until`; `None` leaves that end open.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyRange {
     /// Listing starts after this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// The last key the range holds (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 }
 
@@ -168,18 +170,31 @@ pub async fn split(store: &Arc<dyn ObjectStore>, prefix: &str, want: usize) -> R
             _ => return Ok((by_dirs(&dirs, want), requests)),
         }
     }
-    bisect(store, prefix, want, requests).await
+    bisect(store, prefix, KeyRange::default(), want, requests).await
+}
+
+/// Splits the keys of `range` under `prefix` into at most `want` ranges by
+/// bisection, with the listing requests it made: a range found large while
+/// it is listed is split so others can list its rest.
+pub async fn split_range(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    range: KeyRange,
+    want: usize,
+) -> Result<(Vec<KeyRange>, u64)> {
+    bisect(store, prefix, range, want, 0).await
 }
 
 /// Splits by bisection (see the module docs).
 async fn bisect(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
+    whole: KeyRange,
     want: usize,
     mut requests: u64,
 ) -> Result<(Vec<KeyRange>, u64)> {
     let mut done: Vec<KeyRange> = Vec::new();
-    let mut todo: VecDeque<KeyRange> = VecDeque::from([KeyRange::default()]);
+    let mut todo: VecDeque<KeyRange> = VecDeque::from([whole]);
     // The end of the prefix's key space, for the open last range's midpoint.
     let end = format!("{prefix}{}", char::MAX);
     while let Some(r) = todo.pop_front() {

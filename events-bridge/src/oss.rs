@@ -114,7 +114,7 @@ pub fn parse(body: &[u8], ctx: &EventContext) -> Result<OssJobs, OssParseError> 
                     .as_deref()
                     .filter(|t| !t.is_empty())
                     .map(|t| ETag(t).quoted()),
-                Op::Delete | Op::Replay => None,
+                Op::Delete | Op::Replay | Op::List => None,
             },
             key: e.oss.object.key,
             version: None,

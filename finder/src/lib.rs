@@ -19,6 +19,7 @@ pub mod compare;
 pub mod cost;
 mod history;
 pub mod inventory;
+pub mod list_jobs;
 pub mod progress;
 pub mod status;
 mod summary;
@@ -87,6 +88,10 @@ pub struct Report {
     pub compared: Compared,
     /// The requests the plan made or makes, estimated (see [`cost`]).
     pub requests: cost::Requests,
+    /// List jobs the finder queued (`--list-jobs`).
+    pub lists_queued: u64,
+    /// The records of the run's key ranges by status (`--list-jobs`).
+    pub lists: ferry_core::state::RunTally,
 }
 
 async fn check_source(side: &Side) -> anyhow::Result<()> {
@@ -180,7 +185,7 @@ pub async fn run(
     let sink = Sink {
         queue: backends.queue.clone(),
         state: state.clone(),
-        progress: progress.clone(),
+        progress: Some(progress.clone()),
         dest_bucket: job.destination.bucket(),
         leased: std::sync::atomic::AtomicU64::new(0),
     };
@@ -193,7 +198,15 @@ pub async fn run(
         judge: &judge,
         inventory: inventory.clone(),
     };
-    let walked = walk(&w, &prefixes, Some(&sink), &run_id, stop.clone()).await;
+    let walked = match job.list_jobs {
+        Some(lj) => list_jobs::queue_list_jobs(&w, &prefixes, &backends.queue, &worker.engine, &run_id, lj)
+            .await
+            .map(|n| walk::Plan {
+                lists: n,
+                ..Default::default()
+            }),
+        None => walk(&w, &prefixes, Some(&sink), &run_id, stop.clone()).await,
+    };
     producer_done.store(true, Ordering::SeqCst);
     let plan = match walked {
         Ok(p) => p,
@@ -205,8 +218,11 @@ pub async fn run(
             return Err(e);
         }
     };
-    state.run_listed(&run_id).await.context("recording the run")?;
-    progress.set_listing_done();
+    if job.list_jobs.is_none() {
+        // List jobs mark the run listed when the last of them ends.
+        state.run_listed(&run_id).await.context("recording the run")?;
+        progress.set_listing_done();
+    }
     let mut drained = false;
     if let Some(r) = runner {
         r.await.context("the worker tasks stopped unexpectedly")?;
@@ -228,6 +244,15 @@ pub async fn run(
         versions: worker.engine.stats.versions.load(Ordering::Relaxed),
         compared: judge.stats.snapshot(),
         requests: plan.requests,
+        lists_queued: plan.lists,
+        lists: match job.list_jobs {
+            Some(_) => {
+                state
+                    .run_tally(&ferry_worker::engine::listing::lists_of(&run_id))
+                    .await?
+            }
+            None => Default::default(),
+        },
     };
     summary::print_summary(job, opts, &report, started.elapsed());
     Ok(report)
@@ -260,6 +285,11 @@ async fn failures(state: &dyn StateStore, run: &str) -> anyhow::Result<Vec<(Stri
     for status in [Status::Failed, Status::RestoreNeeded] {
         let named = state.run_objects(run, status, 50).await?;
         failures.extend(named.into_iter().map(|r| (r.key.key, r.last_error.unwrap_or_default())));
+    }
+    let lists = ferry_worker::engine::listing::lists_of(run);
+    for r in state.run_objects(&lists, Status::Failed, 50).await? {
+        let why = r.last_error.unwrap_or_default();
+        failures.push((format!("list job {}", r.key.key), why));
     }
     Ok(failures)
 }

@@ -1,5 +1,6 @@
 //! `ferry-finder`: the one command that syncs a source to a destination.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -93,6 +94,17 @@ struct RunArgs {
     #[arg(long, env = "FERRY_PREFIX_LIST", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     prefix_list: Option<std::path::PathBuf>,
+    /// Fleet listing: queue N list jobs (key ranges of the source) for the workers to list and diff,
+    /// instead of listing here; a range found large is split again by its worker. Progress shows in
+    /// `status`
+    #[arg(long, env = "FERRY_LIST_JOBS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list_jobs: Option<usize>,
+    /// With --list-jobs: source keys one list job diffs before it splits the rest of its range off for
+    /// other workers [default: 100000]
+    #[arg(long, env = "FERRY_LIST_JOB_KEYS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list_job_keys: Option<u64>,
     #[command(flatten)]
     #[serde(rename = "transfer")]
     transfer: DefaultWorkers,
@@ -378,7 +390,8 @@ async fn sync(cli: Cli) -> anyhow::Result<u8> {
     if cli.dry_run {
         return finish(ferry_finder::dry_run(&job, &backends, stop).await);
     }
-    let worker = Worker::new(&job, &backends)
+    let lister = ferry_finder::list_jobs::FleetLister::new(&job, &backends)?;
+    let worker = Worker::new(&job, &backends, Some(Arc::new(lister)))
         .await
         .context("opening the job's queue and state")?;
     let opts = FinderOptions {

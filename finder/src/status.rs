@@ -63,6 +63,10 @@ struct View {
     queue: Option<QueueStats>,
     /// In-progress records with no live lease, when the queue is empty.
     stranded: Vec<ObjectRecord>,
+    /// The records of the run's key ranges, by status (`--list-jobs`).
+    lists: RunTally,
+    /// List jobs given up: their key ranges were not listed.
+    failed_lists: Vec<ObjectRecord>,
 }
 
 impl View {
@@ -88,11 +92,19 @@ impl View {
                 .filter(|r| r.lease_until.is_none_or(|t| t < now))
                 .collect();
         }
+        let lists_run = ferry_worker::engine::listing::lists_of(run);
+        let lists = state.run_tally(&lists_run).await?;
+        let mut failed_lists = Vec::new();
+        if lists.failed > 0 {
+            failed_lists = state.run_objects(&lists_run, Status::Failed, NAMED).await?;
+        }
         Ok(View {
             rec,
             tally,
             queue,
             stranded,
+            lists,
+            failed_lists,
         })
     }
 
@@ -105,7 +117,7 @@ impl View {
 
     /// Objects that did not arrive and will not without help.
     fn failed(&self) -> u64 {
-        self.tally.failed + self.tally.restore_needed + self.stranded.len() as u64
+        self.tally.failed + self.tally.restore_needed + self.stranded.len() as u64 + self.lists.failed
     }
 }
 
@@ -179,6 +191,16 @@ async fn name_failures(view: &View, state: &dyn StateStore, run: &str) -> anyhow
             out!("  {}", r.key.key);
         }
     }
+    if !view.failed_lists.is_empty() {
+        out!("List jobs given up (their key ranges were not listed; run the finder again):");
+        for r in &view.failed_lists {
+            out!(
+                "  {}: {}",
+                r.key.key,
+                r.last_error.as_deref().unwrap_or("no error recorded")
+            );
+        }
+    }
     if !view.stranded.is_empty() {
         out!("Stranded (claimed, never ended, no message left to end them; run the finder again):");
         for r in view.stranded.iter().take(NAMED) {
@@ -215,6 +237,15 @@ fn print(view: &View, queue: &dyn JobQueue) {
         }
     );
     let ended = t.done + t.failed + t.source_gone + t.deleted + t.restore_needed;
+    let l = &view.lists;
+    if l.done + l.in_progress + l.failed > 0 {
+        out!(
+            "  listing:        {:>10} of {} key ranges listed by workers ({} given up)",
+            l.done,
+            l.done + l.in_progress + l.failed,
+            l.failed
+        );
+    }
     out!("  found:          {:>10} objects", c.found);
     out!(
         "  identical:      {:>10} objects (already at the destination)",

@@ -156,12 +156,28 @@ pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, el
         r.skipped_markers,
         "directory markers (keys ending in '/', not files)",
     );
-    print_requests(job, &r.requests);
+    if job.list_jobs.is_some() {
+        let l = &r.lists;
+        match opts.workers {
+            0 => out!(
+                "  list jobs:   {:>8} queued: workers list and diff the key ranges and queue the copies",
+                r.lists_queued
+            ),
+            _ => out!(
+                "  list jobs:   {:>8} key ranges listed ({} split off large ranges, {} given up)",
+                l.done,
+                (l.done + l.failed).saturating_sub(r.lists_queued),
+                l.failed
+            ),
+        }
+    } else {
+        print_requests(job, &r.requests);
+    }
     print_comparisons(&r.compared);
     for (k, e) in &r.failures {
         out!("  FAILED {k}: {e}");
     }
-    if c.enqueued == 0 && c.failed == 0 {
+    if c.enqueued == 0 && c.failed == 0 && (job.list_jobs.is_none() || opts.workers > 0) {
         out!("Nothing to transfer: the destination is up to date.");
     }
     if r.interrupted {

@@ -38,6 +38,8 @@ pub(crate) struct Plan {
     pub(crate) skipped: u64,
     /// The requests the plan makes (see [`crate::cost`]).
     pub(crate) requests: Requests,
+    /// List jobs queued instead of walking (`--list-jobs`).
+    pub(crate) lists: u64,
 }
 
 fn remember(v: &mut Vec<String>, k: &str) {
@@ -77,7 +79,8 @@ pub fn prefixes(job: &Settings) -> anyhow::Result<Vec<String>> {
 pub(crate) struct Sink {
     pub(crate) queue: Arc<dyn JobQueue>,
     pub(crate) state: Arc<dyn StateStore>,
-    pub(crate) progress: Progress,
+    /// The progress display, in the finder (a list job has none).
+    pub(crate) progress: Option<Progress>,
     pub(crate) dest_bucket: String,
     pub(crate) leased: std::sync::atomic::AtomicU64,
 }
@@ -115,8 +118,9 @@ impl Sink {
             self.queue.send_all(bodies, 5).await.map_err(anyhow::Error::msg)?;
         }
         self.state.run_add(run, *delta).await?;
-        self.progress
-            .add_planned(delta.enqueued, delta.planned_bytes, delta.identical);
+        if let Some(p) = &self.progress {
+            p.add_planned(delta.enqueued, delta.planned_bytes, delta.identical);
+        }
         *delta = RunCounters::default();
         Ok(())
     }
@@ -256,8 +260,42 @@ impl<'a> Planner<'a> {
         self.push(job).await
     }
 
+    /// Plans one decision of the listings, when the filter selects it;
+    /// pairs the listings cannot decide wait in `pending` for the judge.
+    pub(crate) async fn decide(
+        &mut self,
+        decision: Decision,
+        filter: &ferry_core::filter::KeyFilter,
+        judge: &Judge,
+        pending: &mut Vec<Pair>,
+    ) -> anyhow::Result<()> {
+        let selected = match &decision {
+            Decision::Extra(e) => filter.matches(&e.rel),
+            Decision::New(src)
+            | Decision::Changed { src, .. }
+            | Decision::Identical { src, .. }
+            | Decision::Unsure { src, .. } => filter.selects(&src.rel, &src.meta),
+        };
+        if !selected {
+            return Ok(());
+        }
+        match decision {
+            Decision::New(e) => self.copy(e, false).await?,
+            Decision::Changed { src, .. } => self.copy(src, true).await?,
+            Decision::Identical { .. } => self.identical(),
+            Decision::Extra(e) => self.extra(e).await?,
+            Decision::Unsure { src, dst, evidence } => {
+                pending.push(Pair::new(src, dst, evidence));
+                if pending.len() >= SETTLE_BATCH {
+                    self.settle(judge, pending).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Decides the pairs the listings could not, and plans them.
-    async fn settle(&mut self, judge: &Judge, pending: &mut Vec<Pair>) -> anyhow::Result<()> {
+    pub(crate) async fn settle(&mut self, judge: &Judge, pending: &mut Vec<Pair>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
@@ -304,19 +342,31 @@ async fn ranged_decisions(w: &Walk<'_>, p: &str) -> anyhow::Result<(Decisions, (
     if ranges.len() > 1 {
         tracing::info!(prefix = %src_prefix, ranges = ranges.len(), "Listing the source in ranges at once.");
     }
-    let mode = w.job.compare_mode();
-    let streams = ranges.into_iter().map(|r| {
-        let d = r.moved(&sp, &dp);
-        let listed = within(w.src.list(&src_prefix, r.after.as_deref()), r).inspect(|r| {
-            if r.is_ok() {
-                ferry_core::telemetry::SourceListed { objects: 1 }.emit();
-            }
-        });
-        let s = diff::relative(listed.boxed(), sp.clone());
-        let d = diff::relative(within(w.dst.list(&dst_prefix, d.after.as_deref()), d), dp.clone());
-        diff::diff(s, d, mode).boxed()
-    });
+    let streams = ranges
+        .into_iter()
+        .map(|r| range_decisions(w, &src_prefix, &dst_prefix, r));
     Ok((futures::stream::select_all(streams), found))
+}
+
+/// The decisions of one key range of the source (absolute keys under
+/// `src_prefix`) and the same range of the destination under `dst_prefix`,
+/// in lock step, in key order.
+pub(crate) fn range_decisions(
+    w: &Walk<'_>,
+    src_prefix: &str,
+    dst_prefix: &str,
+    r: KeyRange,
+) -> BoxStream<'static, Result<Decision, StoreError>> {
+    let (sp, dp) = (w.job.source.prefix(), w.job.destination.prefix());
+    let d = r.moved(sp, dp);
+    let listed = within(w.src.list(src_prefix, r.after.as_deref()), r).inspect(|r| {
+        if r.is_ok() {
+            ferry_core::telemetry::SourceListed { objects: 1 }.emit();
+        }
+    });
+    let s = diff::relative(listed.boxed(), sp.to_string());
+    let d = diff::relative(within(w.dst.list(dst_prefix, d.after.as_deref()), d), dp.to_string());
+    diff::diff(s, d, w.job.compare_mode()).boxed()
 }
 
 /// The decisions of a prefix's ranges, as they come.
@@ -371,28 +421,7 @@ pub(crate) async fn walk(
             let Some(decision) = next else { break };
             let decision = decision.map_err(|e| anyhow::anyhow!("listing failed: {e}"))?;
             listed.count(&decision);
-            let selected = match &decision {
-                Decision::Extra(e) => filter.matches(&e.rel),
-                Decision::New(src)
-                | Decision::Changed { src, .. }
-                | Decision::Identical { src, .. }
-                | Decision::Unsure { src, .. } => filter.selects(&src.rel, &src.meta),
-            };
-            if !selected {
-                continue;
-            }
-            match decision {
-                Decision::New(e) => planner.copy(e, false).await?,
-                Decision::Changed { src, .. } => planner.copy(src, true).await?,
-                Decision::Identical { .. } => planner.identical(),
-                Decision::Extra(e) => planner.extra(e).await?,
-                Decision::Unsure { src, dst, evidence } => {
-                    pending.push(Pair::new(src, dst, evidence));
-                    if pending.len() >= SETTLE_BATCH {
-                        planner.settle(judge, &mut pending).await?;
-                    }
-                }
-            }
+            planner.decide(decision, filter, judge, &mut pending).await?;
         }
     }
     planner.settle(judge, &mut pending).await?;

@@ -100,7 +100,7 @@ async fn a_run_copies_what_differs_through_a_listing_that_fails_mid_way() {
     failing.inject(Fault::retryable(Op::List).after(2).times(1));
     let settings = r.settings();
     let b = r.backends(failing.clone());
-    let worker = Worker::new(&settings, &b).await.unwrap();
+    let worker = Worker::new(&settings, &b, None).await.unwrap();
     let opts = FinderOptions {
         workers: 2,
         progress: false,
@@ -139,7 +139,7 @@ async fn a_listing_that_keeps_failing_fails_the_run_by_name() {
     failing.inject(Fault::fatal(Op::List).after(1).times(u32::MAX));
     let settings = r.settings();
     let b = r.backends(failing);
-    let worker = Worker::new(&settings, &b).await.unwrap();
+    let worker = Worker::new(&settings, &b, None).await.unwrap();
     let opts = FinderOptions {
         workers: 1,
         progress: false,

@@ -322,7 +322,7 @@ pub fn bin(name: &str) -> PathBuf {
 fn newest_source(name: &str) -> Option<(std::time::SystemTime, PathBuf)> {
     let crates: &[&str] = match name {
         "ferry-finder" => &["core/src", "cli/src", "worker/src", "finder/src"],
-        "ferry-worker" => &["core/src", "cli/src", "worker/src"],
+        "ferry-worker" => &["core/src", "cli/src", "worker/src", "finder/src"],
         "ferry-events-bridge" => &["core/src", "cli/src", "events-bridge/src"],
         _ => return None,
     };

@@ -33,6 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 mod carried;
 mod giant;
 mod ledger;
+pub mod listing;
 pub mod multipart;
 pub mod outcome;
 mod remember;
@@ -104,6 +105,10 @@ pub struct Engine {
     tags: ferry_core::config::TagMode,
     /// What was dropped because the destination cannot keep it, told once.
     dropped: carried::Dropped,
+    /// Lists the ranges of list jobs (see [`listing`]).
+    lister: Option<Arc<dyn listing::RangeLister>>,
+    /// Where list jobs split off a range are queued.
+    list_queue: Option<Arc<dyn ferry_core::queue::JobQueue>>,
     /// Live counters.
     pub stats: Arc<Stats>,
 }
@@ -150,6 +155,8 @@ impl Engine {
             pacing: Default::default(),
             tags: Default::default(),
             dropped: Default::default(),
+            lister: None,
+            list_queue: None,
             stats: Arc::default(),
         }
     }
@@ -212,8 +219,10 @@ impl Engine {
         if let Some(span) = &job.span {
             return self.run_span(job, span, holder).await;
         }
-        if job.op == Op::Replay {
-            return self.replay(job, holder).await;
+        match job.op {
+            Op::Replay => return self.replay(job, holder).await,
+            Op::List => return self.run_list(job, holder).await,
+            Op::Copy | Op::Delete => {}
         }
         let worker = holder.as_str();
         let rk = self.record_key(&job.dest.key);

@@ -29,8 +29,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Builds the engine over `backends` and reads the queue's delivery limit.
-    pub async fn new(settings: &Settings, backends: &Backends) -> Result<Self, OpenError> {
+    /// Builds the engine over `backends` and reads the queue's delivery
+    /// limit; list jobs are run by `lister` (none: they fail).
+    pub async fn new(
+        settings: &Settings,
+        backends: &Backends,
+        lister: Option<Arc<dyn crate::engine::listing::RangeLister>>,
+    ) -> Result<Self, OpenError> {
         let max_receives = ferry_cli::backends::delivery_limit(&*backends.queue).await?;
         let t = &settings.transfer;
         let cfg = EngineConfig {
@@ -51,6 +56,9 @@ impl Worker {
             cfg,
         );
         engine = engine.with_tags(settings.tags.clone());
+        if let Some(l) = lister {
+            engine = engine.with_lister(l, backends.queue.clone());
+        }
         if let Some(ss) = &settings.server_side {
             engine = engine.copy_server_side(ss.clone());
         }

@@ -24,7 +24,7 @@ use crate::diff::CompareMode;
 use crate::store::vendor::Vendor;
 
 pub use replica::{TagMode, VersionsMode};
-pub use settings::{Ledger, QueueLocation, ServerSideCopy, Settings, Side, StateLocation};
+pub use settings::{Ledger, ListJobs, QueueLocation, ServerSideCopy, Settings, Side, StateLocation};
 
 /// A secret string: never printed by `Debug`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +232,13 @@ pub struct JobConfig {
     /// finder, found without a prefix list (see `ferry_core::ranges`); 1
     /// lists sequentially. Default 8 for a bucket, 1 for a directory.
     pub list_ranges: Option<usize>,
+    /// Fleet listing: the finder queues this many list jobs (key ranges of
+    /// the source) and the workers list and diff them (see
+    /// `ferry_worker::engine::listing`). Default: the finder lists.
+    pub list_jobs: Option<usize>,
+    /// Source keys a list job diffs before it splits the rest of its range
+    /// off for other workers. Default 100000.
+    pub list_job_keys: Option<u64>,
     /// Prices of the estimate a run prints: `aws` (Amazon S3 Standard in
     /// us-east-1) or a TOML file of prices. Default `aws`.
     pub prices: Option<String>,

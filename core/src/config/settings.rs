@@ -193,6 +193,15 @@ pub(super) fn parse_queue(v: &str) -> Result<QueueLocation, ConfigError> {
     Ok(QueueLocation::Embedded(PathBuf::from(v)))
 }
 
+/// Fleet listing (`--list-jobs`): the source's key space as list jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListJobs {
+    /// List jobs the finder queues for one prefix.
+    pub ranges: usize,
+    /// Source keys a list job diffs before it splits off the rest.
+    pub keys_per_job: u64,
+}
+
 /// The validated settings of a job: what the finder, the workers and the
 /// events bridge run with. (A [`crate::job::Job`] is one queued message.)
 #[derive(Debug, Clone)]
@@ -234,6 +243,8 @@ pub struct Settings {
     pub tags: super::TagMode,
     /// Ranges of the source's key space the finder lists at once.
     pub list_ranges: usize,
+    /// Fleet listing by list jobs, when asked for (`--list-jobs`).
+    pub list_jobs: Option<ListJobs>,
     /// The price table of the run's estimate: `aws` or a file.
     pub prices: String,
     /// An S3 Inventory manifest that replaces the source's listing.
@@ -534,6 +545,7 @@ impl JobConfig {
                 }
                 (i, _) => i.clone(),
             },
+            list_jobs: self.list_jobs_settings(&versions)?,
             list_ranges: match self.list_ranges {
                 Some(n @ 1..=256) => n,
                 Some(n) => return Err(cfg_err("--list-ranges", format!("{n}: give 1 (one lister) to 256"))),
@@ -558,6 +570,35 @@ impl JobConfig {
 }
 
 impl JobConfig {
+    /// `--list-jobs` and `--list-job-keys`, refused with what list jobs cannot do.
+    fn list_jobs_settings(&self, versions: &super::VersionsMode) -> Result<Option<ListJobs>, ConfigError> {
+        let Some(ranges) = self.list_jobs else {
+            if self.list_job_keys.is_some() {
+                return Err(cfg_err("--list-job-keys", "sizes list jobs: give --list-jobs N too"));
+            }
+            return Ok(None);
+        };
+        if !(1..=10_000).contains(&ranges) {
+            return Err(cfg_err("--list-jobs", format!("{ranges}: give 1 to 10000 list jobs")));
+        }
+        let refuse = |what: &str| Err(cfg_err("--list-jobs", format!("cannot be used with {what}")));
+        if versions.replays() {
+            return refuse("--versions all (histories are listed by the finder)");
+        }
+        if self.source_inventory.is_some() {
+            return refuse("--source-inventory (the report is read by the finder)");
+        }
+        if self.max_delete.is_some() {
+            return refuse("--max-delete (a cap over all ranges needs one lister; drop one of them)");
+        }
+        let keys_per_job = match self.list_job_keys {
+            Some(n) if n < 100 => return Err(cfg_err("--list-job-keys", format!("{n}: give at least 100"))),
+            Some(n) => n,
+            None => 100_000,
+        };
+        Ok(Some(ListJobs { ranges, keys_per_job }))
+    }
+
     /// `--modified-since` and `--modified-before`.
     fn modified_window(&self) -> Result<crate::filter::TimeWindow, ConfigError> {
         let parse = |setting: &str, v: &Option<String>| {

@@ -62,6 +62,7 @@ impl Engine {
     pub fn lease_key(&self, job: &Job) -> RecordKey {
         match &job.span {
             Some(s) => self.span_key(&job.dest.key, s.first, s.last),
+            None if job.op == ferry_core::job::Op::List => self.list_key(job),
             None => self.record_key(&job.dest.key),
         }
     }

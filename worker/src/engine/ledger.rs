@@ -32,6 +32,9 @@ impl Engine {
     /// status with `error`, so `status` names the object. `Busy` when another
     /// worker holds the object now: that worker decides.
     pub async fn give_up(&self, job: &Job, worker: &str, status: Status, error: &str) -> Result<bool, EngineError> {
+        if job.op == ferry_core::job::Op::List {
+            return self.give_up_list(job, worker, error).await;
+        }
         let rk = self.record_key(&job.dest.key);
         match self
             .state

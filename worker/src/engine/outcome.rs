@@ -34,6 +34,9 @@ pub enum EngineError {
         /// Found value.
         found: String,
     },
+    /// Listing a list job's range failed.
+    #[error("listing a key range: {0}")]
+    Listing(String),
     /// The source kept changing while it was read.
     #[error("the source {key:?} changed {times} times during the transfer; giving up this attempt")]
     Unstable {
@@ -49,7 +52,10 @@ impl EngineError {
     pub fn is_retryable(&self) -> bool {
         match self {
             EngineError::Source(e) | EngineError::Dest(e) => e.is_retryable(),
-            EngineError::State(_) | EngineError::Verify { .. } | EngineError::Unstable { .. } => true,
+            EngineError::State(_)
+            | EngineError::Verify { .. }
+            | EngineError::Unstable { .. }
+            | EngineError::Listing(_) => true,
         }
     }
 
@@ -60,6 +66,7 @@ impl EngineError {
             EngineError::State(_) => "state",
             EngineError::Verify { .. } => "verify",
             EngineError::Unstable { .. } => "source_unstable",
+            EngineError::Listing(_) => "listing",
         }
     }
 }
@@ -96,6 +103,12 @@ pub enum JobOutcome {
     Replan {
         /// The whole-object job to queue.
         job: Box<ferry_core::job::Job>,
+    },
+    /// A list job's range was diffed and its jobs queued; `split` ranges
+    /// were split off its rest and queued for others.
+    Listed {
+        /// Ranges split off.
+        split: usize,
     },
     /// Another worker holds the object's lease until this time (ms since the epoch).
     Busy {
@@ -137,6 +150,7 @@ impl JobOutcome {
             JobOutcome::SourceGone => Metric::SourceGone,
             JobOutcome::Split { .. } | JobOutcome::Replan { .. } => Metric::Split,
             JobOutcome::SpanDone { .. } => Metric::Span,
+            JobOutcome::Listed { .. } => Metric::Listed,
         }
     }
 
@@ -153,6 +167,8 @@ impl JobOutcome {
             JobOutcome::SourceGone => c.gone = 1,
             // The object's job ends when its last span completes it.
             JobOutcome::Split { .. } | JobOutcome::Replan { .. } => {}
+            // The list job added its counters itself (see `listing`).
+            JobOutcome::Listed { .. } => {}
             JobOutcome::SpanDone { bytes } => c.bytes = *bytes,
         }
         c
@@ -169,6 +185,7 @@ impl JobOutcome {
             | JobOutcome::Busy { .. }
             | JobOutcome::Split { .. }
             | JobOutcome::SpanDone { .. }
+            | JobOutcome::Listed { .. }
             | JobOutcome::Replan { .. } => None,
         }
     }

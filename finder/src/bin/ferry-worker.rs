@@ -1,5 +1,7 @@
 //! `ferry-worker`: a transfer worker on a job's queue — the embedded file on
-//! one machine, or an SQS queue in a fleet.
+//! one machine, or an SQS queue in a fleet. It is built with the finder's
+//! crate: besides copies, a worker lists the key ranges of list jobs
+//! (`ferry-finder --list-jobs`) with the finder's walk.
 
 use std::sync::Arc;
 
@@ -78,7 +80,8 @@ async fn run() -> anyhow::Result<()> {
     let backends = Backends::open(&settings)
         .await
         .context("opening the job's queue and state")?;
-    let worker = Worker::new(&settings, &backends)
+    let lister = ferry_finder::list_jobs::FleetLister::new(&settings, &backends)?;
+    let worker = Worker::new(&settings, &backends, Some(Arc::new(lister)))
         .await
         .context("opening the job's queue and state")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
