@@ -96,7 +96,7 @@ struct RunArgs {
     prefix_list: Option<std::path::PathBuf>,
     /// Fleet listing: queue N list jobs (key ranges of the source) for the workers to list and diff,
     /// instead of listing here; a range found large is split again by its worker. Progress shows in
-    /// `status`
+    /// `status`. 0: the finder lists [default: 0]
     #[arg(long, env = "FERRY_LIST_JOBS", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     list_jobs: Option<usize>,

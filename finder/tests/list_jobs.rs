@@ -135,10 +135,17 @@ async fn list_jobs_refuse_what_needs_one_lister() {
     cfg.source.url = Some("s3://src-bucket/".into());
     cfg.destination.url = Some("s3://dst-bucket/".into());
     cfg.list_jobs = Some(4);
+    cfg.delete = true;
     cfg.max_delete = Some(10);
     let e = cfg.build().unwrap_err().to_string();
     assert!(e.contains("--list-jobs") && e.contains("--max-delete"), "{e}");
-    cfg.max_delete = None;
+    cfg.delete = false;
+    assert!(
+        cfg.build().unwrap().list_jobs.is_some(),
+        "a cap without delete sync caps nothing"
+    );
+    cfg.list_jobs = Some(0);
+    assert!(cfg.build().unwrap().list_jobs.is_none(), "0: the finder lists");
     cfg.list_jobs = None;
     cfg.list_job_keys = Some(1000);
     let e = cfg.build().unwrap_err().to_string();

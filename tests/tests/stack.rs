@@ -180,6 +180,7 @@ async fn prove(template: &str, params: Value, launches: fn(&Value) -> (Launch, L
         .collect();
     objects.insert("data/big.bin".into(), data(7 * 1024 * 1024 + 5, 77));
     iam.put_all(&src, &objects).await;
+    let listed_by_workers = params.get("ListJobs").is_some();
     let mut params = params;
     params["SourceBucket"] = src.clone().into();
     params["DestBucket"] = dst.clone().into();
@@ -259,6 +260,12 @@ async fn prove(template: &str, params: Value, launches: fn(&Value) -> (Launch, L
         "{shown}\nworker:\n{}",
         std::fs::read_to_string(&worker_log).unwrap_or_default()
     );
+    if listed_by_workers {
+        assert!(
+            shown.contains("key ranges listed by workers (0 given up)"),
+            "the workers listed the source under their role:\n{shown}"
+        );
+    }
     assert_same(
         "copied under the stack's roles",
         &objects,
@@ -330,7 +337,8 @@ async fn the_ecs_stack_runs_under_its_own_roles() {
 async fn the_ec2_stack_runs_under_its_own_roles() {
     prove(
         "infra/ferry-ec2.yaml",
-        serde_json::json!({"ArtifactBucket": "ferry-artifacts"}),
+        // Fleet listing: the workers list the buckets under their role.
+        serde_json::json!({"ArtifactBucket": "ferry-artifacts", "ListJobs": "2"}),
         ec2,
     )
     .await;

@@ -234,7 +234,7 @@ pub struct JobConfig {
     pub list_ranges: Option<usize>,
     /// Fleet listing: the finder queues this many list jobs (key ranges of
     /// the source) and the workers list and diff them (see
-    /// `ferry_worker::engine::listing`). Default: the finder lists.
+    /// `ferry_worker::engine::listing`). Default (and 0): the finder lists.
     pub list_jobs: Option<usize>,
     /// Source keys a list job diffs before it splits the rest of its range
     /// off for other workers. Default 100000.

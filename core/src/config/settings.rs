@@ -572,14 +572,17 @@ impl JobConfig {
 impl JobConfig {
     /// `--list-jobs` and `--list-job-keys`, refused with what list jobs cannot do.
     fn list_jobs_settings(&self, versions: &super::VersionsMode) -> Result<Option<ListJobs>, ConfigError> {
-        let Some(ranges) = self.list_jobs else {
+        let Some(ranges) = self.list_jobs.filter(|n| *n > 0) else {
             if self.list_job_keys.is_some() {
                 return Err(cfg_err("--list-job-keys", "sizes list jobs: give --list-jobs N too"));
             }
             return Ok(None);
         };
         if !(1..=10_000).contains(&ranges) {
-            return Err(cfg_err("--list-jobs", format!("{ranges}: give 1 to 10000 list jobs")));
+            return Err(cfg_err(
+                "--list-jobs",
+                format!("{ranges}: give 1 to 10000 list jobs (0: the finder lists)"),
+            ));
         }
         let refuse = |what: &str| Err(cfg_err("--list-jobs", format!("cannot be used with {what}")));
         if versions.replays() {
@@ -588,8 +591,10 @@ impl JobConfig {
         if self.source_inventory.is_some() {
             return refuse("--source-inventory (the report is read by the finder)");
         }
-        if self.max_delete.is_some() {
-            return refuse("--max-delete (a cap over all ranges needs one lister; drop one of them)");
+        if self.delete && self.max_delete.is_some() {
+            return refuse(
+                "--delete and --max-delete (a cap over all ranges needs one lister; drop the cap or list jobs)",
+            );
         }
         let keys_per_job = match self.list_job_keys {
             Some(n) if n < 100 => return Err(cfg_err("--list-job-keys", format!("{n}: give at least 100"))),
