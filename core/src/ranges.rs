@@ -13,18 +13,24 @@
 //! the directories below the prefix (descending while there is only one),
 //! and the ranges' bounds are every k-th directory, so each range holds a
 //! run of whole directories. Keys without directories are split by
-//! bisection: a range is sampled with one listing request from its start. A range whose first
-//! page is not full is small and kept whole. Otherwise the range is large:
-//! the midpoint `m` between the page's last key and the range's end is
-//! computed as a string ([`midpoint`]: keys taken as numbers whose digits
-//! are Unicode code points, which is S3's byte order for UTF-8), and one
-//! request looks for a key after `m` inside the range. If there is one, the
-//! range is split at `m`; if not, its keys end before `m`, and the search
-//! goes on between the page's last key and `m`. Ranges are split
-//! breadth-first until there are as many as wanted. The cost is one sample
-//! per range and a few probes per split (more for the open end of the key
-//! space, whose midpoints start far above real keys), against the
-//! listing's one request per 1,000 keys.
+//! sampling: a range is sampled with one listing request from its start. A
+//! range whose first page is not full is small and kept whole. Otherwise
+//! the range is large, and the page's last key is stepped up
+//! ([`step_split`]): its first character after the prefix raised by one,
+//! then its second, and so on, until a bound has keys past it inside the
+//! range; at that position a binary search finds the highest character
+//! with keys past it, and the range splits halfway between — a digit
+//! boundary, in about balance, for keys numbered alike. When stepping finds
+//! nothing, the range is bisected: the midpoint `m` between the page's last
+//! key and the range's end is computed as a string ([`midpoint`]: keys
+//! taken as numbers whose digits are Unicode code points, which is S3's
+//! byte order for UTF-8), and one request looks for a key after `m` inside
+//! the range. If there is one, the range is split at `m`; if not, its keys
+//! end before `m`, and the search goes on between the page's last key and
+//! `m`. Ranges are split breadth-first until there are as many as wanted.
+//! The cost is one sample per range and about ten probes per split (a
+//! midpoint in code-point space alone starts far above real keys and took
+//! more), against the listing's one request per 1,000 keys.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -123,6 +129,70 @@ async fn first_after(store: &Arc<dyn ObjectStore>, prefix: &str, after: &str, r:
     }
 }
 
+/// The bound `key[..i]` with its character at `i` raised by one: every key
+/// that shares `key`'s first `i` characters and is greater at `i` sorts
+/// after it.
+fn bumped(key: &str, i: usize) -> Option<String> {
+    let mut chars: Vec<char> = key.chars().take(i + 1).collect();
+    if chars.len() <= i {
+        return None;
+    }
+    let c = chars.pop()?;
+    let next = match c as u32 + 1 {
+        0xD800 => '\u{E000}',
+        n => char::from_u32(n)?,
+    };
+    chars.push(next);
+    Some(chars.into_iter().collect())
+}
+
+/// A split point past `last` inside `r`, found by stepping `last`'s
+/// characters after the prefix, coarsest first: the first position `i`
+/// where raising `last[i]` leaves keys past the bound (and inside the
+/// range) is the level to split at; a binary search over the character at
+/// `i` finds the highest one with keys past it, and the split is the
+/// character halfway between `last[i]` and that one. Keys numbered or
+/// named alike (`img-000123`) split at a digit, in about balance, in a few
+/// probes, where a midpoint in code-point space would start far above
+/// every real key. Answers the split point, if any, and the probes made.
+async fn step_split(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    last: &str,
+    r: &KeyRange,
+) -> Result<(Option<String>, u64)> {
+    let mut probes = 0;
+    let chars: Vec<char> = last.chars().collect();
+    let inside = |b: &str| r.until.as_deref().is_none_or(|u| b < u);
+    for i in prefix.chars().count()..chars.len() {
+        let Some(bound) = bumped(last, i).filter(|b| inside(b)) else {
+            continue;
+        };
+        probes += 1;
+        if !first_after(store, prefix, &bound, r).await? {
+            continue;
+        }
+        let base: String = chars[..i].iter().collect();
+        let at = |c: u32| to_char(c as u64).to_string();
+        let (mut lo, mut hi) = (chars[i] as u32 + 1, 0x7F_u32.max(chars[i] as u32 + 1));
+        for _ in 0..MAX_PROBES {
+            if lo >= hi {
+                break;
+            }
+            let mid = (lo + hi).div_ceil(2);
+            let cand = format!("{base}{}", at(mid));
+            let keys_past = inside(&cand) && {
+                probes += 1;
+                first_after(store, prefix, &cand, r).await?
+            };
+            (lo, hi) = if keys_past { (mid, hi) } else { (lo, mid - 1) };
+        }
+        let split = format!("{base}{}", at((chars[i] as u32 + lo).div_ceil(2)));
+        return Ok((Some(split).filter(|s| s.as_str() > last && inside(s)), probes));
+    }
+    Ok((None, probes))
+}
+
 /// Directories read to split by: the bounds are every k-th of them.
 const MAX_DIRS: usize = 10_000;
 
@@ -218,12 +288,17 @@ async fn bisect(
             done.push(r);
             continue;
         };
+        // Step the page's last key up to a split (see `step_split`).
+        let (mut at, probes) = step_split(store, prefix, &last, &r).await?;
+        requests += probes;
         // Bisect between the page's last key and the range's end until a
         // key lies past the midpoint: split there. Nothing past it means the
         // range's keys end before it: bisect the lower half.
         let mut hi = r.until.clone().unwrap_or_else(|| end.clone());
-        let mut at = None;
         for _ in 0..MAX_PROBES {
+            if at.is_some() {
+                break;
+            }
             let Some(m) = midpoint(&last, &hi) else { break };
             requests += 1;
             if first_after(store, prefix, &m, &r).await? {
@@ -323,6 +398,23 @@ mod tests {
         let ranges = split(&store, "", 6).await.unwrap().0;
         let all: Vec<String> = (0..3_000).map(|i| format!("{i:06}")).collect();
         assert_eq!(listed(&store, "", &ranges).await, all);
+    }
+
+    #[tokio::test]
+    async fn a_flat_numbered_key_space_splits_in_few_probes() {
+        let keys: Vec<String> = (0..20_000).map(|i| format!("img-{i:06}.jpg")).collect();
+        let store = store_with(keys.iter().cloned()).await;
+        let (ranges, requests) = split(&store, "", 4).await.unwrap();
+        assert_eq!(ranges.len(), 4, "{ranges:?}");
+        assert!(requests <= 40, "{requests} requests for 4 ranges of a flat key space");
+        let mut sizes = Vec::new();
+        for r in &ranges {
+            sizes.push(listed(&store, "", std::slice::from_ref(r)).await.len());
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), keys.len(), "every key once");
+        assert!(sizes.iter().all(|n| *n >= 4_000), "ranges in about balance: {sizes:?}");
+        assert_eq!(bumped("img-000999", 5).as_deref(), Some("img-01"));
+        assert_eq!(bumped("a", 3), None);
     }
 
     #[test]
