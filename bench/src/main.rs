@@ -5,6 +5,7 @@
 
 mod checksums;
 mod data;
+mod latency;
 mod model;
 mod raw;
 mod report;

@@ -313,6 +313,9 @@ async fn one(
 }
 
 /// Counts what a finder-scale command found to copy, from its output.
+/// The round trip the listing case with latency adds to every request.
+const LATENCY: std::time::Duration = std::time::Duration::from_millis(80);
+
 fn found_copies(tool: &str, log: &Path) -> Option<usize> {
     let text = std::fs::read_to_string(log).ok()?;
     if tool == "rclone" {
@@ -384,6 +387,8 @@ async fn finder_scale(cfg: &SuiteConfig) -> Result<()> {
         };
         cases.push((set, "rclone".into(), n, c));
     }
+    // Relays that add latency, alive while the cases run.
+    let mut relays = Vec::new();
     if cfg.scale_s3_keys > 0 {
         let n = cfg.scale_s3_keys;
         scale::seed_buckets(&ep.client(), &l.src_bucket, &l.dst_bucket, n).await?;
@@ -407,8 +412,9 @@ async fn finder_scale(cfg: &SuiteConfig) -> Result<()> {
         // The same run with one lister: the parallel listing's own gain.
         let mut one = c.clone();
         one.args.extend(["--list-ranges".into(), "1".into()]);
-        cases.push((set.clone(), "ferry".into(), n, c));
-        cases.push((set.clone(), "ferry (one lister)".into(), n, one));
+        cases.push((set.clone(), "ferry".into(), n, c.clone()));
+        cases.push((set.clone(), "ferry (one lister)".into(), n, one.clone()));
+        let ferry = (c, one);
         let mut c = tools::command("rclone", "default", Direction::S3ToS3, "scale", l, 0);
         c.args = vec![
             "copy".into(),
@@ -417,7 +423,22 @@ async fn finder_scale(cfg: &SuiteConfig) -> Result<()> {
             format!("src:{}/scale", l.src_bucket),
             format!("dst:{}/scale", l.dst_bucket),
         ];
-        cases.push((set, "rclone".into(), n, c));
+        cases.push((set.clone(), "rclone".into(), n, c.clone()));
+        // The same listings with a wide-area round trip in front of the store.
+        let wan = crate::latency::start(&ep.url, LATENCY).await?;
+        let set = format!("{set}, +{} ms per request", LATENCY.as_millis());
+        for (tool, mut cmd) in [("ferry", ferry.0), ("ferry (one lister)", ferry.1), ("rclone", c)] {
+            cmd.args
+                .iter_mut()
+                .filter(|a| **a == ep.url)
+                .for_each(|a| *a = wan.url.clone());
+            for side in ["SRC", "DST"] {
+                cmd.env
+                    .push((format!("RCLONE_CONFIG_{side}_ENDPOINT"), wan.url.clone()));
+            }
+            cases.push((set.clone(), tool.into(), n, cmd));
+        }
+        relays.push(wan);
     }
     let rounds = cfg.runs.clamp(1, 3);
     for round in 0..rounds {
