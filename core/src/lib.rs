@@ -31,6 +31,7 @@ pub mod job;
 pub mod lease;
 pub mod location;
 pub mod metrics;
+pub mod plan;
 pub mod queue;
 pub mod ranges;
 pub mod retry;

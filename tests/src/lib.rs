@@ -324,6 +324,7 @@ fn newest_source(name: &str) -> Option<(std::time::SystemTime, PathBuf)> {
         "ferry-finder" => &["core/src", "cli/src", "worker/src", "finder/src"],
         "ferry-worker" => &["core/src", "cli/src", "worker/src", "finder/src"],
         "ferry-events-bridge" => &["core/src", "cli/src", "events-bridge/src"],
+        "ferry-gateway" => &["core/src", "cli/src", "gateway/src"],
         _ => return None,
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
@@ -448,6 +449,35 @@ pub fn http_post(addr: &str, path: &str, headers: &[(&str, String)], body: &str)
     let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let text = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, text)
+}
+
+/// A raw HTTP/1.1 request to `url` (`http://HOST:PORT/PATH?QUERY`), as a
+/// client with no keys and no SDK sends it; returns the status and the body.
+pub fn http_request(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut c = std::net::TcpStream::connect(host).expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    // A store may answer (and close) before the body is sent: its answer is read all the same.
+    let _ = c.write_all(req.as_bytes()).and_then(|()| c.write_all(body));
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, out[split..].to_vec())
 }
 
 /// The settings an EC2 launch template's user data gives a binary: the

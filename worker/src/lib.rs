@@ -7,7 +7,7 @@
 pub mod completions;
 pub mod engine;
 pub mod health;
-pub mod plan;
+pub use ferry_core::plan;
 pub mod runner;
 
 use std::sync::Arc;

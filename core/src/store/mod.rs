@@ -37,6 +37,7 @@ pub use error::StoreError;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use retrying::{RetryingStore, LIST_TRIES};
+pub use s3::presign::{Presign, PresignedUrl};
 pub use s3::{S3Credentials, S3Store, S3StoreConfig};
 pub use versions::{ObjectVersion, VersionMarker, VersionPage, Versioning};
 

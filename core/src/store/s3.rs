@@ -926,5 +926,7 @@ impl S3Store {
 
 #[path = "s3_copy.rs"]
 mod copy;
+#[path = "s3_presign.rs"]
+pub mod presign;
 #[path = "s3_versions.rs"]
 mod versions;

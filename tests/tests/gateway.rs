@@ -1,0 +1,328 @@
+//! The upload gateway end to end: `ferry-gateway serve` in front of a
+//! radosgw bucket, and a client that holds no keys — raw HTTP to the
+//! gateway and to the presigned URLs it hands out. Small, exactly-5-MiB
+//! and multi-part objects arrive and are read back by the raw S3 client; a
+//! client resumes from the gateway's part list; a tampered part is refused
+//! by the store and the upload does not complete; expired URLs are renewed;
+//! a token outside its prefix, over its uploads or bytes, unknown or
+//! expired is refused and nothing is created; an abandoned upload is
+//! aborted after its time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ferry_tests::*;
+use serde_json::{json, Value};
+
+const MIB: usize = 1024 * 1024;
+
+/// A running gateway; killed when dropped.
+struct Gateway {
+    child: Child,
+    addr: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn start(rgw: &Server, bucket: &str, dir: &Path, extra: &[&str]) -> Gateway {
+        let addr = free_addr();
+        let mut c = Command::new(bin("ferry-gateway"));
+        c.args(["serve", &format!("s3://{bucket}/up/"), "--listen", &addr])
+            .arg("--tokens")
+            .arg(dir.join("tokens.json"))
+            .arg("--state")
+            .arg(dir.join("state.db"))
+            .args(["--dest-endpoint", &rgw.endpoint, "--dest-path-style"])
+            .args(extra);
+        isolate(&mut c);
+        for (k, v) in rgw.envs("dest") {
+            c.env(k, v);
+        }
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("spawn ferry-gateway");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the gateway did not listen: {}",
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Gateway { child, addr, log }
+    }
+
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let mut headers = vec![("Authorization".to_string(), format!("Bearer {token}"))];
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        if !body.is_empty() {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        let url = format!("http://{}{path}", self.addr);
+        let (status, answer) = http_request(method, &url, &headers, body.as_bytes());
+        let v = serde_json::from_slice(&answer).unwrap_or_else(|_| {
+            panic!(
+                "not JSON: {}\n{}",
+                String::from_utf8_lossy(&answer),
+                std::fs::read_to_string(self.log.path()).unwrap_or_default()
+            )
+        });
+        (status, v)
+    }
+}
+
+/// Issues a token with `ferry-gateway token issue` and returns it.
+fn issue(dir: &Path, args: &[&str]) -> String {
+    let mut c = Command::new(bin("ferry-gateway"));
+    c.args(["token", "issue", "--tokens"])
+        .arg(dir.join("tokens.json"))
+        .args(args);
+    isolate(&mut c);
+    let out = run(c);
+    assert!(out.status.success(), "{}", output_text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    hex::encode(ferry_core::etag::md5(b))
+}
+
+/// PUTs `body` to a part's presigned request; answers the store's status.
+fn put_part(part: &Value, body: &[u8]) -> u16 {
+    let headers: Vec<(String, String)> = part["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string()))
+        .collect();
+    http_request("PUT", part["url"].as_str().unwrap(), &headers, body).0
+}
+
+fn slice<'a>(body: &'a [u8], part: &Value, part_size: u64) -> &'a [u8] {
+    let n = part["number"].as_u64().unwrap();
+    let start = ((n - 1) * part_size) as usize;
+    &body[start..start + part["size"].as_u64().unwrap() as usize]
+}
+
+/// Creates an upload of `body` with its parts' MD5s declared.
+fn create(g: &Gateway, token: &str, key: &str, body: &[u8], part_size: usize) -> (u16, Value) {
+    let md5s: Vec<String> = if body.len() < 5 * MIB {
+        vec![md5_hex(body)]
+    } else {
+        body.chunks(part_size).map(md5_hex).collect()
+    };
+    let req = json!({"key": key, "size": body.len(), "part_size": part_size, "md5s": md5s});
+    g.call("POST", "/v1/uploads", token, Some(req))
+}
+
+/// Uploads `body` through the gateway: create, every part, complete.
+fn upload(g: &Gateway, token: &str, key: &str, body: &[u8]) -> Value {
+    let (status, up) = create(g, token, key, body, 5 * MIB);
+    assert_eq!(status, 200, "{up}");
+    let ps = up["part_size"].as_u64().unwrap();
+    for part in up["parts"].as_array().unwrap() {
+        assert_eq!(put_part(part, slice(body, part, ps)), 200, "part {}", part["number"]);
+    }
+    let (status, done) = g.call(
+        "POST",
+        &format!("/v1/uploads/{}/complete", up["id"].as_str().unwrap()),
+        token,
+        None,
+    );
+    assert_eq!(status, 200, "{done}");
+    done
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tree_goes_through_presigned_urls_resumes_and_refuses_tampering() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("gw").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = issue(dir.path(), &["--id", "dev-1"]);
+    let g = Gateway::start(&rgw, &bucket, dir.path(), &[]);
+
+    let tree: BTreeMap<String, Vec<u8>> = [
+        ("small.txt", data(1000, 1)),
+        ("exactly-5mib.bin", data(5 * MIB, 2)),
+        ("parts/twelve.bin", data(12 * MIB + 7, 3)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in &tree {
+        let done = upload(&g, &token, k, v);
+        assert_eq!(done["size"], v.len(), "{done}");
+    }
+    let want: BTreeMap<String, Vec<u8>> = tree.iter().map(|(k, v)| (format!("up/{k}"), v.clone())).collect();
+    assert_same("uploaded through the gateway", &want, &rgw.read_all(&bucket, "").await);
+    let twelve = rgw
+        .client()
+        .head_object()
+        .bucket(&bucket)
+        .key("up/parts/twelve.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        twelve.e_tag().unwrap().ends_with("-3\""),
+        "three parts: {:?}",
+        twelve.e_tag()
+    );
+
+    // Resume: one part sent, the gateway lists it and signs the others again.
+    let body = data(11 * MIB, 4);
+    let (_, up) = create(&g, &token, "resumed.bin", &body, 5 * MIB);
+    let (id, ps) = (up["id"].as_str().unwrap().to_string(), 5 * MIB as u64);
+    assert_eq!(put_part(&up["parts"][0], slice(&body, &up["parts"][0], ps)), 200);
+    let (status, again) = g.call("GET", &format!("/v1/uploads/{id}"), &token, None);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["held"].as_array().unwrap().len(), 1, "{again}");
+    let rest = again["parts"].as_array().unwrap();
+    assert_eq!(
+        rest.iter().map(|p| p["number"].as_u64().unwrap()).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    for p in rest {
+        assert_eq!(put_part(p, slice(&body, p, ps)), 200);
+    }
+    let (status, _) = g.call("POST", &format!("/v1/uploads/{id}/complete"), &token, None);
+    assert_eq!(status, 200);
+    assert_eq!(rgw.read_all(&bucket, "up/resumed").await["up/resumed.bin"], body);
+
+    // Tampering: other bytes under a URL bound to the declared MD5.
+    let body = data(6 * MIB, 5);
+    let (_, up) = create(&g, &token, "tampered.bin", &body, 5 * MIB);
+    let first = &up["parts"][0];
+    let mut other = slice(&body, first, ps).to_vec();
+    other[100] ^= 1;
+    assert_ne!(
+        put_part(first, &other),
+        200,
+        "the store refuses bytes that are not the declared part"
+    );
+    let mut headers: Vec<(String, String)> = vec![(
+        "Content-MD5".into(),
+        base64::engine::general_purpose::STANDARD.encode(ferry_core::etag::md5(&other)),
+    )];
+    headers.push(("Content-Type".into(), "application/octet-stream".into()));
+    let (status, _) = http_request("PUT", first["url"].as_str().unwrap(), &headers, &other);
+    assert_eq!(status, 403, "another MD5 breaks the URL's signature");
+    assert_eq!(put_part(&up["parts"][1], slice(&body, &up["parts"][1], ps)), 200);
+    let id = up["id"].as_str().unwrap();
+    let (status, refused) = g.call("POST", &format!("/v1/uploads/{id}/complete"), &token, None);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["missing"], json!([1]), "{refused}");
+    assert!(!rgw
+        .read_all(&bucket, "up/tampered")
+        .await
+        .contains_key("up/tampered.bin"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_limited_and_refusals_create_nothing() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("gw-tokens").await;
+    let dir = tempfile::tempdir().unwrap();
+    let limited = issue(
+        dir.path(),
+        &[
+            "--id",
+            "limited",
+            "--prefix",
+            "dev1/",
+            "--uploads",
+            "2",
+            "--bytes",
+            "1MiB",
+        ],
+    );
+    let brief = issue(dir.path(), &["--id", "brief", "--expires", "1s"]);
+    let g = Gateway::start(&rgw, &bucket, dir.path(), &[]);
+    let small = data(1000, 9);
+    let refused = |status: u16, v: &Value, says: &str| {
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(says)), "{status}: {v}");
+    };
+
+    let (s, v) = create(&g, &limited, "elsewhere/a.txt", &small, 5 * MIB);
+    assert_eq!(s, 403);
+    refused(s, &v, "outside");
+    let (s, v) = create(&g, &format!("{limited}x"), "dev1/a.txt", &small, 5 * MIB);
+    assert_eq!(s, 401);
+    refused(s, &v, "not one this gateway issued");
+    let (s, v) = g.call("POST", "/v1/uploads", "", Some(json!({"key": "dev1/a", "size": 1})));
+    assert_eq!(s, 401);
+    refused(s, &v, "Bearer");
+    let big = data(2 * MIB, 1);
+    let (s, v) = create(&g, &limited, "dev1/big.bin", &big, 5 * MIB);
+    assert_eq!(s, 413);
+    refused(s, &v, "bytes");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (s, v) = create(&g, &brief, "b.txt", &small, 5 * MIB);
+    assert_eq!(s, 403);
+    refused(s, &v, "expired");
+    assert_eq!(rgw.uploads(&bucket).await, 0, "no upload was created for a refusal");
+
+    upload(&g, &limited, "dev1/one.txt", &small);
+    upload(&g, &limited, "dev1/two.txt", &small);
+    let (s, v) = create(&g, &limited, "dev1/three.txt", &small, 5 * MIB);
+    assert_eq!(s, 409);
+    refused(s, &v, "2 upload(s)");
+    let keys: Vec<String> = rgw.read_all(&bucket, "").await.into_keys().collect();
+    assert_eq!(keys, vec!["up/dev1/one.txt", "up/dev1/two.txt"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_urls_are_renewed_and_abandoned_uploads_aborted() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("gw-time").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = issue(dir.path(), &["--id", "t"]);
+    let g = Gateway::start(&rgw, &bucket, dir.path(), &["--url-ttl", "1s", "--abort-after", "4s"]);
+    let body = data(6 * MIB, 6);
+    let ps = 5 * MIB as u64;
+
+    let (_, up) = create(&g, &token, "late.bin", &body, 5 * MIB);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        put_part(&up["parts"][0], slice(&body, &up["parts"][0], ps)),
+        403,
+        "the URL expired"
+    );
+    let id = up["id"].as_str().unwrap();
+    let (_, again) = g.call("GET", &format!("/v1/uploads/{id}"), &token, None);
+    for p in again["parts"].as_array().unwrap() {
+        assert_eq!(put_part(p, slice(&body, p, ps)), 200, "a renewed URL");
+    }
+    let (status, done) = g.call("POST", &format!("/v1/uploads/{id}/complete"), &token, None);
+    assert_eq!(status, 200, "{done}");
+
+    let (_, left) = create(&g, &token, "left.bin", &body, 5 * MIB);
+    assert_eq!(put_part(&left["parts"][0], slice(&body, &left["parts"][0], ps)), 200);
+    assert_eq!(rgw.uploads(&bucket).await, 1);
+    let t = Instant::now();
+    while rgw.uploads(&bucket).await > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the abandoned upload was not aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let id = left["id"].as_str().unwrap();
+    let (status, v) = g.call("GET", &format!("/v1/uploads/{id}"), &token, None);
+    assert_eq!(status, 410, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("not completed within"), "{v}");
+}
