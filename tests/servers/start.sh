@@ -29,11 +29,11 @@ install() {
   # faketime: the clock-skew scenario runs a worker with its clock shifted.
   # rclone: the independent reader of the modification times ferry keeps.
   # time (GNU time): the memory test reads a process's peak RSS from it.
-  if ! command -v radosgw >/dev/null || ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v uuidgen >/dev/null || ! command -v curl >/dev/null || ! command -v faketime >/dev/null || ! command -v rclone >/dev/null || [ ! -x /usr/bin/time ]; then
+  if ! command -v radosgw >/dev/null || ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v uuidgen >/dev/null || ! command -v curl >/dev/null || ! command -v jq >/dev/null || ! command -v faketime >/dev/null || ! command -v rclone >/dev/null || [ ! -x /usr/bin/time ]; then
     log "installing Ceph (ceph-mon, ceph-osd, radosgw), faketime, rclone and GNU time from Debian packages"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl faketime rclone time >/dev/null
+    apt-get install -y -q --no-install-recommends ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl jq faketime rclone time >/dev/null
   fi
   if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
     log "installing moto[server]==5.1.22 into $MOTO_VENV"

@@ -326,3 +326,47 @@ async fn expired_urls_are_renewed_and_abandoned_uploads_aborted() {
     assert_eq!(status, 410, "{v}");
     assert!(v["error"].as_str().unwrap().contains("not completed within"), "{v}");
 }
+
+/// The documented walk-through (docs/GATEWAY.md, "One upload with curl"),
+/// run as written with curl, split, md5sum and jq.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_curl_walk_through_uploads_a_file() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("gw-curl").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = issue(dir.path(), &["--id", "field-7", "--prefix", "devices/7/"]);
+    let g = Gateway::start(&rgw, &bucket, dir.path(), &[]);
+    let doc = std::fs::read_to_string(root().join("docs/GATEWAY.md")).unwrap();
+    let section = doc.split("## One upload with curl").nth(1).expect("the walk-through");
+    let script = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    let (first, rest) = script.trim_start().split_once('\n').unwrap();
+    assert!(
+        first.starts_with("GW="),
+        "the walk-through starts by naming the gateway: {first}"
+    );
+    let body = data(12 * MIB + 7, 11);
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("a.bin"), &body).unwrap();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", rest])
+        .current_dir(work.path())
+        .env("GW", format!("http://{}", g.addr))
+        .env("TOKEN", &token)
+        .env("FILE", "a.bin")
+        .output()
+        .expect("bash");
+    let printed = output_text(&out);
+    assert!(
+        out.status.success() && printed.contains("\"complete\":true"),
+        "{printed}"
+    );
+    assert_eq!(rgw.read_all(&bucket, "up/devices/").await["up/devices/7/a.bin"], body);
+}
+
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
