@@ -45,6 +45,21 @@ struct SecretValue {
     session_token: Option<String>,
 }
 
+/// The string value of the Secrets Manager secret `name` (a name or an
+/// ARN, whose region is used), read with the AWS default chain.
+pub async fn secret_string(name: &str) -> Result<String, String> {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config(arn_region(name)).await);
+    let out = client
+        .get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .map_err(|e| format!("reading the secret {name:?} from Secrets Manager: {}", failure(&e)))?;
+    out.secret_string()
+        .map(str::to_string)
+        .ok_or_else(|| format!("secret {name:?} has no string value"))
+}
+
 /// The region in a secret ARN (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME`).
 fn arn_region(name: &str) -> Option<&str> {
     let mut parts = name.split(':');

@@ -60,19 +60,10 @@ fn main() -> std::process::ExitCode {
 
 async fn auth(cli: &Cli) -> anyhow::Result<Auth> {
     let secret = match (&cli.auth_secret, cli.token.clone().map(|t| t.0)) {
-        (Some(name), _) => {
-            let sdk = ferry_core::aws::sdk_config(None).await;
-            let out = aws_sdk_secretsmanager::Client::new(&sdk)
-                .get_secret_value()
-                .secret_id(name)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", ferry_core::aws::failure(&e)))
-                .with_context(|| format!("--auth-secret {name}: reading the secret"))?;
-            out.secret_string()
-                .with_context(|| format!("--auth-secret {name}: the secret has no string value"))?
-                .to_string()
-        }
+        (Some(name), _) => ferry_core::secrets::secret_string(name)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--auth-secret {name}"))?,
         (None, Some(token)) => token,
         (None, None) => {
             bail!("callers must authenticate: set FERRY_BRIDGE_TOKEN or --auth-secret NAME (a Secrets Manager secret)")

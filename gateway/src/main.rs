@@ -54,8 +54,21 @@ struct ServeArgs {
     )]
     listen: String,
     /// The tokens file (written by `ferry-gateway token issue`)
-    #[arg(long, env = "FERRY_GATEWAY_TOKENS", value_name = "FILE")]
-    tokens: PathBuf,
+    #[arg(
+        long,
+        env = "FERRY_GATEWAY_TOKENS",
+        value_name = "FILE",
+        required_unless_present = "tokens_secret"
+    )]
+    tokens: Option<PathBuf>,
+    /// A Secrets Manager secret (name or ARN) whose value is the tokens file's JSON, instead of --tokens
+    #[arg(
+        long,
+        env = "FERRY_GATEWAY_TOKENS_SECRET",
+        value_name = "NAME",
+        conflicts_with = "tokens"
+    )]
+    tokens_secret: Option<String>,
     /// How long a presigned URL is valid
     #[arg(long, env = "FERRY_GATEWAY_URL_TTL", default_value = "15m", value_name = "DURATION")]
     url_ttl: humantime::Duration,
@@ -152,12 +165,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             args.dest
         );
     };
-    let tokens = Tokens::load(&args.tokens)?;
+    let (tokens, from) = match (&args.tokens, &args.tokens_secret) {
+        (_, Some(name)) => {
+            let text = ferry_core::secrets::secret_string(name)
+                .await
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--tokens-secret {name}"))?;
+            let tokens = Tokens::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--tokens-secret {name}: not a ferry tokens file: {e}"))?;
+            (tokens, format!("--tokens-secret {name}"))
+        }
+        (Some(path), None) => (Tokens::load(path)?, format!("--tokens {}", path.display())),
+        (None, None) => bail!("give --tokens FILE or --tokens-secret NAME"),
+    };
     if tokens.tokens.is_empty() {
-        bail!(
-            "--tokens {}: the file holds no token; add one with `ferry-gateway token issue`",
-            args.tokens.display()
-        );
+        bail!("{from}: holds no token; add one with `ferry-gateway token issue`");
     }
     let store = Backends::store(&settings.destination, &settings.transfer).await;
     let signer = Arc::new(ferry_core::store::S3Store::new(config.clone()).await);

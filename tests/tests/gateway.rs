@@ -35,11 +35,14 @@ impl Drop for Gateway {
 
 impl Gateway {
     fn start(rgw: &Server, bucket: &str, dir: &Path, extra: &[&str]) -> Gateway {
+        let mut tokens = vec!["--tokens".to_string(), dir.join("tokens.json").display().to_string()];
+        if extra.contains(&"--tokens-secret") {
+            tokens.clear();
+        }
         let addr = free_addr();
         let mut c = Command::new(bin("ferry-gateway"));
         c.args(["serve", &format!("s3://{bucket}/up/"), "--listen", &addr])
-            .arg("--tokens")
-            .arg(dir.join("tokens.json"))
+            .args(tokens)
             .arg("--state")
             .arg(dir.join("state.db"))
             .args(["--dest-endpoint", &rgw.endpoint, "--dest-path-style"])
@@ -48,6 +51,10 @@ impl Gateway {
         for (k, v) in rgw.envs("dest") {
             c.env(k, v);
         }
+        let moto = std::env::var("FERRY_TEST_MOTO").expect("FERRY_TEST_MOTO: run the tests with tests/run.sh");
+        c.env("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = c
             .stdout(Stdio::null())
@@ -369,4 +376,23 @@ async fn the_documented_curl_walk_through_uploads_a_file() {
 
 fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Tokens kept in a Secrets Manager secret (moto) instead of a file.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_can_live_in_a_secret() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("gw-secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = issue(dir.path(), &["--id", "kept"]);
+    let name = unique("gateway-tokens");
+    let sm = aws_sdk_secretsmanager::Client::new(&aws_services().await);
+    let json = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+    sm.create_secret().name(&name).secret_string(json).send().await.unwrap();
+    std::fs::remove_file(dir.path().join("tokens.json")).unwrap();
+    let g = Gateway::start(&rgw, &bucket, dir.path(), &["--tokens-secret", &name]);
+    upload(&g, &token, "from-secret.txt", &data(2000, 3));
+    let (s, _) = create(&g, &format!("{token}0"), "x.txt", &data(10, 1), 5 * MIB);
+    assert_eq!(s, 401);
+    assert!(rgw.read_all(&bucket, "").await.contains_key("up/from-secret.txt"));
 }
