@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod backends;
+pub mod http;
 pub mod otel;
 
 pub use args::{JobArgs, Locations};

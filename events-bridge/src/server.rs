@@ -18,16 +18,12 @@
 //! anything else), and an invocation with `x-fc-request-id` writes
 //! `FC Invoke Start RequestId: …` / `FC Invoke End RequestId: …` to stdout.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -37,29 +33,12 @@ use crate::Bridge;
 pub const MAX_BODY: usize = 6 * 1024 * 1024;
 
 /// Serves `bridge` on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, bridge: Arc<Bridge>, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accepting a connection failed.");
-                    continue;
-                }
-            },
-            _ = stop.changed() => return Ok(()),
-        };
+pub async fn serve(listener: TcpListener, bridge: Arc<Bridge>, stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    let handler = move |req| {
         let bridge = bridge.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let bridge = bridge.clone();
-                async move { Ok::<_, Infallible>(route(&bridge, req).await) }
-            });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                tracing::debug!(error = %e, "Connection ended with an error.");
-            }
-        });
-    }
+        async move { route(&bridge, req).await }
+    };
+    ferry_cli::http::serve(listener, handler, stop).await
 }
 
 fn reply(status: u16, body: String) -> Response<Full<Bytes>> {

@@ -33,6 +33,9 @@ struct Cli {
 enum Command {
     /// Serves the upload API until stopped (SIGTERM or Ctrl-C)
     Serve(Box<ServeArgs>),
+    /// Aborts the uploads whose --abort-after has passed, once, and exits (for a schedule when the
+    /// gateway runs as a function); takes the same settings as serve
+    Sweep(Box<ServeArgs>),
     /// Manages the bearer tokens of the tokens file
     Token {
         #[command(subcommand)]
@@ -45,14 +48,14 @@ struct ServeArgs {
     /// Where uploads go: s3://BUCKET/PREFIX (keys are relative to PREFIX)
     #[arg(env = "FERRY_GATEWAY_DEST", value_name = "DEST")]
     dest: String,
-    /// Address to listen on
-    #[arg(
-        long,
-        env = "FERRY_GATEWAY_LISTEN",
-        default_value = "127.0.0.1:8080",
-        value_name = "ADDR"
-    )]
-    listen: String,
+    /// Address to listen on [default: 0.0.0.0:$FC_SERVER_PORT on Function Compute, 0.0.0.0:$AWS_LWA_PORT
+    /// behind the Lambda Web Adapter, else 127.0.0.1:8080]
+    #[arg(long, env = "FERRY_GATEWAY_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// How often this process aborts abandoned uploads; 0 never (a function's instances come and go: run
+    /// `ferry-gateway sweep` on a schedule instead) [default: a quarter of --abort-after, at most 1m]
+    #[arg(long, env = "FERRY_GATEWAY_SWEEP_EVERY", value_name = "DURATION")]
+    sweep_every: Option<humantime::Duration>,
     /// The tokens file (written by `ferry-gateway token issue`)
     #[arg(
         long,
@@ -117,6 +120,12 @@ async fn run() -> anyhow::Result<u8> {
     let cli: Cli = ferry_cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args).await,
+        Command::Sweep(args) => {
+            let gateway = open(&args).await?;
+            let n = gateway.sweep().await.context("aborting abandoned uploads")?;
+            println!("{n} abandoned upload(s) aborted");
+            Ok(0)
+        }
         Command::Token {
             command:
                 TokenCommand::Issue {
@@ -148,7 +157,8 @@ async fn run() -> anyhow::Result<u8> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+/// The gateway the settings describe.
+async fn open(args: &ServeArgs) -> anyhow::Result<Arc<Gateway>> {
     let locations = Locations {
         src: Some(".".into()),
         dest: Some(args.dest.clone()),
@@ -196,18 +206,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         // --part-size, as for any transfer: the size when the client asks for none.
         part_size: settings.transfer.part_size.as_u64(),
     };
-    let gateway = Arc::new(Gateway::new(store, signer, state, tokens, cfg));
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    Ok(Arc::new(Gateway::new(store, signer, state, tokens, cfg)))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let gateway = open(&args).await?;
+    let port = |var: &str| std::env::var(var).ok().map(|p| format!("0.0.0.0:{p}"));
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| port("FC_SERVER_PORT"))
+        .or_else(|| port("AWS_LWA_PORT"))
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
+        .with_context(|| format!("--listen {listen}: cannot listen"))?;
     tracing::info!(addr = %listener.local_addr()?, dest = %args.dest, "Upload gateway listening.");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         ferry_cli::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let every = (abort_after / 4).clamp(Duration::from_millis(500), Duration::from_secs(60));
-    tokio::spawn(server::sweep_every(gateway.clone(), every, stop_rx.clone()));
+    let abort_after = Duration::from(args.abort_after);
+    let every = match args.sweep_every.map(Duration::from) {
+        Some(d) => d,
+        None => (abort_after / 4).clamp(Duration::from_millis(500), Duration::from_secs(60)),
+    };
+    if !every.is_zero() {
+        tokio::spawn(server::sweep_every(gateway.clone(), every, stop_rx.clone()));
+    }
     server::serve(listener, gateway, stop_rx).await?;
     Ok(0)
 }

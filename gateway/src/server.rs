@@ -5,17 +5,13 @@
 //! `POST /v1/uploads/{id}/complete`, `GET /healthz`. Bodies over 4 MiB are
 //! refused with 413; every answer is JSON.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -25,33 +21,12 @@ use crate::{Answer, CreateUpload, Gateway};
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// Serves `gateway` on `listener` until `stop` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accepting a connection failed.");
-                    continue;
-                }
-            },
-            _ = stop.changed() => return Ok(()),
-        };
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    let handler = move |req| {
         let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(reply(route(&gateway, req).await)) }
-            });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                tracing::debug!(error = %e, "Connection ended with an error.");
-            }
-        });
-    }
+        async move { reply(route(&gateway, req).await) }
+    };
+    ferry_cli::http::serve(listener, handler, stop).await
 }
 
 /// Aborts abandoned uploads every `every` until `stop` turns true.

@@ -33,28 +33,41 @@ impl Drop for Gateway {
     }
 }
 
+/// `ferry-gateway COMMAND` for `bucket` (prefix `up/`) with the tokens and
+/// state of `dir`, the store's keys and moto for Secrets Manager.
+fn command(what: &str, rgw: &Server, bucket: &str, dir: &Path, extra: &[&str]) -> Command {
+    let mut tokens = vec!["--tokens".to_string(), dir.join("tokens.json").display().to_string()];
+    if extra.contains(&"--tokens-secret") {
+        tokens.clear();
+    }
+    let mut c = Command::new(bin("ferry-gateway"));
+    c.args([what, &format!("s3://{bucket}/up/")])
+        .args(tokens)
+        .arg("--state")
+        .arg(dir.join("state.db"))
+        .args(["--dest-endpoint", &rgw.endpoint, "--dest-path-style"])
+        .args(extra);
+    isolate(&mut c);
+    for (k, v) in rgw.envs("dest") {
+        c.env(k, v);
+    }
+    let moto = std::env::var("FERRY_TEST_MOTO").expect("FERRY_TEST_MOTO: run the tests with tests/run.sh");
+    c.env("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    c
+}
+
 impl Gateway {
     fn start(rgw: &Server, bucket: &str, dir: &Path, extra: &[&str]) -> Gateway {
-        let mut tokens = vec!["--tokens".to_string(), dir.join("tokens.json").display().to_string()];
-        if extra.contains(&"--tokens-secret") {
-            tokens.clear();
-        }
         let addr = free_addr();
-        let mut c = Command::new(bin("ferry-gateway"));
-        c.args(["serve", &format!("s3://{bucket}/up/"), "--listen", &addr])
-            .args(tokens)
-            .arg("--state")
-            .arg(dir.join("state.db"))
-            .args(["--dest-endpoint", &rgw.endpoint, "--dest-path-style"])
-            .args(extra);
-        isolate(&mut c);
-        for (k, v) in rgw.envs("dest") {
-            c.env(k, v);
-        }
-        let moto = std::env::var("FERRY_TEST_MOTO").expect("FERRY_TEST_MOTO: run the tests with tests/run.sh");
-        c.env("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        let mut c = command("serve", rgw, bucket, dir, extra);
+        c.args(["--listen", &addr]);
+        Self::spawn(c, addr)
+    }
+
+    /// Runs a `serve` command and waits until `addr` answers.
+    fn spawn(mut c: Command, addr: String) -> Gateway {
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = c
             .stdout(Stdio::null())
@@ -395,4 +408,36 @@ async fn tokens_can_live_in_a_secret() {
     let (s, _) = create(&g, &format!("{token}0"), "x.txt", &data(10, 1), 5 * MIB);
     assert_eq!(s, 401);
     assert!(rgw.read_all(&bucket, "").await.contains_key("up/from-secret.txt"));
+}
+
+/// As a function: the port comes from the platform (Function Compute's
+/// FC_SERVER_PORT), no process sweeps, and `ferry-gateway sweep` run on a
+/// schedule aborts what was abandoned.
+#[tokio::test(flavor = "multi_thread")]
+async fn as_a_function_the_platform_names_the_port_and_a_schedule_sweeps() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("gw-fn").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = issue(dir.path(), &["--id", "fn"]);
+    let addr = free_addr();
+    let port = addr.rsplit_once(':').unwrap().1.to_string();
+    let timing = ["--abort-after", "1s", "--sweep-every", "0"];
+    let mut c = command("serve", &rgw, &bucket, dir.path(), &timing);
+    c.env("FC_SERVER_PORT", &port);
+    let g = Gateway::spawn(c, format!("127.0.0.1:{port}"));
+    let body = data(6 * MIB, 8);
+    let (_, up) = create(&g, &token, "left.bin", &body, 5 * MIB);
+    assert_eq!(
+        put_part(&up["parts"][0], slice(&body, &up["parts"][0], 5 * MIB as u64)),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(rgw.uploads(&bucket).await, 1, "no process sweeps with --sweep-every 0");
+    let out = run(command("sweep", &rgw, &bucket, dir.path(), &["--abort-after", "1s"]));
+    let printed = output_text(&out);
+    assert!(
+        out.status.success() && printed.contains("1 abandoned upload(s) aborted"),
+        "{printed}"
+    );
+    assert_eq!(rgw.uploads(&bucket).await, 0);
 }
