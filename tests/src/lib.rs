@@ -431,6 +431,41 @@ pub fn assert_same(what: &str, expected: &BTreeMap<String, Vec<u8>>, got: &BTree
     }
 }
 
+/// Seeds a listing case: `n` keys named by `key` in bucket `src`
+/// (bodies `object I`), and at `dst` the same but 1 % missing (I % 100 ==
+/// 1) and 1 % with other bytes (I % 100 == 2).
+pub async fn seed_with_difference(c: &Client, src: &str, dst: &str, n: usize, key: fn(usize) -> String) {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let (k, body) = (key(i), format!("object {i}"));
+            c.put_object()
+                .bucket(src)
+                .key(&k)
+                .body(body.clone().into_bytes().into())
+                .send()
+                .await?;
+            let at_dest = match i % 100 {
+                1 => None,
+                2 => Some("changed".to_string()),
+                _ => Some(body),
+            };
+            if let Some(b) = at_dest {
+                c.put_object()
+                    .bucket(dst)
+                    .key(&k)
+                    .body(b.into_bytes().into())
+                    .send()
+                    .await?;
+            }
+            Ok::<_, aws_sdk_s3::Error>(())
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("seed");
+}
+
 /// A raw HTTP/1.1 POST to `addr`; returns the status and the body.
 pub fn http_post(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
     let mut c = std::net::TcpStream::connect(addr).expect("connect");

@@ -14,7 +14,6 @@ use ferry_core::state::{StateStore, Status};
 use ferry_tests::fleet::{count, run_id, Fleet, S3Job};
 use ferry_tests::proxy::{Delay, Proxy};
 use ferry_tests::*;
-use futures::{StreamExt, TryStreamExt};
 
 const N: usize = 2_000;
 
@@ -26,37 +25,9 @@ fn key(i: usize) -> String {
     }
 }
 
-/// The source holds `N` keys (and one the finder's filter leaves out); the
-/// destination misses 1 % of them and holds other bytes under 1 %.
+/// The listing case's keys, and one the finder's filter leaves out.
 async fn seed(c: &Client, src: &str, dst: &str) {
-    futures::stream::iter(0..N)
-        .map(|i| async move {
-            let (k, body) = (key(i), format!("object {i}"));
-            c.put_object()
-                .bucket(src)
-                .key(&k)
-                .body(body.clone().into_bytes().into())
-                .send()
-                .await?;
-            let at_dest = match i % 100 {
-                1 => None,
-                2 => Some("changed".to_string()),
-                _ => Some(body),
-            };
-            if let Some(b) = at_dest {
-                c.put_object()
-                    .bucket(dst)
-                    .key(&k)
-                    .body(b.into_bytes().into())
-                    .send()
-                    .await?;
-            }
-            Ok::<_, aws_sdk_s3::Error>(())
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await
-        .expect("seed");
+    seed_with_difference(c, src, dst, N, key).await;
     c.put_object()
         .bucket(src)
         .key("left-out.skip")

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use aws_sdk_s3::Client;
 use ferry_tests::proxy::Proxy;
 use ferry_tests::*;
-use futures::{StreamExt, TryStreamExt};
 
 const N: usize = 3000;
 
@@ -23,41 +22,7 @@ fn key(i: usize) -> String {
 }
 
 async fn seed(c: &Client, src: &str, dst: &str) {
-    futures::stream::iter(0..N)
-        .map(|i| async move {
-            let k = key(i);
-            let body = format!("object {i}");
-            c.put_object()
-                .bucket(src)
-                .key(&k)
-                .body(body.clone().into_bytes().into())
-                .send()
-                .await?;
-            match i % 100 {
-                1 => {}
-                2 => {
-                    c.put_object()
-                        .bucket(dst)
-                        .key(&k)
-                        .body(b"changed".to_vec().into())
-                        .send()
-                        .await?;
-                }
-                _ => {
-                    c.put_object()
-                        .bucket(dst)
-                        .key(&k)
-                        .body(body.into_bytes().into())
-                        .send()
-                        .await?;
-                }
-            }
-            Ok::<_, aws_sdk_s3::Error>(())
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await
-        .expect("seed");
+    seed_with_difference(c, src, dst, N, key).await;
 }
 
 /// Every key with its size and ETag.
