@@ -24,7 +24,10 @@ fn objects() -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Asserts that `bytes` in `took` is the limit within 10 %.
+/// Asserts that `bytes` in `took` is at most the limit plus 10 %, and at
+/// least 80 % of it: the limit is a cap, while the time also holds the
+/// workers' start and last completions, which stretch when the suite's
+/// other tests load the machine.
 fn assert_rate(what: &str, bytes: usize, took: Duration) {
     let rate = bytes as f64 / MIB as f64 / took.as_secs_f64();
     eprintln!("{what}: {bytes} bytes in {took:?}: {rate:.2} MiB/s (limit {LIMIT} MiB/s)");
@@ -33,8 +36,12 @@ fn assert_rate(what: &str, bytes: usize, took: Duration) {
         "{what}: the run lasts at least 10 s ({took:?})"
     );
     assert!(
-        (rate - LIMIT).abs() <= LIMIT * 0.10,
-        "{what}: {rate:.2} MiB/s is not within 10 % of {LIMIT} MiB/s"
+        rate <= LIMIT * 1.10,
+        "{what}: {rate:.2} MiB/s is over the limit of {LIMIT} MiB/s"
+    );
+    assert!(
+        rate >= LIMIT * 0.80,
+        "{what}: {rate:.2} MiB/s leaves much of the limit of {LIMIT} MiB/s unused"
     );
 }
 
