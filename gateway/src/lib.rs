@@ -23,6 +23,10 @@
 //!    ETag as the MD5 of the parts' MD5s) and answers its ETag.
 //!    `DELETE /v1/uploads/{id}` aborts.
 //!
+//! A syncing client also lists what it may see (`GET /v1/objects`) and
+//! asks for one part's URL bound to an MD5 it learns only as it reads the
+//! part (`POST /v1/uploads/{id}/parts/{n}`; see `client_calls`).
+//!
 //! Every upload is a record in the state store (embedded or DynamoDB):
 //! bucket `DEST#gateway`, key the upload id, holding the store's upload
 //! id, the plan, the declared MD5s (as its parts) and the ETag expected,
@@ -577,7 +581,10 @@ impl Gateway {
     }
 }
 
+mod client_calls;
 mod complete;
+
+pub use client_calls::PartRequest;
 
 /// The answer for an upload that has ended, if it has.
 fn ended(rec: &ObjectRecord) -> Option<Answer> {

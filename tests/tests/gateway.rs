@@ -441,3 +441,63 @@ async fn as_a_function_the_platform_names_the_port_and_a_schedule_sweeps() {
     );
     assert_eq!(rgw.uploads(&bucket).await, 0);
 }
+
+/// A syncing client's calls: the objects it may see, in pages, and a URL
+/// for a part bound to the MD5 it has just read (none declared up front);
+/// another MD5 than a declared one is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_lists_its_objects_and_signs_parts_as_it_reads_them() {
+    let rgw = rgw();
+    let bucket = rgw.bucket("gw-client").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = issue(dir.path(), &["--id", "sync", "--prefix", "tree/"]);
+    let g = Gateway::start(&rgw, &bucket, dir.path(), &[]);
+    for i in 0..3 {
+        upload(&g, &token, &format!("tree/{i} a+b.txt"), &data(100 + i, i as u64));
+    }
+    rgw.put_one(&bucket, "up/other/hidden.txt", b"not the token's").await;
+
+    let (s, v) = g.call("GET", "/v1/objects?prefix=tree%2F", &token, None);
+    assert_eq!(s, 200, "{v}");
+    let keys: Vec<&str> = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["tree/0 a+b.txt", "tree/1 a+b.txt", "tree/2 a+b.txt"], "{v}");
+    assert_eq!(v["objects"][1]["size"], 101);
+    assert!(v["next"].is_null(), "one page: {v}");
+    let (s, v) = g.call(
+        "GET",
+        "/v1/objects?prefix=tree%2F&after=tree%2F0%20a%2Bb.txt",
+        &token,
+        None,
+    );
+    assert_eq!((s, v["objects"].as_array().unwrap().len()), (200, 2), "{v}");
+    let (s, v) = g.call("GET", "/v1/objects?prefix=other%2F", &token, None);
+    assert_eq!(s, 403, "{v}");
+
+    // Parts signed one by one, as they are read.
+    let body = data(11 * MIB, 12);
+    let req = json!({"key": "tree/big.bin", "size": body.len(), "part_size": 5 * MIB});
+    let (s, up) = g.call("POST", "/v1/uploads", &token, Some(req));
+    assert_eq!(s, 200, "{up}");
+    let id = up["id"].as_str().unwrap();
+    for (i, chunk) in body.chunks(5 * MIB).enumerate() {
+        let path = format!("/v1/uploads/{id}/parts/{}", i + 1);
+        let (s, part) = g.call("POST", &path, &token, Some(json!({"md5": md5_hex(chunk)})));
+        assert_eq!(s, 200, "{part}");
+        assert_eq!(put_part(&part, chunk), 200);
+    }
+    let (s, done) = g.call("POST", &format!("/v1/uploads/{id}/complete"), &token, None);
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(rgw.read_all(&bucket, "up/tree/big").await["up/tree/big.bin"], body);
+
+    // With the MD5s declared, another one is refused.
+    let body = data(6 * MIB, 13);
+    let (_, up) = create(&g, &token, "tree/declared.bin", &body, 5 * MIB);
+    let path = format!("/v1/uploads/{}/parts/1", up["id"].as_str().unwrap());
+    let (s, v) = g.call("POST", &path, &token, Some(json!({"md5": md5_hex(b"other")})));
+    assert_eq!(s, 409, "{v}");
+}
