@@ -8,12 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_cli::Backends;
 use ferry_core::config::{JobConfig, Settings};
-use ferry_core::db::Db;
 use ferry_core::etag;
-use ferry_core::queue::EmbeddedQueue;
-use ferry_core::state::EmbeddedStateStore;
 use ferry_core::store::{MemoryStore, ObjectStore, PutOptions};
 use ferry_finder::list_jobs::FleetLister;
 use ferry_finder::FinderOptions;
@@ -59,22 +55,8 @@ fn settings(dir: &std::path::Path, delete: bool) -> Settings {
     cfg.build().unwrap()
 }
 
-fn backends(dir: &std::path::Path, src: &Arc<MemoryStore>, dst: &Arc<MemoryStore>) -> Backends {
-    let db = Db::open(&dir.join("state.sqlite")).unwrap();
-    Backends {
-        source: src.clone(),
-        destination: dst.clone(),
-        queue: Arc::new(EmbeddedQueue::new(db.clone(), 10)),
-        state: Arc::new(EmbeddedStateStore::new(db.clone())),
-        bandwidth: Arc::new(EmbeddedStateStore::new(db)),
-    }
-}
-
-fn no_stop() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    std::mem::forget(tx);
-    rx
-}
+mod common;
+use common::no_stop;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_jobs_split_large_ranges_and_copy_exactly_the_difference() {
@@ -92,7 +74,7 @@ async fn list_jobs_split_large_ranges_and_copy_exactly_the_difference() {
     put(&src, "a.skip", b"excluded").await;
     put(&dst, "zz-only-at-destination", b"extra").await;
     let s = settings(dir.path(), true);
-    let b = backends(dir.path(), &src, &dst);
+    let b = common::backends(dir.path(), src.clone(), dst.clone());
     let lister = Arc::new(FleetLister::new(&s, &b).unwrap());
     let worker = Worker::new(&s, &b, Some(lister)).await.unwrap();
     let opts = FinderOptions {

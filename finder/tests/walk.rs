@@ -9,10 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferry_cli::Backends;
 use ferry_core::config::{JobConfig, Settings};
-use ferry_core::db::Db;
 use ferry_core::etag;
-use ferry_core::queue::EmbeddedQueue;
-use ferry_core::state::EmbeddedStateStore;
 use ferry_core::store::conformance::data;
 use ferry_core::store::failing::{FailingStore, Fault, Op};
 use ferry_core::store::{GetOptions, MemoryStore, ObjectStore, PutOptions, RetryingStore};
@@ -63,22 +60,13 @@ impl Rig {
 
     /// The backends over the memory stores, the source listing through `src`.
     fn backends(&self, src: Arc<dyn ObjectStore>) -> Backends {
-        let db = Db::open(&self.dir.path().join("state.sqlite")).unwrap();
-        Backends {
-            source: RetryingStore::wrap(src, 3),
-            destination: RetryingStore::wrap(self.dst.clone(), 3),
-            queue: Arc::new(EmbeddedQueue::new(db.clone(), 10)),
-            state: Arc::new(EmbeddedStateStore::new(db.clone())),
-            bandwidth: Arc::new(EmbeddedStateStore::new(db)),
-        }
+        let dst = RetryingStore::wrap(self.dst.clone(), 3);
+        common::backends(self.dir.path(), RetryingStore::wrap(src, 3), dst)
     }
 }
 
-fn no_stop() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    std::mem::forget(tx);
-    rx
-}
+mod common;
+use common::no_stop;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_plans_and_queues_nothing() {
