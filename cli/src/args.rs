@@ -48,7 +48,8 @@ pub struct Locations {
     /// Source: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [source] url in --config)
     #[arg(env = "FERRY_SRC_URL", value_name = "SRC")]
     pub src: Option<String>,
-    /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR (or [destination] url in --config)
+    /// Destination: s3://BUCKET/PREFIX, file:///DIR, /DIR or ./DIR, or an upload gateway:
+    /// gateway+https://HOST/PREFIX with --gateway-token-file (or [destination] url in --config)
     #[arg(env = "FERRY_DEST_URL", value_name = "DEST")]
     pub dest: Option<String>,
 }
@@ -178,6 +179,12 @@ pub struct WriteArgs {
     #[arg(long = "dest-no-fsync", env = "FERRY_DEST_NO_FSYNC")]
     #[serde(skip_serializing_if = "is_false")]
     pub no_fsync: bool,
+    /// Gateway destination (DEST = gateway+https://HOST/PREFIX): the file holding the bearer token
+    /// issued by `ferry-gateway token issue`. Uploads go through presigned URLs; this machine holds
+    /// no storage keys
+    #[arg(long = "gateway-token-file", env = "FERRY_GATEWAY_TOKEN_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_token_file: Option<PathBuf>,
 }
 
 /// Engine and runner settings (`[transfer]` in the job file).

@@ -25,6 +25,14 @@ pub enum Location {
         /// The directory.
         dir: PathBuf,
     },
+    /// An upload gateway (`ferry-gateway`) and a key prefix behind it:
+    /// `gateway+https://HOST[:PORT]/PREFIX`.
+    Gateway {
+        /// `http(s)://HOST[:PORT]`.
+        url: String,
+        /// Key prefix, relative to the gateway's own (may be empty).
+        prefix: String,
+    },
     /// A bucket and a key prefix in an S3-compatible store.
     S3 {
         /// Bucket.
@@ -39,7 +47,7 @@ pub enum Location {
 impl Location {
     /// Parses a location; the error says what a valid one looks like.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let hint = "expected s3://BUCKET/PREFIX (or oss://, cos://, obs://, ks3://, gs://), file:///DIR, /DIR or ./DIR";
+        let hint = "expected s3://BUCKET/PREFIX (or oss://, cos://, obs://, ks3://, gs://), gateway+https://HOST/PREFIX, file:///DIR, /DIR or ./DIR";
         if s.is_empty() {
             return Err(format!("an empty location; {hint}"));
         }
@@ -75,6 +83,9 @@ impl Location {
                 vendor,
             });
         }
+        if let Some(rest) = s.strip_prefix("gateway+") {
+            return parse_gateway(s, rest);
+        }
         if let Some(path) = s.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(format!("{s:?}: a file:// URL needs an absolute path (file:///DIR)"));
@@ -90,6 +101,23 @@ impl Location {
         }
         Ok(Location::Local { dir: s.into() })
     }
+}
+
+/// `gateway+http(s)://HOST[:PORT]/PREFIX` (`rest`: after `gateway+`).
+fn parse_gateway(s: &str, rest: &str) -> Result<Location, String> {
+    let Some((scheme, after)) = rest.split_once("://").filter(|(sc, _)| *sc == "https" || *sc == "http") else {
+        return Err(format!(
+            "{s:?}: a gateway is written gateway+https://HOST[:PORT]/PREFIX (or gateway+http:// on a trusted network)"
+        ));
+    };
+    let (host, prefix) = after.split_once('/').unwrap_or((after, ""));
+    if host.is_empty() || host.contains(['?', '#', '@']) {
+        return Err(format!("{s:?}: the gateway URL has no host (gateway+https://HOST[:PORT]/PREFIX)"));
+    }
+    Ok(Location::Gateway {
+        url: format!("{scheme}://{host}"),
+        prefix: prefix.into(),
+    })
 }
 
 /// Schemes a user may mistype; a path starting with one of them and a colon
@@ -119,6 +147,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Local { dir } => write!(f, "{}", dir.display()),
+            Location::Gateway { url, prefix } => write!(f, "gateway+{url}/{prefix}"),
             Location::S3 { bucket, prefix, vendor } => {
                 let scheme = VENDOR_SCHEMES
                     .iter()
@@ -176,6 +205,28 @@ mod tests {
         assert!(Location::parse("minio://bkt/k").unwrap_err().contains("s3://"));
         assert!(Location::parse("file://rel").is_err());
         assert!(Location::parse("s3://Bad Name/").is_err());
+    }
+
+    #[test]
+    fn parses_gateways() {
+        let l = Location::parse("gateway+https://up.example.com:8443/dev-1/photos/").unwrap();
+        assert_eq!(
+            l,
+            Location::Gateway {
+                url: "https://up.example.com:8443".into(),
+                prefix: "dev-1/photos/".into(),
+            }
+        );
+        assert_eq!(l.to_string(), "gateway+https://up.example.com:8443/dev-1/photos/");
+        assert_eq!(
+            Location::parse("gateway+http://127.0.0.1:9000").unwrap(),
+            Location::Gateway {
+                url: "http://127.0.0.1:9000".into(),
+                prefix: "".into(),
+            }
+        );
+        assert!(Location::parse("gateway+ftp://h/p").unwrap_err().contains("gateway+https://HOST"));
+        assert!(Location::parse("gateway+https:///p").unwrap_err().contains("no host"));
     }
 
     #[test]

@@ -6,21 +6,12 @@
 use ferry_core::etag::ETag;
 use ferry_core::plan;
 use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ended, parse_md5, whole, Answer, Gateway, GatewayError, PartUrl};
+use crate::{ended, parse_md5, sent_whole, Answer, Gateway, GatewayError, PartRequest, PartUrl};
 
 /// Objects one listing call answers at most.
 const PAGE: usize = 1000;
-
-/// `POST /v1/uploads/{id}/parts/{n}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartRequest {
-    /// The part's MD5 (hex or base64).
-    pub md5: String,
-}
 
 impl Gateway {
     /// `GET /v1/objects?prefix=P&after=A`: up to 1,000 objects under `P`
@@ -80,7 +71,7 @@ impl Gateway {
         let Some(md5) = parse_md5(&req.md5) else {
             return Answer::refuse(400, "md5: 32 hex digits or 24 base64 characters");
         };
-        let Some(up) = rec.upload.as_ref().filter(|u| !whole(u.src_size)) else {
+        let Some(up) = rec.upload.as_ref().filter(|u| !sent_whole(u)) else {
             return Answer::refuse(409, "an object sent whole has one URL: GET the upload");
         };
         let Some((_, range)) = plan::parts(up.src_size, up.part_size).find(|(n, _)| *n == number) else {

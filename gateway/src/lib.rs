@@ -12,7 +12,8 @@
 //!    valid for the URL lifetime). With the parts' MD5s declared, each
 //!    part's `Content-MD5` is signed into its URL: the store refuses other
 //!    bytes under it. An object under the multipart minimum (5 MiB) gets
-//!    one presigned PUT of the whole object.
+//!    one presigned PUT of the whole object, as does any object up to
+//!    5 GiB whose client asks for it (`"whole": true`).
 //! 2. The client PUTs the parts straight to the store, in parallel.
 //! 3. `GET /v1/uploads/{id}`: the parts the store holds (ListParts) and
 //!    fresh URLs for the rest — a client that crashed, or whose URLs
@@ -46,7 +47,7 @@ use ferry_core::etag::ETag;
 use ferry_core::plan;
 use ferry_core::state::{Claim, ObjectRecord, Outcome, RecordKey, RunCounters, StateStore, Status, UploadRecord};
 use ferry_core::store::{ObjectStore, PartInfo, Presign, PresignedUrl, PutOptions, UploadShape};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::tokens::{Token, Tokens};
@@ -104,22 +105,6 @@ impl Answer {
             body: json!({ "error": reason.into() }),
         }
     }
-}
-
-/// `POST /v1/uploads`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUpload {
-    /// Object key, relative to the gateway's prefix.
-    pub key: String,
-    /// Object size in bytes.
-    pub size: u64,
-    /// Wanted part size (at least 5 MiB; the planner may grow it).
-    #[serde(default)]
-    pub part_size: Option<u64>,
-    /// Every part's MD5 (hex or base64), in order: one for an object sent whole.
-    #[serde(default)]
-    pub md5s: Option<Vec<String>>,
 }
 
 /// One part to send: its number, size and presigned request.
@@ -184,9 +169,14 @@ fn parse_md5(s: &str) -> Option<[u8; 16]> {
     bytes.try_into().ok()
 }
 
-/// Whether an object of `size` bytes goes in one PUT.
-fn whole(size: u64) -> bool {
-    size < plan::MIN_PART
+/// Whether an upload goes in one PUT: asked for, or under the multipart minimum.
+fn whole(req: &CreateUpload) -> bool {
+    req.whole || req.size < plan::MIN_PART
+}
+
+/// Whether a recorded upload is an object sent in one PUT (no store upload id).
+fn sent_whole(up: &UploadRecord) -> bool {
+    up.upload_id.is_empty()
 }
 
 impl Gateway {
@@ -266,7 +256,10 @@ impl Gateway {
             return Err(Answer::refuse(400, "part_size: at least 5 MiB (5242880)"));
         }
         let part_size = plan::part_size(req.size, req.part_size.unwrap_or(self.cfg.part_size));
-        let n = if whole(req.size) {
+        if req.whole && req.size > plan::MAX_PART {
+            return Err(Answer::refuse(413, "whole: one PUT holds at most 5 GiB; send the object in parts"));
+        }
+        let n = if whole(req) {
             1
         } else {
             plan::parts(req.size, part_size).count()
@@ -323,7 +316,7 @@ impl Gateway {
     async fn start(&self, token: &Token, req: &CreateUpload, plan: Plan) -> Result<Answer, GatewayError> {
         let id = UploadId::make(&token.id, &req.key);
         let key = format!("{}{}", self.cfg.prefix, req.key);
-        let upload_id = match whole(req.size) {
+        let upload_id = match whole(req) {
             true => String::new(),
             false => {
                 let shape = UploadShape {
@@ -333,7 +326,7 @@ impl Gateway {
                 self.store.create_multipart(&key, &PutOptions::default(), shape).await?
             }
         };
-        let expected = plan.md5s.as_ref().map(|m| match whole(req.size) {
+        let expected = plan.md5s.as_ref().map(|m| match whole(req) {
             true => ETag::of_md5(&m[0]),
             false => ETag::of_parts(m.iter()),
         });
@@ -418,7 +411,8 @@ impl Gateway {
                 .and_then(|p| ETag(&p.etag).md5())
         };
         let mut urls = Vec::new();
-        let planned: Vec<(u32, u64)> = match whole(size) {
+        let whole = up.is_none_or(sent_whole);
+        let planned: Vec<(u32, u64)> = match whole {
             true => vec![(1, size)],
             false => plan::parts(size, part_size)
                 .map(|(n, r)| (n, r.end - r.start))
@@ -448,7 +442,7 @@ impl Gateway {
             "key": key,
             "size": size,
             "part_size": part_size,
-            "whole": whole(size),
+            "whole": whole,
             "held": held.iter().map(|p| json!({"number": p.number, "size": p.size, "etag": p.etag})).collect::<Vec<_>>(),
             "parts": urls,
             "urls_expire_at": expires,
@@ -584,7 +578,7 @@ impl Gateway {
 mod client_calls;
 mod complete;
 
-pub use client_calls::PartRequest;
+pub use ferry_core::store::gateway::wire::{CreateUpload, PartRequest};
 
 /// The answer for an upload that has ended, if it has.
 fn ended(rec: &ObjectRecord) -> Option<Answer> {

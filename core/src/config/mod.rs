@@ -100,6 +100,9 @@ pub struct SideConfig {
     /// files with lost bytes. For scratch copies. Default false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_fsync: bool,
+    /// Gateway destination only (`gateway+https://…`): the file holding the
+    /// gateway's bearer token (`fgw_…`).
+    pub gateway_token_file: Option<std::path::PathBuf>,
 }
 
 /// When objects are copied inside the store instead of through the worker

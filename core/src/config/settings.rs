@@ -15,7 +15,7 @@ use crate::filter::KeyFilter;
 use crate::location::Location;
 use crate::schedule::Schedule;
 use crate::store::vendor::Vendor;
-use crate::store::{LocalStore, ObjectStore, PutOptions, S3Credentials, S3Store, S3StoreConfig};
+use crate::store::{GatewayStore, LocalStore, ObjectStore, PutOptions, S3Credentials, S3Store, S3StoreConfig};
 
 /// One side of a job, validated: an S3-compatible bucket or a local directory.
 #[derive(Debug, Clone)]
@@ -34,13 +34,23 @@ pub enum Side {
         /// Whether written files are synced before they are renamed into place.
         fsync: bool,
     },
+    /// An upload gateway (destination only): objects go through presigned
+    /// URLs, with no storage keys here.
+    Gateway {
+        /// `http(s)://HOST[:PORT]`.
+        url: String,
+        /// Key prefix, relative to the gateway's.
+        prefix: String,
+        /// The bearer token.
+        token: super::Secret,
+    },
 }
 
 impl Side {
     /// The key prefix inside the store (empty for local directories).
     pub fn prefix(&self) -> &str {
         match self {
-            Side::S3 { prefix, .. } => prefix,
+            Side::S3 { prefix, .. } | Side::Gateway { prefix, .. } => prefix,
             Side::Local { .. } => "",
         }
     }
@@ -50,6 +60,7 @@ impl Side {
         match self {
             Side::S3 { config, .. } => config.bucket.clone(),
             Side::Local { dir, .. } => dir.display().to_string(),
+            Side::Gateway { url, .. } => format!("gateway+{url}"),
         }
     }
 
@@ -57,7 +68,7 @@ impl Side {
     pub fn local_dir(&self) -> Option<&std::path::Path> {
         match self {
             Side::Local { dir, .. } => Some(dir),
-            Side::S3 { .. } => None,
+            Side::S3 { .. } | Side::Gateway { .. } => None,
         }
     }
 
@@ -72,6 +83,7 @@ impl Side {
             Side::S3 { config, .. } => Arc::new(S3Store::new(config.clone()).await),
             Side::Local { dir, fsync: true } => Arc::new(LocalStore::new(dir.clone())),
             Side::Local { dir, fsync: false } => Arc::new(LocalStore::new(dir.clone()).without_fsync()),
+            Side::Gateway { url, token, .. } => Arc::new(GatewayStore::new(url, &token.0)),
         }
     }
 }
@@ -320,6 +332,15 @@ impl SideConfig {
                     fsync: !self.no_fsync,
                 })
             }
+            Location::Gateway { .. } if role.flag != DESTINATION.flag => Err(cfg_err(
+                role.arg,
+                format!("{url}: a gateway takes uploads only, so it can be the destination but not the source"),
+            )),
+            Location::Gateway { url: gw, prefix } => self.gateway(url, gw, prefix),
+            _ if self.gateway_token_file.is_some() => Err(cfg_err(
+                "--gateway-token-file",
+                format!("{url} is not a gateway; the token applies to a gateway+https:// destination"),
+            )),
             Location::S3 { .. } if self.no_fsync => Err(cfg_err(
                 "--dest-no-fsync",
                 format!("{url} is a bucket; the option applies to a local destination directory"),
@@ -329,6 +350,57 @@ impl SideConfig {
                 config: self.s3_config(bucket, role, self.scheme_vendor(vendor, url, role)?)?,
             }),
         }
+    }
+
+    /// A gateway destination: its token read from `--gateway-token-file`;
+    /// the settings of buckets and directories refused by name.
+    fn gateway(&self, written: &str, url: String, prefix: String) -> Result<Side, ConfigError> {
+        let given = [
+            ("--dest-endpoint", self.endpoint.is_some()),
+            ("--dest-vendor", self.vendor.is_some()),
+            ("--dest-region", self.region.is_some()),
+            ("--dest-profile", self.profile.is_some()),
+            ("--dest-path-style", self.path_style.is_some()),
+            ("--dest-anonymous", self.anonymous),
+            ("--dest-requester-pays", self.requester_pays),
+            ("--dest-sign-payload", self.sign_payload),
+            ("--dest-crc64nvme", self.crc64nvme.is_some()),
+            ("--dest-secret", self.secret.is_some()),
+            ("FERRY_DEST_ACCESS_KEY_ID", self.access_key_id.is_some()),
+            ("FERRY_DEST_SECRET_ACCESS_KEY", self.secret_access_key.is_some()),
+            ("--dest-storage-class", self.storage_class.is_some()),
+            ("--dest-acl", self.acl.is_some()),
+            ("--dest-sse", self.sse.is_some()),
+            ("--dest-sse-kms-key-id", self.sse_kms_key_id.is_some()),
+            ("--tags", self.tags.as_deref().is_some_and(|t| t != "none")),
+            ("--dest-no-fsync", self.no_fsync),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(cfg_err(
+                *flag,
+                format!("{written} is a gateway: it holds the store's keys and settings, so drop {flag}"),
+            ));
+        }
+        let file = self.gateway_token_file.as_ref().ok_or_else(|| {
+            cfg_err(
+                "--gateway-token-file",
+                format!("{written} is a gateway: give the file holding its token (fgw_…), issued by `ferry-gateway token issue`"),
+            )
+        })?;
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| cfg_err("--gateway-token-file", format!("{}: {e}", file.display())))?;
+        let token = token.trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err(cfg_err(
+                "--gateway-token-file",
+                format!("{}: expected one token (fgw_…) on one line", file.display()),
+            ));
+        }
+        Ok(Side::Gateway {
+            url,
+            prefix,
+            token: super::Secret(token.to_string()),
+        })
     }
 
     /// The preset: the flag's, else the one the URL's scheme selects (the
@@ -518,7 +590,16 @@ impl JobConfig {
                 "a replayed history carries the source's deletes as delete markers: drop --delete with --versions all",
             ));
         }
-        if versions.replays() && (source.is_local() || destination.is_local()) {
+        if let Side::Gateway { .. } = &destination {
+            if self.delete {
+                return Err(cfg_err(
+                    "--delete",
+                    "a gateway deletes nothing: it takes uploads only; drop --delete",
+                ));
+            }
+        }
+        let gateway = matches!(destination, Side::Gateway { .. });
+        if versions.replays() && (source.is_local() || destination.is_local() || gateway) {
             return Err(cfg_err(
                 "--versions",
                 "a history is replayed between versioned buckets: both sides must be buckets",

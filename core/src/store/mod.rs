@@ -7,6 +7,7 @@
 //! [`S3Store`], [`LocalStore`] and [`MemoryStore`].
 
 mod error;
+pub mod gateway;
 #[cfg(any(test, feature = "testing"))]
 pub mod failing;
 mod local;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::checksum::Checksums;
 pub use error::StoreError;
+pub use gateway::GatewayStore;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use retrying::{RetryingStore, LIST_TRIES};
