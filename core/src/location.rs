@@ -112,7 +112,9 @@ fn parse_gateway(s: &str, rest: &str) -> Result<Location, String> {
     };
     let (host, prefix) = after.split_once('/').unwrap_or((after, ""));
     if host.is_empty() || host.contains(['?', '#', '@']) {
-        return Err(format!("{s:?}: the gateway URL has no host (gateway+https://HOST[:PORT]/PREFIX)"));
+        return Err(format!(
+            "{s:?}: the gateway URL has no host (gateway+https://HOST[:PORT]/PREFIX)"
+        ));
     }
     Ok(Location::Gateway {
         url: format!("{scheme}://{host}"),
@@ -225,7 +227,9 @@ mod tests {
                 prefix: "".into(),
             }
         );
-        assert!(Location::parse("gateway+ftp://h/p").unwrap_err().contains("gateway+https://HOST"));
+        assert!(Location::parse("gateway+ftp://h/p")
+            .unwrap_err()
+            .contains("gateway+https://HOST"));
         assert!(Location::parse("gateway+https:///p").unwrap_err().contains("no host"));
     }
 

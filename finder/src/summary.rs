@@ -178,7 +178,12 @@ pub(crate) fn print_summary(job: &Settings, opts: &FinderOptions, r: &Report, el
         out!("  FAILED {k}: {e}");
     }
     if c.enqueued == 0 && c.failed == 0 && (job.list_jobs.is_none() || opts.workers > 0) {
-        out!("Nothing to transfer: the destination is up to date.");
+        match r.leased {
+            0 => out!("Nothing to transfer: the destination is up to date."),
+            n => out!(
+                "Nothing new to queue: {n} object(s) are held by jobs of an earlier run (a killed run's are resumed by the next workers and counted under that run; `status` shows it)."
+            ),
+        }
     }
     if r.interrupted {
         out!(

@@ -257,7 +257,10 @@ impl Gateway {
         }
         let part_size = plan::part_size(req.size, req.part_size.unwrap_or(self.cfg.part_size));
         if req.whole && req.size > plan::MAX_PART {
-            return Err(Answer::refuse(413, "whole: one PUT holds at most 5 GiB; send the object in parts"));
+            return Err(Answer::refuse(
+                413,
+                "whole: one PUT holds at most 5 GiB; send the object in parts",
+            ));
         }
         let n = if whole(req) {
             1

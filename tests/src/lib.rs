@@ -6,6 +6,7 @@
 //! answering; nothing is skipped.
 
 pub mod fleet;
+pub mod gateway;
 pub mod proxy;
 
 use std::collections::BTreeMap;

@@ -7,9 +7,9 @@
 //! [`S3Store`], [`LocalStore`] and [`MemoryStore`].
 
 mod error;
-pub mod gateway;
 #[cfg(any(test, feature = "testing"))]
 pub mod failing;
+pub mod gateway;
 mod local;
 mod memory;
 mod retrying;

@@ -198,7 +198,12 @@ impl GatewayStore {
     /// `BadDigest` when the store says the body is not the one signed for.
     async fn send(&self, key: &str, operation: &'static str, url: &PresignedUrl, body: Bytes) -> Result<PutAnswer> {
         let method = Method::from_bytes(url.method.as_bytes()).unwrap_or(Method::PUT);
-        let mut req = self.http.request(method, &url.url).body(body);
+        // An empty body still says its length: stores refuse a PUT without one.
+        let mut req = self
+            .http
+            .request(method, &url.url)
+            .header("content-length", body.len())
+            .body(body);
         for (k, v) in &url.headers {
             req = req.header(k, v);
         }
@@ -269,7 +274,9 @@ impl GatewayStore {
 
     /// A whole upload's URL, asked again.
     async fn whole_url(&self, key: &str, id: &str) -> Result<PresignedUrl> {
-        let up: Upload = self.upload_call("PutObject (URL)", Method::GET, (key, id), "", None).await?;
+        let up: Upload = self
+            .upload_call("PutObject (URL)", Method::GET, (key, id), "", None)
+            .await?;
         up.parts.into_iter().next().ok_or_else(|| StoreError::Backend {
             store: self.describe(),
             operation: "PutObject (URL)",
@@ -438,7 +445,9 @@ impl ObjectStore for GatewayStore {
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes, md5: [u8; 16]) -> Result<String> {
         let url = self.part_url(key, upload_id, number, &md5).await?;
         let etag = self
-            .send_renewing(key, "UploadPart", url, body, || self.part_url(key, upload_id, number, &md5))
+            .send_renewing(key, "UploadPart", url, body, || {
+                self.part_url(key, upload_id, number, &md5)
+            })
             .await?;
         Ok(etag.unwrap_or_else(|| crate::etag::ETag::of_md5(&md5)))
     }
