@@ -80,7 +80,7 @@ pub struct Gateway {
     store: Arc<dyn ObjectStore>,
     signer: Arc<dyn Presign>,
     state: Arc<dyn StateStore>,
-    tokens: Tokens,
+    tokens: std::sync::RwLock<Arc<Tokens>>,
     cfg: GatewayConfig,
 }
 
@@ -192,17 +192,27 @@ impl Gateway {
             store,
             signer,
             state,
-            tokens,
+            tokens: std::sync::RwLock::new(Arc::new(tokens)),
             cfg,
         }
     }
 
     /// The token of an `Authorization` header, or the refusal.
-    fn authorize(&self, authorization: Option<&str>) -> Result<&Token, Answer> {
+    /// Replaces the tokens accepted (a reload); calls under way keep the old ones.
+    pub fn set_tokens(&self, tokens: Tokens) {
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tokens);
+    }
+
+    /// The tokens accepted now.
+    pub fn tokens(&self) -> Arc<Tokens> {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn authorize(&self, authorization: Option<&str>) -> Result<Token, Answer> {
         let Some(presented) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
             return Err(Answer::refuse(401, "send Authorization: Bearer TOKEN"));
         };
-        let Some(t) = self.tokens.find(presented.trim()) else {
+        let Some(t) = self.tokens().find(presented.trim()).cloned() else {
             return Err(Answer::refuse(401, "the token is not one this gateway issued"));
         };
         if t.expires_at.is_some_and(|e| e <= ferry_core::now_millis()) {
@@ -224,11 +234,11 @@ impl Gateway {
             Ok(t) => t,
             Err(a) => return a,
         };
-        let plan = match self.check(token, &req).await {
+        let plan = match self.check(&token, &req).await {
             Ok(p) => p,
             Err(a) => return a,
         };
-        match self.start(token, &req, plan).await {
+        match self.start(&token, &req, plan).await {
             Ok(a) => a,
             Err(e) => e.into(),
         }

@@ -43,7 +43,7 @@ enum Command {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct ServeArgs {
     /// Where uploads go: s3://BUCKET/PREFIX (keys are relative to PREFIX)
     #[arg(env = "FERRY_GATEWAY_DEST", value_name = "DEST")]
@@ -72,6 +72,15 @@ struct ServeArgs {
         conflicts_with = "tokens"
     )]
     tokens_secret: Option<String>,
+    /// How often the tokens (file or secret) are read again while serving, so tokens issued or removed
+    /// take effect without a restart; 0 never
+    #[arg(
+        long,
+        env = "FERRY_GATEWAY_TOKENS_RELOAD",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    tokens_reload: humantime::Duration,
     /// How long a presigned URL is valid
     #[arg(long, env = "FERRY_GATEWAY_URL_TTL", default_value = "15m", value_name = "DURATION")]
     url_ttl: humantime::Duration,
@@ -175,21 +184,12 @@ async fn open(args: &ServeArgs) -> anyhow::Result<Arc<Gateway>> {
             args.dest
         );
     };
-    let (tokens, from) = match (&args.tokens, &args.tokens_secret) {
-        (_, Some(name)) => {
-            let text = ferry_core::secrets::secret_string(name)
-                .await
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("--tokens-secret {name}"))?;
-            let tokens = Tokens::parse(&text)
-                .map_err(|e| anyhow::anyhow!("--tokens-secret {name}: not a ferry tokens file: {e}"))?;
-            (tokens, format!("--tokens-secret {name}"))
-        }
-        (Some(path), None) => (Tokens::load(path)?, format!("--tokens {}", path.display())),
-        (None, None) => bail!("give --tokens FILE or --tokens-secret NAME"),
-    };
+    let (tokens, from) = read_tokens(args).await?;
     if tokens.tokens.is_empty() {
-        bail!("{from}: holds no token; add one with `ferry-gateway token issue`");
+        tracing::warn!(
+            tokens = %from,
+            "No token yet: every call is refused until one is added with `ferry-gateway token issue` (read again every --tokens-reload)."
+        );
     }
     let store = Backends::store(&settings.destination, &settings.transfer).await;
     let signer = Arc::new(ferry_core::store::S3Store::new(config.clone()).await);
@@ -207,6 +207,49 @@ async fn open(args: &ServeArgs) -> anyhow::Result<Arc<Gateway>> {
         part_size: settings.transfer.part_size.as_u64(),
     };
     Ok(Arc::new(Gateway::new(store, signer, state, tokens, cfg)))
+}
+
+/// The tokens of `--tokens` or `--tokens-secret`, and where they came from.
+async fn read_tokens(args: &ServeArgs) -> anyhow::Result<(Tokens, String)> {
+    match (&args.tokens, &args.tokens_secret) {
+        (_, Some(name)) => {
+            let text = ferry_core::secrets::secret_string(name)
+                .await
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--tokens-secret {name}"))?;
+            let tokens = Tokens::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--tokens-secret {name}: not a ferry tokens file: {e}"))?;
+            Ok((tokens, format!("--tokens-secret {name}")))
+        }
+        (Some(path), None) => Ok((Tokens::load(path)?, format!("--tokens {}", path.display()))),
+        (None, None) => bail!("give --tokens FILE or --tokens-secret NAME"),
+    }
+}
+
+/// Reads the tokens again every `every` until `stop`; a source that cannot
+/// be read or parsed keeps the tokens in use (and says why).
+async fn reload_tokens(
+    args: Arc<ServeArgs>,
+    gateway: Arc<Gateway>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        match read_tokens(&args).await {
+            Ok((tokens, _)) if *gateway.tokens() == tokens => {}
+            Ok((tokens, from)) => {
+                tracing::info!(tokens = %from, count = tokens.tokens.len(), "Tokens reloaded.");
+                gateway.set_tokens(tokens);
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "Reading the tokens again failed; the ones in use are kept.")
+            }
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
@@ -234,6 +277,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     };
     if !every.is_zero() {
         tokio::spawn(server::sweep_every(gateway.clone(), every, stop_rx.clone()));
+    }
+    let reload = Duration::from(args.tokens_reload);
+    if !reload.is_zero() {
+        let args = Arc::new(args.clone());
+        tokio::spawn(reload_tokens(args, gateway.clone(), reload, stop_rx.clone()));
     }
     server::serve(listener, gateway, stop_rx).await?;
     Ok(0)

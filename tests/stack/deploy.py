@@ -53,16 +53,17 @@ MOTO_ACTIONS = {
 def for_moto(doc):
     """The policy as moto 5.1 must see it to grant what AWS grants (see
     docs/COMPATIBILITY.md): the batch calls' own action names are added
-    beside the actions AWS authorises them with, and DynamoDB statements get
-    Resource "*" because moto checks DynamoDB calls against "*" (it names no
-    table), which a statement scoped to the table never matches. Every other
-    scope (S3 bucket and prefix, the SQS queues) is kept exactly."""
+    beside the actions AWS authorises them with, and DynamoDB and Secrets
+    Manager statements get Resource "*" because moto checks those calls
+    against "*" (it names no table or secret), which a statement scoped to
+    one never matches. Every other scope (S3 bucket and prefix, the SQS
+    queues) is kept exactly."""
     for st in doc.get("Statement", []):
         actions = st.get("Action", [])
         actions = [actions] if isinstance(actions, str) else list(actions)
         actions += [alias for a in actions for alias in MOTO_ACTIONS.get(a, [])]
         st["Action"] = actions
-        if actions and all(a.startswith("dynamodb:") for a in actions):
+        if actions and all(a.startswith(("dynamodb:", "secretsmanager:")) for a in actions):
             st["Resource"] = "*"
     return doc
 

@@ -55,11 +55,19 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 }
 
 fn help(binary: &str) -> String {
+    help_of(binary, &[])
+}
+
+/// The `--help` of `binary`'s subcommand `sub` (none: the binary's own).
+fn help_of(binary: &str, sub: &[String]) -> String {
     let out = std::process::Command::new(bin(binary))
+        .args(sub)
         .arg("--help")
         .output()
         .unwrap_or_else(|e| panic!("{binary} --help: {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // One space for every run of blanks: clap wraps "[env: NAME=]" anywhere.
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Whether a binary (its `--help` is `help`) reads the variable `var`: a job
@@ -100,11 +108,12 @@ fn every_container_setting_is_one_the_binaries_read() {
                     .collect();
                 let binary = &cmd[0];
                 assert!(
-                    ["ferry-finder", "ferry-worker", "ferry-events-bridge"].contains(&binary.as_str()),
+                    ["ferry-finder", "ferry-worker", "ferry-events-bridge", "ferry-gateway"].contains(&binary.as_str()),
                     "{}: {name} runs {binary}",
                     path.display()
                 );
-                let text = help(binary);
+                let sub: Vec<String> = cmd[1..].iter().take_while(|a| !a.starts_with('-')).cloned().collect();
+                let text = help_of(binary, &sub);
                 for flag in cmd.iter().filter(|a| a.starts_with("--")) {
                     assert!(
                         text.contains(flag.as_str()),
@@ -212,10 +221,16 @@ const IMPLIED: &[&str] = &["s3:PutObjectAcl", "kms:GenerateDataKey", "kms:Decryp
 /// The SDK operations the product's sources call.
 fn operations_used() -> BTreeSet<&'static str> {
     let mut used = BTreeSet::new();
-    let mut stack: Vec<PathBuf> = ["core/src", "worker/src", "finder/src", "events-bridge/src"]
-        .iter()
-        .map(|d| root().join(d))
-        .collect();
+    let mut stack: Vec<PathBuf> = [
+        "core/src",
+        "worker/src",
+        "finder/src",
+        "events-bridge/src",
+        "gateway/src",
+    ]
+    .iter()
+    .map(|d| root().join(d))
+    .collect();
     while let Some(p) = stack.pop() {
         if p.is_dir() {
             stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_tests::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Deploys `template` as `stack` with `params` (admin keys); returns what
 /// `tests/stack/deploy.py` prints.
@@ -185,6 +185,19 @@ async fn prove(template: &str, params: Value, launches: fn(&Value) -> (Launch, L
     params["SourceBucket"] = src.clone().into();
     params["DestBucket"] = dst.clone().into();
     params["AlarmEmail"] = "ops@example.com".into();
+    if params.get("Gateway").is_some() {
+        // The operator's tokens secret, empty until a token is issued.
+        let name = unique("gateway-tokens");
+        admin_secrets(&iam)
+            .await
+            .create_secret()
+            .name(&name)
+            .secret_string(r#"{"tokens": []}"#)
+            .send()
+            .await
+            .unwrap();
+        params["GatewayTokensSecretName"] = name.into();
+    }
     let stack = deploy(template, &unique("ferry"), params);
     let roles = &stack["roles"];
     let (finder, worker) = launches(&stack);
@@ -320,6 +333,9 @@ async fn prove(template: &str, params: Value, launches: fn(&Value) -> (Launch, L
     );
     assert_eq!(wait_for(&iam, &dst, "events/new.txt").await, body);
     stop(bridge);
+    if stack["tasks"].get("GatewayTask").is_some() {
+        prove_gateway(&stack, &iam, &dst, work.path()).await;
+    }
     stop(worker_process);
     let logged = std::fs::read_to_string(&worker_log).unwrap_or_default();
     assert!(
@@ -328,9 +344,152 @@ async fn prove(template: &str, params: Value, launches: fn(&Value) -> (Launch, L
     );
 }
 
+/// Secrets Manager on `iam` with the admin's keys.
+async fn admin_secrets(iam: &Server) -> aws_sdk_secretsmanager::Client {
+    let admin = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&iam.endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            &iam.access_key,
+            &iam.secret_key,
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::new(&admin)
+}
+
+/// The upload gateway as the stack runs it: the gateway task's command and
+/// environment under GatewayRole, its tokens put into the stack's secret
+/// after it started (read again while it serves: the reload period is the
+/// one setting shortened here), and a client's calls made against it:
+/// every store, ledger and secret request the gateway makes itself runs
+/// under the role. (The presigned PUTs are not: moto authorises none while
+/// it enforces IAM; they need the role's s3:PutObject, which its
+/// CreateMultipartUpload proves.)
+async fn prove_gateway(stack: &Value, iam: &Server, dst: &str, work: &std::path::Path) {
+    let t = &stack["tasks"]["GatewayTask"];
+    let mut args: Vec<String> = t["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let addr = free_addr();
+    let at = args.iter().position(|a| a == "--listen").expect("the task listens") + 1;
+    args[at] = addr.clone();
+    let env: BTreeMap<String, String> = t["environment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let mut gateway = as_role(&args[0], &args[1..], &env, &stack["roles"]["GatewayRole"]);
+    gateway
+        .env("FERRY_GATEWAY_TOKENS_RELOAD", "500ms")
+        .env("RUST_LOG", "info");
+    let log = work.join("gateway.log");
+    let gateway = spawn_logged(gateway, &log);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the gateway did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // An operator issues a token and puts the tokens file into the secret.
+    let tokens = work.join("tokens.json");
+    let mut issue = Command::new(bin("ferry-gateway"));
+    issue
+        .args(["token", "issue", "--id", "site-1", "--prefix", "site-1-", "--tokens"])
+        .arg(&tokens);
+    isolate(&mut issue);
+    let out = run(issue);
+    assert!(out.status.success(), "{}", output_text(&out));
+    admin_secrets(iam)
+        .await
+        .put_secret_value()
+        .secret_id(&env["FERRY_GATEWAY_TOKENS_SECRET"])
+        .secret_string(std::fs::read_to_string(&tokens).unwrap())
+        .send()
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let call = |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
+        let mut headers = vec![("Authorization".to_string(), format!("Bearer {token}"))];
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        if !body.is_empty() {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        let (status, answer) = http_request(method, &format!("http://{addr}{path}"), &headers, body.as_bytes());
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        let v = serde_json::from_slice(&answer).unwrap_or_else(|_| panic!("not JSON: {answer:?}\n{logged}"));
+        (status, v)
+    };
+    let prefix = env["FERRY_GATEWAY_DEST"]
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('/'))
+        .map(|(_, p)| p.to_string())
+        .unwrap();
+
+    // Listing (s3:ListBucket), an upload in parts created (PutObject and
+    // the ledger), its parts listed, and aborted.
+    let (s, v) = call("GET", "/v1/objects?prefix=site-1-", None);
+    assert_eq!(s, 200, "{v}");
+    let big = json!({"key": "site-1-big.bin", "size": 11 * 1024 * 1024 + 1, "part_size": 5 * 1024 * 1024});
+    let (s, up) = call("POST", "/v1/uploads", Some(big));
+    assert_eq!((s, up["parts"].as_array().map(Vec::len)), (200, Some(3)), "{up}");
+    let id = up["id"].as_str().unwrap().to_string();
+    let (s, v) = call("GET", &format!("/v1/uploads/{id}"), None);
+    assert_eq!((s, v["held"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+    assert_eq!(iam.uploads(dst).await, 1);
+    let (s, v) = call("DELETE", &format!("/v1/uploads/{id}"), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(iam.uploads(dst).await, 0);
+
+    // An object sent whole, completed and verified (the HEAD: s3:GetObject).
+    // moto authorises no presigned request when it enforces IAM, so the
+    // admin stands in for the client's PUT; the gateway checks what arrived.
+    let body = data(3000, 41);
+    let md5 = hex::encode(ferry_core::etag::md5(&body));
+    let small = json!({"key": "site-1-a.txt", "size": body.len(), "md5s": [md5]});
+    let (s, up) = call("POST", "/v1/uploads", Some(small));
+    assert_eq!((s, &up["whole"]), (200, &json!(true)), "{up}");
+    iam.put_one(dst, &format!("{prefix}site-1-a.txt"), &body).await;
+    let (s, done) = call(
+        "POST",
+        &format!("/v1/uploads/{}/complete", up["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!((s, &done["complete"]), (200, &json!(true)), "{done}");
+    let (s, v) = call("POST", "/v1/uploads", Some(json!({"key": "other.txt", "size": 1})));
+    assert_eq!(s, 403, "outside the token's prefix: {v}");
+    stop(gateway);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged.contains("Tokens reloaded"), "{logged}");
+    assert!(
+        !logged.contains("AccessDenied") && !logged.contains("not authorized"),
+        "the gateway needed a permission its role lacks:\n{logged}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ecs_stack_runs_under_its_own_roles() {
-    prove("infra/ferry.yaml", serde_json::json!({"ImageUri": "ferry:test"}), ecs).await;
+    prove(
+        "infra/ferry.yaml",
+        // No '/' in the gateway's keys: moto (5.1, enforcing IAM) refuses
+        // the signature of a listing whose prefix holds one.
+        serde_json::json!({"ImageUri": "ferry:test", "Gateway": "true", "GatewayPrefix": "gw-"}),
+        ecs,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
