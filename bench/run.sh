@@ -38,14 +38,14 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ "$SMOKE" = 1 ]; then
   PROFILE_DIR=debug
-  cargo build -p ferry-finder -p ferry-bench --bins >&2
+  cargo build -p ferry-finder -p ferry-gateway -p ferry-bench --bins >&2
   WORK=${FERRY_BENCH_WORK:-/tmp/ferry-bench-smoke}
   OUT=${FERRY_BENCH_OUT:-$WORK/RESULTS.md}
   SUITE=(--smoke --runs 1 --warmup 0 --scale-keys 3000 --scale-s3-keys 300)
   CHECKSUMS=(--files 200 --mib 32)
 else
   PROFILE_DIR=release
-  cargo build --release -p ferry-finder -p ferry-bench --bins >&2
+  cargo build --release -p ferry-finder -p ferry-gateway -p ferry-bench --bins >&2
   WORK=${FERRY_BENCH_WORK:-/tmp/ferry-bench}
   OUT=${FERRY_BENCH_OUT:-$ROOT/bench/RESULTS.md}
   SUITE=()

@@ -148,12 +148,13 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "local-s3,s3-s3,s3-local")]
         dirs: Vec<String>,
         /// Tools: ceiling, ferry (bucket to bucket: streamed, --server-side never), ferry-server-side
-        /// (bucket to bucket only: copied inside the store), ferry-nofsync (--dest-no-fsync), dd (the disk
+        /// (bucket to bucket only: copied inside the store), ferry-nofsync (--dest-no-fsync), ferry-gateway
+        /// (local to bucket only: through ferry-gateway's presigned URLs), dd (the disk
         /// alone), rclone, s3sync, aws-cli. ferry-nofsync and dd run only towards local folders
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "ceiling,ferry,ferry-server-side,ferry-nofsync,dd,rclone,s3sync,aws-cli"
+            default_value = "ceiling,ferry,ferry-server-side,ferry-nofsync,ferry-gateway,dd,rclone,s3sync,aws-cli"
         )]
         tools: Vec<String>,
         /// Settings: default, matched

@@ -50,11 +50,12 @@ pub struct Row {
     pub error: Option<String>,
 }
 
-const TOOL_ORDER: [&str; 10] = [
+const TOOL_ORDER: [&str; 11] = [
     "ceiling",
     "ferry",
     "ferry-server-side",
     "ferry-nofsync",
+    "ferry-gateway",
     "ferry diff",
     "dd",
     "rclone",

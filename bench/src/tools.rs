@@ -134,11 +134,12 @@ impl Cmd {
 }
 
 /// The tools the harness knows.
-pub const TOOLS: [&str; 8] = [
+pub const TOOLS: [&str; 9] = [
     "ceiling",
     "ferry",
     "ferry-server-side",
     "ferry-nofsync",
+    "ferry-gateway",
     "dd",
     "rclone",
     "s3sync",
@@ -151,9 +152,52 @@ pub fn runs_in(tool: &str, dir: Direction, setting: &str) -> bool {
     match tool {
         "ferry-nofsync" | "dd" => !dir.dst_is_s3() && setting == "default",
         "ferry-server-side" => dir == Direction::S3ToS3,
+        "ferry-gateway" => dir == Direction::LocalToS3,
         "ceiling" => setting == "default",
         _ => true,
     }
+}
+
+/// The port the gateway of the `ferry-gateway` tool listens on.
+const GATEWAY_PORT: u16 = 18471;
+
+/// A local folder uploaded through `ferry-gateway` by a keyless
+/// `ferry-finder` (`gateway+http://`), the same settings as `ferry`'s
+/// upload: the gateway (store keys in its environment only) is started,
+/// given a token, and stopped by the one measured command, so its start
+/// (a fraction of a second) counts in the time.
+fn gateway_upload(matched: bool, set: &str, l: &Layout, run: usize) -> Cmd {
+    let ep = &l.endpoint;
+    let bin = |b: &str| l.bins.join(b).display().to_string();
+    let work = l.scratch.join(format!("state/gateway-{run}"));
+    let w = work.display();
+    let tuning = match matched {
+        true => "--workers 16 --concurrency 8 --part-size 8MiB --multipart-threshold 8MiB",
+        false => "",
+    };
+    let script = format!(
+        "set -e; mkdir -p '{w}'; \
+         '{gw}' token issue --tokens '{w}/tokens.json' --id bench > '{w}/token'; \
+         FERRY_DEST_ACCESS_KEY_ID=\"$BENCH_GW_ACCESS_KEY_ID\" FERRY_DEST_SECRET_ACCESS_KEY=\"$BENCH_GW_SECRET\" \
+           '{gw}' serve 's3://{bucket}/' --tokens '{w}/tokens.json' --state '{w}/gateway.db' \
+           --dest-endpoint '{ep}' --dest-path-style --listen 127.0.0.1:{port} 2> '{w}/gateway.log' & gw=$!; \
+         trap 'kill $gw' EXIT; \
+         for i in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.05; done; \
+         env -u BENCH_GW_ACCESS_KEY_ID -u BENCH_GW_SECRET -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY '{finder}' '{src}' 'gateway+http://127.0.0.1:{port}/{set}/' \
+           --gateway-token-file '{w}/token' --state '{w}/client.db' {tuning}",
+        gw = bin("ferry-gateway"),
+        finder = bin("ferry-finder"),
+        bucket = l.dst_bucket,
+        ep = ep.url,
+        port = GATEWAY_PORT,
+        src = dir_arg(&l.data.join(set)),
+    );
+    let mut c = Cmd::new("bash")
+        .args(["-c".to_string(), script])
+        .env("BENCH_GW_ACCESS_KEY_ID", &ep.access_key)
+        .env("BENCH_GW_SECRET", &ep.secret_key);
+    c.note = Some("through ferry-gateway: presigned URLs, no store keys in the uploading process");
+    c
 }
 
 /// The disk's own speed for a set's bytes: `dd` writing as many bytes to one
@@ -221,6 +265,7 @@ pub fn command(tool: &str, setting: &str, dir: Direction, set: &str, l: &Layout,
             .env("AWS_ACCESS_KEY_ID", &ep.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &ep.secret_key),
         "ferry-nofsync" => command("ferry", setting, dir, set, l, run).arg("--dest-no-fsync"),
+        "ferry-gateway" => gateway_upload(matched, set, l, run),
         "ferry-server-side" => {
             let mut c = command("ferry", setting, dir, set, l, run);
             c.args.retain(|a| a != "--server-side" && a != "never");

@@ -28,6 +28,8 @@
 
 pub mod wire;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,6 +53,10 @@ pub struct GatewayStore {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// The store answered a PUT as a bucket that encrypts with KMS or a
+    /// customer key: its ETags are not MD5s (learnt from answers, never
+    /// assumed).
+    opaque_etags: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for GatewayStore {
@@ -117,6 +123,7 @@ impl GatewayStore {
             base: base.trim_end_matches('/').to_string(),
             token: token.trim().to_string(),
             http,
+            opaque_etags: Arc::default(),
         }
     }
 
@@ -208,6 +215,7 @@ impl GatewayStore {
             req = req.header(k, v);
         }
         let resp = req.send().await.map_err(|e| self.unreachable(operation, e))?;
+        self.note_encryption(resp.headers());
         let status = resp.status();
         let etag = resp
             .headers()
@@ -225,6 +233,19 @@ impl GatewayStore {
                 })
             }
             s => Err(self.backend(operation, s, format!("the store answered: {}", store_code(&text)))),
+        }
+    }
+
+    /// Notes a store answer's encryption: KMS or a customer key makes ETags opaque.
+    fn note_encryption(&self, headers: &reqwest::header::HeaderMap) {
+        let sse = headers
+            .get("x-amz-server-side-encryption")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let opaque =
+            sse.starts_with("aws:kms") || headers.contains_key("x-amz-server-side-encryption-customer-algorithm");
+        if opaque && !self.opaque_etags.swap(true, Ordering::Relaxed) {
+            tracing::info!(store = %self.describe(), "The gateway's bucket encrypts with KMS or a customer key: its ETags are not MD5s, so uploads are verified by Content-MD5 acknowledgements and sizes.");
         }
     }
 
@@ -334,12 +355,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn to_meta(o: Listed) -> ObjectMeta {
+fn to_meta(o: Listed, encrypted: bool) -> ObjectMeta {
     ObjectMeta {
         key: o.key,
         size: o.size,
         etag: o.etag,
         last_modified: o.last_modified,
+        encrypted,
         ..Default::default()
     }
 }
@@ -352,10 +374,11 @@ impl ObjectStore for GatewayStore {
 
     fn capabilities(&self) -> Capabilities {
         // Parts and whole objects are sent with their Content-MD5 signed
-        // into the URL, and the gateway reads back the MD5-of-MD5s ETag.
+        // into the URL, and the gateway reads back the MD5-of-MD5s ETag
+        // (unless the bucket's encryption makes ETags opaque).
         Capabilities {
             hashes_bodies: false,
-            etags_are_md5: true,
+            etags_are_md5: !self.opaque_etags.load(Ordering::Relaxed),
         }
     }
 
@@ -367,7 +390,8 @@ impl ObjectStore for GatewayStore {
             }
             let page = this.page(&prefix, after.as_deref()).await?;
             let done = page.next.is_none();
-            let objects = page.objects.into_iter().map(|o| Ok(to_meta(o)));
+            let opaque = this.opaque_etags.load(Ordering::Relaxed);
+            let objects = page.objects.into_iter().map(move |o| Ok(to_meta(o, opaque)));
             Ok(Some((futures::stream::iter(objects), (this, prefix, page.next, done))))
         })
         .try_flatten()
@@ -377,7 +401,13 @@ impl ObjectStore for GatewayStore {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         // `key` sorts first among the keys it prefixes.
         let page = self.page(key, None).await?;
-        Ok(page.objects.into_iter().next().filter(|o| o.key == key).map(to_meta))
+        let opaque = self.opaque_etags.load(Ordering::Relaxed);
+        Ok(page
+            .objects
+            .into_iter()
+            .next()
+            .filter(|o| o.key == key)
+            .map(|o| to_meta(o, opaque)))
     }
 
     async fn get(&self, key: &str, _opts: &GetOptions) -> Result<GetResult> {
