@@ -1,13 +1,13 @@
 //! ferry as a gateway's client, end to end: `ferry-finder ./dir
 //! gateway+http://HOST/PREFIX --gateway-token-file F` run as a process
-//! holding no storage keys (no AWS or FERRY settings, an empty home),
-//! `ferry-gateway` in front of a radosgw bucket, the bytes read back by the
-//! raw S3 client. A tree with small, empty, exactly-5-MiB and multi-part
-//! files arrives and a second run finds it identical; a run killed with
-//! SIGKILL mid-upload resumes from the gateway's part list and sends only
-//! the parts the store does not hold (counted at a proxy in front of the
-//! store); a URL that expires on its way is renewed by the client; a bucket
-//! that encrypts with KMS (opaque ETags) is uploaded to and verified.
+//! holding no storage keys (no AWS or FERRY settings, an empty home), `ferry-
+//! gateway` in front of a radosgw bucket, the bytes read back by the raw S3
+//! client. A tree with small, empty, exactly-5-MiB, multi-part and oddly
+//! named files arrives and a second run finds it identical; a run killed with
+//! SIGKILL mid-upload resumes from the gateway's part list and sends only the
+//! parts the store does not hold (counted at a proxy in front of the store);
+//! a URL that expires on its way is renewed by the client; a bucket that
+//! encrypts with KMS (opaque ETags) is uploaded to and verified.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +52,21 @@ fn client_of(g: &Gateway, prefix: &str, dir: &Path, src: &Path, token: &str, ext
     c
 }
 
+/// Runs the client to the end of its run, which must succeed; answers its output.
+fn synced(g: &Gateway, dir: &Path, src: &Path, token: &str, extra: &[&str]) -> String {
+    let out = run(client(g, dir, src, token, extra));
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// Writes `files` under `src`; answers them as key → bytes.
+fn seed(src: &Path, files: Vec<(&str, Vec<u8>)>) -> BTreeMap<String, Vec<u8>> {
+    let tree: BTreeMap<String, Vec<u8>> = files.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    write_tree(src, &tree);
+    tree
+}
+
 fn summary_count(out: &str, label: &str) -> u64 {
     ferry_tests::fleet::count(&without_colours(out), label)
 }
@@ -64,21 +79,20 @@ async fn a_tree_goes_through_the_gateway_from_a_machine_without_keys() {
     let token = issue(dir.path(), &["--id", "field-1", "--prefix", "tree/"]);
     let g = Gateway::start(&rgw, &bucket, dir.path(), &[]);
     let src = dir.path().join("src");
-    let tree: BTreeMap<String, Vec<u8>> = [
-        ("small.txt", data(1000, 1)),
-        ("empty.txt", Vec::new()),
-        ("exactly-5mib.bin", data(5 * MIB, 2)),
-        ("sub/twelve.bin", data(12 * MIB + 7, 3)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    write_tree(&src, &tree);
+    let tree = seed(
+        &src,
+        vec![
+            ("small.txt", data(1000, 1)),
+            ("empty.txt", Vec::new()),
+            ("exactly-5mib.bin", data(5 * MIB, 2)),
+            ("sub/twelve.bin", data(12 * MIB + 7, 3)),
+            // Keys are opaque: spaces, '+', '%', '&', '=' and unicode round-trip.
+            ("odd/a b+c%20d&e=f ü.txt", data(700, 4)),
+        ],
+    );
 
-    let out = run(client(&g, dir.path(), &src, &token, &[]));
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
-    assert_eq!(summary_count(&text, "transferred"), 4, "{text}");
+    let text = synced(&g, dir.path(), &src, &token, &[]);
+    assert_eq!(summary_count(&text, "transferred"), 5, "{text}");
     assert_eq!(summary_count(&text, "failed"), 0, "{text}");
     let want: BTreeMap<String, Vec<u8>> = tree.iter().map(|(k, v)| (format!("up/tree/{k}"), v.clone())).collect();
     assert_same("uploaded by the client", &want, &rgw.read_all(&bucket, "").await);
@@ -93,16 +107,12 @@ async fn a_tree_goes_through_the_gateway_from_a_machine_without_keys() {
     assert!(twelve.e_tag().unwrap().ends_with("-3\""), "{:?}", twelve.e_tag());
     assert_eq!(rgw.uploads(&bucket).await, 0, "no upload left open");
 
-    let out = run(client(&g, dir.path(), &src, &token, &[]));
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
-    assert_eq!(summary_count(&text, "identical"), 4, "{text}");
+    let text = synced(&g, dir.path(), &src, &token, &[]);
+    assert_eq!(summary_count(&text, "identical"), 5, "{text}");
     assert_eq!(summary_count(&text, "transferred"), 0, "{text}");
 
     std::fs::write(src.join("small.txt"), data(1500, 9)).unwrap();
-    let out = run(client(&g, dir.path(), &src, &token, &[]));
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
+    let text = synced(&g, dir.path(), &src, &token, &[]);
     assert_eq!(summary_count(&text, "transferred"), 1, "{text}");
     assert_eq!(
         rgw.read_all(&bucket, "up/tree/small").await["up/tree/small.txt"],
@@ -168,9 +178,7 @@ async fn a_killed_client_resumes_and_sends_only_the_missing_parts() {
     store.reset();
 
     // The killed run's job is resumed by this run's worker, under that run.
-    let out = run(client(&g, dir.path(), &src, &token, &[]));
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
+    let text = synced(&g, dir.path(), &src, &token, &[]);
     assert_eq!(summary_count(&text, "in progress"), 1, "{text}");
     assert!(!text.contains("up to date"), "{text}");
     let sent = store.count("UploadPart");
@@ -208,9 +216,7 @@ async fn a_url_that_expires_on_its_way_is_renewed() {
     let body = data(11 * MIB, 31);
     write_tree(&src, &BTreeMap::from([("late.bin".to_string(), body.clone())]));
 
-    let out = run(client(&g, dir.path(), &src, &token, &["--concurrency", "1"]));
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
+    synced(&g, dir.path(), &src, &token, &["--concurrency", "1"]);
     assert_eq!(store.faults().len(), 1, "one part was held past its URL's life");
     assert_eq!(store.count("UploadPart"), 4, "3 parts, one of them sent again");
     assert_eq!(rgw.read_all(&bucket, "up/tree/").await["up/tree/late.bin"], body);
@@ -231,15 +237,12 @@ async fn an_encrypting_bucket_is_uploaded_to_without_md5_etags() {
     let token = issue(dir.path(), &["--id", "field-4", "--prefix", "tree/"]);
     let g = Gateway::start_at(&moto, &store.endpoint, &bucket, dir.path(), &[]);
     let src = dir.path().join("src");
-    let tree: BTreeMap<String, Vec<u8>> = [("small.txt", data(2000, 51)), ("big.bin", data(12 * MIB + 9, 52))]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    write_tree(&src, &tree);
+    let tree = seed(
+        &src,
+        vec![("small.txt", data(2000, 51)), ("big.bin", data(12 * MIB + 9, 52))],
+    );
 
-    let out = run(client(&g, dir.path(), &src, &token, &[]));
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
+    let text = synced(&g, dir.path(), &src, &token, &[]);
     assert_eq!(summary_count(&text, "transferred"), 2, "{text}");
     let want: BTreeMap<String, Vec<u8>> = tree.iter().map(|(k, v)| (format!("up/tree/{k}"), v.clone())).collect();
     assert_same(
@@ -247,8 +250,6 @@ async fn an_encrypting_bucket_is_uploaded_to_without_md5_etags() {
         &want,
         &moto.read_all(&bucket, "").await,
     );
-    let out = run(client(&g, dir.path(), &src, &token, &[]));
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
+    let text = synced(&g, dir.path(), &src, &token, &[]);
     assert_eq!(summary_count(&text, "identical"), 2, "{text}");
 }
