@@ -1,8 +1,8 @@
 //! ferry as a gateway's client, end to end: `ferry-finder ./dir
 //! gateway+http://HOST/PREFIX --gateway-token-file F` run as a process
-//! holding no storage keys (no AWS or FERRY settings, an empty home), `ferry-
-//! gateway` in front of a radosgw bucket, the bytes read back by the raw S3
-//! client. A tree with small, empty, exactly-5-MiB, multi-part and oddly
+//! holding no storage keys (no AWS or FERRY settings, an empty home),
+//! `ferry-gateway` in front of a radosgw bucket, the bytes read back by the
+//! raw S3 client. A tree with small, empty, exactly-5-MiB, multi-part and oddly
 //! named files arrives and a second run finds it identical; a run killed with
 //! SIGKILL mid-upload resumes from the gateway's part list and sends only the
 //! parts the store does not hold (counted at a proxy in front of the store);
