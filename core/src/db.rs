@@ -134,6 +134,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("runs", "listed_at", "INTEGER"),
     ("objects", "checksum", "TEXT"),
     ("objects", "dest_version", "TEXT"),
+    // 1 for a run begun by `run_start` (a finder's), 0 for counters only
+    // (a gateway token's usage): only the first kind is "the latest run".
+    ("runs", "begun", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

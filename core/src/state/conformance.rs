@@ -147,8 +147,8 @@ pub async fn run_counters_add_up(s: &dyn StateStore) {
     assert_eq!(s.run_get("nope").await.unwrap(), None);
 }
 
-/// Runs: the latest one is found; a run is complete once listed and every
-/// enqueued job ended.
+/// Runs: the latest one is found (only `run_start` makes it); a run is
+/// complete once listed and every enqueued job ended.
 pub async fn runs_complete(s: &dyn StateStore) {
     s.run_start("2026-01-01T00:00:00Z#0001").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -156,6 +156,22 @@ pub async fn runs_complete(s: &dyn StateStore) {
     assert_eq!(
         s.latest_run().await.unwrap().as_deref(),
         Some("2026-01-01T00:00:01Z#0002")
+    );
+    // Counters of a run never begun (a gateway token's usage) are not a run.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    s.run_add(
+        "gateway:site-1",
+        RunCounters {
+            enqueued: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.latest_run().await.unwrap().as_deref(),
+        Some("2026-01-01T00:00:01Z#0002"),
+        "only run_start makes the latest run"
     );
     let run = "2026-01-01T00:00:01Z#0002";
     let queued = RunCounters {

@@ -298,7 +298,15 @@ impl StateStore for EmbeddedStateStore {
     }
 
     async fn run_start(&self, run: &str) -> Result<(), StateError> {
-        self.run_add(run, RunCounters::default()).await
+        self.run_add(run, RunCounters::default()).await?;
+        let run = run.to_string();
+        self.db
+            .call(move |c| {
+                c.prepare_cached("UPDATE runs SET begun=1 WHERE id=?1")?
+                    .execute(params![run])
+            })
+            .await?;
+        Ok(())
     }
 
     async fn run_listed(&self, run: &str) -> Result<(), StateError> {
@@ -370,7 +378,7 @@ impl StateStore for EmbeddedStateStore {
         Ok(self
             .db
             .call(|c| {
-                c.prepare_cached("SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1")?
+                c.prepare_cached("SELECT id FROM runs ORDER BY begun DESC, started_at DESC, id DESC LIMIT 1")?
                     .query_row([], |r| r.get(0))
                     .optional()
             })
