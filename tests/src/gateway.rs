@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -78,15 +77,7 @@ impl Gateway {
             .stderr(log.reopen().unwrap())
             .spawn()
             .expect("spawn ferry-gateway");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the gateway did not listen: {}",
-                std::fs::read_to_string(log.path()).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_listening(&addr, "the gateway", log.path());
         Gateway { child, addr, log }
     }
 

@@ -358,6 +358,20 @@ pub fn finder(args: &[String], envs: &[(String, String)]) -> Command {
     c
 }
 
+/// Waits (20 s at most) until `addr` accepts connections; a process that
+/// does not listen fails the test with its log (`what`: its name).
+pub fn wait_listening(addr: &str, what: &str, log: &Path) {
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{what} did not listen: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Removes AWS settings of the host from a command's environment.
 pub fn isolate(c: &mut Command) {
     for (k, _) in std::env::vars() {

@@ -299,15 +299,7 @@ async fn prove(template: &str, params: Value, launches: fn(&Value) -> (Launch, L
     bridge.env("FERRY_BRIDGE_TOKEN", "stack-test-token-0123456789");
     let bridge_log = work.path().join("bridge.log");
     let bridge = spawn_logged(bridge, &bridge_log);
-    let t = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the bridge did not listen: {}",
-            std::fs::read_to_string(&bridge_log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&addr, "the bridge", &bridge_log);
     let body = data(4321, 9);
     iam.put_one(&src, "events/new.txt", &body).await;
     let event = serde_json::json!({"events": [{
@@ -392,15 +384,7 @@ async fn prove_gateway(stack: &Value, iam: &Server, dst: &str, work: &std::path:
         .env("RUST_LOG", "info");
     let log = work.join("gateway.log");
     let gateway = spawn_logged(gateway, &log);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the gateway did not listen: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&addr, "the gateway", &log);
 
     // An operator issues a token and puts the tokens file into the secret.
     let tokens = work.join("tokens.json");
