@@ -348,6 +348,59 @@ pub fn merge(base: &mut toml::Table, over: toml::Table) {
 mod tests {
     use super::*;
 
+    /// A job from `[source]` and `[destination]` TOML lines.
+    fn job(src: &str, dest: &str) -> JobConfig {
+        let text = format!("[source]\n{src}\n[destination]\n{dest}\n");
+        JobConfig::from_layers([text.parse::<toml::Table>().unwrap()], "test").unwrap()
+    }
+
+    #[test]
+    fn a_gateway_destination_takes_its_token_and_refuses_store_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "fgw_site_0123abcd\n").unwrap();
+        let t = token.display();
+        let gw = format!("url = \"gateway+https://up.example.com/site/\"\ngateway_token_file = \"{t}\"");
+        let built = job("url = \"/data\"", &gw).build().unwrap();
+        let Side::Gateway {
+            url,
+            prefix,
+            token: secret,
+        } = &built.destination
+        else {
+            panic!("a gateway destination")
+        };
+        assert_eq!(
+            (url.as_str(), prefix.as_str(), secret.0.as_str()),
+            ("https://up.example.com", "site/", "fgw_site_0123abcd")
+        );
+        assert!(!format!("{built:?}").contains("0123abcd"), "the token is never printed");
+
+        let refused = |src: &str, dest: &str| job(src, dest).build().unwrap_err().to_string();
+        let e = refused("url = \"gateway+https://h/p/\"", "url = \"/out\"");
+        assert!(e.contains("SRC") && e.contains("not the source"), "{e}");
+        let e = refused("url = \"/data\"", "url = \"gateway+https://h/p/\"");
+        assert!(e.contains("--gateway-token-file") && e.contains("token issue"), "{e}");
+        let e = refused("url = \"/data\"", &format!("{gw}\nsse = \"AES256\""));
+        assert!(e.contains("--dest-sse") && e.contains("drop"), "{e}");
+        let e = refused(
+            "url = \"/data\"",
+            &format!("url = \"s3://bkt/p/\"\ngateway_token_file = \"{t}\""),
+        );
+        assert!(e.contains("--gateway-token-file") && e.contains("not a gateway"), "{e}");
+        std::fs::write(&token, "  \n").unwrap();
+        let e = refused("url = \"/data\"", &gw);
+        assert!(e.contains("one token"), "{e}");
+        std::fs::write(&token, "fgw_site_0123abcd").unwrap();
+        let mut deletes = job("url = \"/data\"", &gw);
+        deletes.delete = true;
+        let e = deletes.build().unwrap_err().to_string();
+        assert!(e.contains("--delete") && e.contains("deletes nothing"), "{e}");
+        let missing = gw.replace(&t.to_string(), "/nonexistent/token");
+        let e = refused("url = \"/data\"", &missing);
+        assert!(e.contains("/nonexistent/token"), "{e}");
+    }
+
     #[test]
     fn layers_and_validation() {
         let file: toml::Table = r#"
